@@ -1,0 +1,84 @@
+"""Flow: promote one release of one app into one environment, step by step, recorded."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows.approval import ApprovalRejected, await_approvals, current_flow_run_id
+from promoflow import settings
+from promoflow.errors import PromoflowError
+from promoflow.promotion import runner_id, start
+from tasks._shared import project, retry_options
+from tasks.apply import apply
+from tasks.finalize import finalize
+from tasks.merge import merge
+from tasks.open_request import open_request
+from tasks.preflight import preflight
+from tasks.prepare import prepare
+from tasks.verify import VerificationFailed, verify
+
+
+@flow(name="promote", flow_run_name="promote {app} to {environment}")
+def promote(
+    app: str,
+    environment: str,
+    release: str | None = None,
+    requested_by: str | None = None,
+    reason: str = "",
+    config: str = "promotions.yaml",
+    kind: str = "promotion",
+    rollback_of: int | None = None,
+) -> int:
+    """Promote `release` (id, label or tag; newest by policy if omitted) of `app` into `environment`.
+
+    Re-running it after a crash resumes the same promotion: every step finds what it already did.
+    """
+    p = project(config)
+    db = p.db
+    promotion = start(
+        p, app, environment, release, requested_by or settings.current_user(), kind, reason, rollback_of
+    )
+    pid = promotion.id
+    assert pid is not None
+    db.update_promotion(pid, flow_run_id=current_flow_run_id(), runner=runner_id())
+    env = p.config.environment(environment)
+    retrying = retry_options(env)
+    logger = get_run_logger()
+    logger.info("Promotion %s: %s %s into %s", pid, kind, promotion.release_id, environment)
+    try:
+        if not preflight.with_options(**retrying)(config, pid):
+            logger.info("Promotion %s was superseded by a newer request", pid)
+            return pid
+        if prepare.with_options(**retrying)(config, pid):
+            description = open_request.with_options(**retrying)(config, pid)
+            needs_approval = env.approval.required > 0 and (
+                kind != "rollback" or env.rollback.require_approval
+            )
+            approvers = await_approvals(p, pid, env.approval, description) if needs_approval else []
+            merge.with_options(**retrying)(config, pid, approvers)
+        apply.with_options(**retrying)(config, pid)
+        verify(config, pid)
+        finalize.with_options(**retrying)(config, pid)
+    except ApprovalRejected as error:
+        db.update_promotion(pid, state="rejected", error=str(error))
+        raise
+    except VerificationFailed as error:
+        db.update_promotion(pid, state="failed", error=str(error))
+        if env.rollback.automatic and kind != "rollback":
+            from flows.rollback import rollback
+
+            logger.warning("Promotion %s failed verification; rolling back %s in %s", pid, app, environment)
+            rollback(
+                app,
+                environment,
+                reason=f"automatic: promotion {pid} failed verification",
+                requested_by="promoflow",
+                config=config,
+                failed_promotion=pid,
+            )
+        raise
+    except PromoflowError as error:
+        db.update_promotion(pid, state="failed", error=str(error))
+        raise
+    logger.info("Promotion %s succeeded", pid)
+    return pid

@@ -1,0 +1,57 @@
+"""Flow: put an environment back on its last known good (or a named) release."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows.promote import promote
+from promoflow import settings
+from promoflow.errors import PromoflowError, TerminalError
+from promoflow.promotion import rollback_target
+from tasks._shared import project
+
+
+@flow(name="rollback", flow_run_name="roll back {app} in {environment}")
+def rollback(
+    app: str,
+    environment: str,
+    to: str | None = None,
+    reason: str = "",
+    requested_by: str | None = None,
+    config: str = "promotions.yaml",
+    failed_promotion: int | None = None,
+) -> int:
+    """Promote the last known good release (or `to`) back, marking the current release rejected there.
+
+    Rollbacks skip the order check and, unless the environment's rollback policy says otherwise,
+    approvals; a failing rollback never triggers another one.
+    """
+    p = project(config)
+    db = p.db
+    target = rollback_target(p, app, environment, to).id
+    state = db.environment_state(app, environment)
+    current = state.current_release if state else None
+    culprit = failed_promotion or (state.current_promotion if state else None)
+    why = reason or "rolled back"
+    if current:
+        db.reject_release(app, environment, current, why, culprit)
+    get_run_logger().info("Rolling %s in %s back from %s to %s", app, environment, current, target)
+    try:
+        pid = promote(
+            app,
+            environment,
+            release=target,
+            requested_by=requested_by or settings.current_user(),
+            reason=why,
+            config=config,
+            kind="rollback",
+            rollback_of=culprit,
+        )
+    except PromoflowError as error:
+        raise TerminalError(
+            f"The rollback of {app} in {environment} failed: {error} "
+            f"The failed release stays rejected there; fix the cause and run `promoflow rollback` again."
+        ) from None
+    if culprit:
+        db.update_promotion(culprit, state="rolled_back")
+    return pid

@@ -1,0 +1,3 @@
+from promoflow.cli import main
+
+main()

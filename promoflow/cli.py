@@ -1,0 +1,523 @@
+"""The `promoflow` command line.
+
+Read commands (validate, schema, status, history) never import Prefect, so they answer at once;
+commands that run flows import it when they run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from promoflow import settings
+from promoflow.errors import PromoflowError, TerminalError
+
+if TYPE_CHECKING:
+    from promoflow.project import Project
+    from promoflow.records import Database, Promotion
+
+app = typer.Typer(
+    name="promoflow",
+    help="Promote releases through environments (dev -> staging -> prod) with promotion requests, "
+    "approvals, an audit trail and rollback. Built on Prefect.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+release_app = typer.Typer(help="Manage releases: clear a rejection.", no_args_is_help=True)
+server_app = typer.Typer(
+    help="Run the local Prefect server promoflow uses (kept in the state directory).", no_args_is_help=True
+)
+app.add_typer(release_app, name="release")
+app.add_typer(server_app, name="server")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="promotions.yaml to use [default: $PROMOFLOW_CONFIG or ./promotions.yaml]",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+AsOption = Annotated[
+    str | None,
+    typer.Option("--as", help="Who is acting [default: $PROMOFLOW_USER or $USER].", show_default=False),
+]
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def main() -> None:
+    app()
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn promoflow's own errors into one sentence on stderr and an exit code, never a traceback."""
+    from promoflow.config import UnknownName
+    from promoflow.config_loader import ConfigError
+
+    try:
+        yield
+    except ConfigError as error:
+        err.print(str(error), markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (PromoflowError, UnknownName) as error:
+        err.print(f"error: {error}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def _project(config: str | None) -> Project:
+    from promoflow.project import Project
+
+    return Project.load(config)
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    file: Annotated[
+        str | None, typer.Argument(help="File to check [default: ./promotions.yaml]", show_default=False)
+    ] = None,
+) -> None:
+    """Check promotions.yaml: every problem with file:line:column (exit 2 if any)."""
+    from promoflow.config_loader import load
+
+    path = settings.config_path(file, resolve=False)
+    with _user_errors():
+        config = load(path)
+    out.print(f"{path}: valid ({len(config.environments)} environments, {len(config.apps)} apps)")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of promotions.yaml (for editor completion)."""
+    from promoflow.config import json_schema
+
+    out.print_json(json.dumps(json_schema()))
+
+
+# -- reading the records --------------------------------------------------------------------------
+
+
+@app.command()
+def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """What runs where: current and last known good release per app and environment."""
+    with _user_errors():
+        project = _project(config)
+        db = project.db
+        rows: list[dict[str, Any]] = []
+        for app_config in project.config.apps:
+            for env in project.config.route(app_config.name):
+                state = db.environment_state(app_config.name, env.name)
+                rows.append(
+                    {
+                        "app": app_config.name,
+                        "environment": env.name,
+                        "current_release": _release_ref(db, state.current_release if state else None),
+                        "since": _iso(state.since) if state else None,
+                        "current_promotion": state.current_promotion if state else None,
+                        "last_known_good": _release_ref(db, state.last_known_good if state else None),
+                        "verified_at": _iso(state.verified_at) if state else None,
+                        "rollback_target": _release_ref(db, db.rollback_target(app_config.name, env.name)),
+                        "rejected_releases": sorted(db.rejected(app_config.name, env.name)),
+                    }
+                )
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="promoflow status")
+    for column in ("app", "environment", "current", "since", "last known good", "rollback to", "rejected"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["app"],
+            row["environment"],
+            _label(row["current_release"]),
+            _short_time(row["since"]),
+            _label(row["last_known_good"]),
+            _label(row["rollback_target"]),
+            str(len(row["rejected_releases"]) or ""),
+        )
+    out.print(table)
+
+
+@app.command()
+def history(
+    app_name: Annotated[str | None, typer.Argument(metavar="APP", help="Only this app.")] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest promotions to show.")] = 50,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Who promoted what, where, when, with whose approval, and how each step went."""
+    with _user_errors():
+        project = _project(config)
+        if app_name:
+            project.config.app(app_name)
+        if env:
+            project.config.environment(env)
+        db = project.db
+        entries = [_history_entry(db, p) for p in db.promotions(app_name, env, limit)]
+    if as_json:
+        out.print_json(json.dumps(entries))
+        return
+    if not entries:
+        out.print("No promotions yet: `promoflow promote APP --to ENV` or `promoflow demo` makes some.")
+        return
+    table = Table(title="promoflow history")
+    for column in ("id", "app", "env", "release", "kind", "state", "by", "approved by", "when (UTC)", "took"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        approved = ", ".join(f"{a['approver']} ({a['source']})" for a in e["approvals"] if a["counted"])
+        table.add_row(
+            str(e["id"]),
+            e["app"],
+            e["environment"],
+            e["release"]["label"],
+            e["kind"],
+            _state(e["state"]),
+            e["requested_by"],
+            approved,
+            _short_time(e["created_at"]),
+            _took(e["duration_seconds"]),
+        )
+    out.print(table)
+    failed = [e for e in entries if e["error"]]
+    for e in failed[:5]:
+        out.print(f"[dim]{e['id']}:[/] {e['error']}", markup=True)
+
+
+def _history_entry(db: Database, promotion: Promotion) -> dict[str, Any]:
+    from promoflow.records import as_dict
+
+    assert promotion.id is not None
+    entry = as_dict(promotion)
+    entry["release"] = _release_ref(db, promotion.release_id)
+    entry.pop("slot", None)
+    ended, created = promotion.ended_at, promotion.created_at
+    entry["duration_seconds"] = round((ended - created).total_seconds(), 3) if ended and created else None
+    entry["approvals"] = [
+        {k: v for k, v in as_dict(a).items() if k not in ("id", "promotion_id")}
+        for a in db.approvals(promotion.id)
+    ]
+    entry["steps"] = [
+        {k: v for k, v in as_dict(s).items() if k not in ("id", "promotion_id")}
+        | {"detail": json.loads(s.detail)}
+        for s in db.steps(promotion.id)
+    ]
+    return entry
+
+
+# -- acting -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def promote(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="App to promote.")],
+    to: Annotated[str, typer.Option("--to", help="Environment to promote into.")],
+    release: Annotated[
+        str | None, typer.Option(help="Release id, label or tag [default: newest allowed by the tag policy].")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",
+    as_user: AsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Promote a release of APP into one environment (waits for approvals if the policy needs them)."""
+    with _user_errors():
+        project = _project(config)
+        chosen = _check_promotable(project, app_name, to, release)
+        flows = _flows(project)
+        pid = flows.promote(
+            app_name,
+            to,
+            release=chosen,
+            requested_by=as_user or settings.current_user(),
+            reason=reason,
+            config=str(project.config_path),
+        )
+        _print_outcome(project, pid)
+
+
+@app.command()
+def pipeline(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="App to promote.")],
+    release: Annotated[
+        str | None, typer.Option(help="Release id, label or tag [default: newest allowed by the tag policy].")
+    ] = None,
+    as_user: AsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Walk a release of APP through its environments in order, stopping at the first failure."""
+    with _user_errors():
+        project = _project(config)
+        chosen = _check_promotable(project, app_name, project.config.route(app_name)[0].name, release)
+        flows = _flows(project)
+        pids = flows.pipeline(
+            app_name,
+            release=chosen,
+            requested_by=as_user or settings.current_user(),
+            config=str(project.config_path),
+        )
+        for pid in pids:
+            _print_outcome(project, pid)
+
+
+def _check_promotable(project: Project, app_name: str, env: str, release: str | None) -> str:
+    """Settle every user mistake before a flow starts: unknown app, environment, release, order."""
+    from promoflow import releases
+    from promoflow.promotion import check_order, layouts
+    from promoflow.records import Promotion
+
+    app_config = project.config.app(app_name)
+    project.config.previous(app_name, env)
+    chosen = releases.resolve(project.db, app_config, layouts(project, app_config), release, "oci-layout")
+    check_order(project, Promotion(app=app_name, environment=env, release_id=chosen.id, requested_by=""))
+    return chosen.id
+
+
+@app.command()
+def approve(
+    promotion: Annotated[int, typer.Argument(help="Promotion id (see `promoflow history`).")],
+    comment: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",
+    as_user: AsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Approve a promotion that waits for approval (the same as Resume in the Prefect UI)."""
+    _decide(promotion, "approve", comment, as_user, config)
+
+
+@app.command()
+def reject(
+    promotion: Annotated[int, typer.Argument(help="Promotion id (see `promoflow history`).")],
+    comment: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",
+    as_user: AsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Reject a promotion that waits for approval: it ends, nothing is merged."""
+    _decide(promotion, "reject", comment, as_user, config)
+
+
+def _decide(
+    promotion_id: int,
+    decision: Literal["approve", "reject"],
+    comment: str,
+    as_user: str | None,
+    config: str | None,
+) -> None:
+    with _user_errors():
+        project = _project(config)
+        project.db.promotion(promotion_id)
+        _connect_prefect(project, start=False)
+        from flows.approval import send_decision
+
+        who = as_user or settings.current_user()
+        send_decision(project, promotion_id, who, decision, comment)
+    out.print(f"{'Approved' if decision == 'approve' else 'Rejected'} promotion {promotion_id} as {who}.")
+
+
+@app.command()
+def rollback(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="App to roll back.")],
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment to roll back.")],
+    to: Annotated[
+        str | None,
+        typer.Option(help="Release id, label or tag [default: the last known good before the current]."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the records).")] = "manual rollback",
+    as_user: AsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Put APP in an environment back on its last known good (or a named) release, now.
+
+    The current release is marked rejected there, so automation does not promote it again
+    until `promoflow release unreject`.
+    """
+    with _user_errors():
+        project = _project(config)
+        from promoflow.promotion import rollback_target
+
+        rollback_target(project, app_name, env, to)  # settles user mistakes before a flow starts
+        flows = _flows(project)
+        pid = flows.rollback(
+            app_name,
+            env,
+            to=to,
+            reason=reason,
+            requested_by=as_user or settings.current_user(),
+            config=str(project.config_path),
+        )
+        _print_outcome(project, pid)
+
+
+@release_app.command("unreject")
+def unreject(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    release: Annotated[str, typer.Argument(help="Release id, label or tag.")],
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment it was rejected for.")],
+    config: ConfigOption = None,
+) -> None:
+    """Allow a rejected release into an environment again."""
+    with _user_errors():
+        project = _project(config)
+        project.config.previous(app_name, env)
+        found = project.db.release(app_name, release)
+        if found is None or not project.db.clear_rejection(app_name, env, found.id):
+            raise TerminalError(f"Release {release} of {app_name} is not rejected for {env}.")
+    out.print(f"Release {found.label} ({found.id}) of {app_name} may be promoted to {env} again.")
+
+
+# -- the local Prefect server -------------------------------------------------------------------------
+
+
+@server_app.command("start")
+def server_start(config: ConfigOption = None) -> None:
+    """Start the local Prefect server (UI and API) on 127.0.0.1."""
+    from promoflow import server
+
+    with _user_errors():
+        running = server.start(settings.state_dir(settings.config_path(config)))
+    out.print(f"Prefect server at {running.url} (pid {running.pid}); stop it with `promoflow server stop`.")
+
+
+@server_app.command("stop")
+def server_stop(config: ConfigOption = None) -> None:
+    """Stop the local Prefect server."""
+    from promoflow import server
+
+    stopped = server.stop(settings.state_dir(settings.config_path(config)))
+    out.print("Prefect server stopped." if stopped else "No local Prefect server was running.")
+
+
+@server_app.command("status")
+def server_status(config: ConfigOption = None) -> None:
+    """Say whether the local Prefect server runs, and where."""
+    from promoflow import server
+
+    running = server.running(settings.state_dir(settings.config_path(config)))
+    out.print(f"running at {running.url} (pid {running.pid})" if running else "not running")
+    if not running:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# -- the demo ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Approve every step automatically (unattended).")
+    ] = False,
+    reset: Annotated[bool, typer.Option(help="Throw away the demo's sandbox and records first.")] = False,
+    keep_server: Annotated[bool, typer.Option(help="Leave the Prefect server running afterwards.")] = False,
+) -> None:
+    """Run the whole story on this machine: a new version goes dev -> staging -> prod, then a rollback.
+
+    Builds a sandbox in ./.promoflow (a git repo with env/dev, env/staging and env/prod branches, an
+    OCI image-layout source), writes ./promotions.yaml if there is none, starts a local Prefect server.
+    """
+    from promoflow import demo as demo_story
+
+    with _user_errors():
+        demo_story.run(Path.cwd(), out, yes=yes, reset=reset, keep_server=keep_server)
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+
+
+class _Flows:
+    """The flows, imported only by commands that run them (Prefect costs over a second to import)."""
+
+    def __init__(self) -> None:
+        from flows.pipeline import pipeline
+        from flows.promote import promote
+        from flows.rollback import rollback
+
+        self.promote, self.pipeline, self.rollback = promote, pipeline, rollback
+
+
+def _flows(project: Project) -> _Flows:
+    _connect_prefect(project, start=True)
+    return _Flows()
+
+
+def _connect_prefect(project: Project, start: bool) -> None:
+    """Point Prefect at $PREFECT_API_URL, or at the local server in the state directory (started if asked)."""
+    from promoflow import server
+
+    for key, value in server.QUIET_PREFECT.items():
+        os.environ.setdefault(key, value)
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    local = server.running(project.state_dir)
+    if local is None and start:
+        err.print("Starting a local Prefect server (stop it with `promoflow server stop`)...")
+        local = server.start(project.state_dir)
+    if local is None:
+        raise TerminalError("No Prefect server: set PREFECT_API_URL or run `promoflow server start`.")
+    os.environ["PREFECT_API_URL"] = local.api_url
+    from promoflow.logs import quiet_user_error_tracebacks
+
+    quiet_user_error_tracebacks()
+
+
+def _print_outcome(project: Project, pid: int) -> None:
+    promotion = project.db.promotion(pid)
+    release = project.db.get_release(promotion.release_id)
+    out.print(
+        f"Promotion {pid}: {promotion.kind} of {promotion.app} {release.label} into "
+        f"{promotion.environment}: {_state(promotion.state)}"
+    )
+
+
+def _release_ref(db: Database, release_id: str | None) -> dict[str, str] | None:
+    if not release_id:
+        return None
+    release = db.get_release(release_id)
+    return {"id": release.id, "label": release.label}
+
+
+def _label(ref: dict[str, str] | None) -> str:
+    return f"{ref['label']} ({ref['id'][:7]})" if ref else "-"
+
+
+def _iso(value: Any) -> str | None:
+    from promoflow.records import _utc
+
+    return _utc(value).isoformat() if value else None  # type: ignore[union-attr]
+
+
+def _short_time(value: str | None) -> str:
+    return value[5:19].replace("T", " ") if value else "-"
+
+
+def _took(seconds: float | None) -> str:
+    return f"{seconds:.1f}s" if seconds is not None else "-"
+
+
+def _state(state: str) -> str:
+    return state.replace("_", " ")
+
+
+if __name__ == "__main__":
+    main()

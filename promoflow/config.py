@@ -1,0 +1,329 @@
+"""The promotions.yaml schema.
+
+The models are the documentation: every field has a description, and
+`promoflow schema` prints them as JSON Schema for editor completion.
+Loading (with file:line:column errors) lives in `promoflow.config_loader`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Repository(Strict):
+    url: str = Field(
+        description="Git URL or path of the repository holding the environments. "
+        "A relative path is relative to promotions.yaml."
+    )
+    forge: Literal["local"] = Field(
+        "local",
+        description="Where promotion requests live. `local`: a branch plus a record, "
+        "approved from the Prefect UI or the CLI, merged by promoflow.",
+    )
+    layout: Literal["branches"] = Field("branches", description="`branches`: one git branch per environment.")
+
+
+ApprovalSource = Literal["ui", "cli", "forge"]
+
+
+def _default_sources() -> list[ApprovalSource]:
+    return ["ui", "cli"]
+
+
+class ApprovalPolicy(Strict):
+    required: int = Field(
+        0, ge=0, le=10, description="Approvals needed before merging; 0 promotes without a person."
+    )
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Who may approve. Empty: anyone except the requester.",
+    )
+    sources: list[ApprovalSource] = Field(
+        default_factory=_default_sources,
+        min_length=1,
+        description="Where an approval may come from: `ui` (Prefect UI form), `cli`, `forge`.",
+    )
+    allow_self_approval: bool = Field(
+        False, description="Whether the person who requested the promotion may approve it."
+    )
+    timeout_seconds: int = Field(
+        7 * 24 * 3600, gt=0, description="How long to wait for approvals before failing."
+    )
+
+
+class RetryPolicy(Strict):
+    attempts: int = Field(3, ge=1, le=20, description="Tries of a step on transient errors.")
+    backoff_seconds: float = Field(
+        2.0, ge=0, le=3600, description="First delay between tries; doubles each time."
+    )
+
+
+class RollbackPolicy(Strict):
+    automatic: bool = Field(True, description="Roll back by itself when verification fails.")
+    require_approval: bool = Field(
+        False, description="Whether a rollback waits for approvals (emergency default: no)."
+    )
+
+
+class ClusterTarget(Strict):
+    target: Literal["none"] = Field(
+        "none", description="`none`: the merge ends the change (a GitOps controller syncs it)."
+    )
+
+
+class Environment(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="Environment name, e.g. `staging`.")
+    branch: str = Field(min_length=1, description="Git branch holding this environment.")
+    cluster: ClusterTarget = Field(default_factory=ClusterTarget)
+    auto_promote: bool = Field(
+        True,
+        description="Whether `promoflow pipeline` goes on into it (approvals still apply); "
+        "false stops the pipeline before it.",
+    )
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    soak_seconds: float = Field(
+        0, ge=0, le=86400, description="How long health checks must keep passing after the merge."
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
+
+
+class TagPolicy(Strict):
+    semver: str = Field(
+        "*",
+        description="Semver range in npm syntax: `>=1.2 <2`, `^1.4`, `~1.4.2`, `1.x`, `1.0 - 2.0`, `||`.",
+    )
+    prerelease: bool = Field(False, description="Whether prerelease tags (`1.2.0-rc.1`) may be picked.")
+
+    @field_validator("semver")
+    @classmethod
+    def _valid_range(cls, value: str) -> str:
+        from promoflow.sources.semver import parse_range
+
+        parse_range(value)  # its ValueError says what is wrong
+        return value
+
+
+class OciLayoutSource(Strict):
+    oci_layout: str = Field(
+        description="Path of an OCI image-layout directory (index.json + blobs/); "
+        "tags come from `org.opencontainers.image.ref.name`. Relative to promotions.yaml."
+    )
+
+
+class Image(Strict):
+    name: str = Field(
+        min_length=1,
+        description="Image name as written in the manifests, e.g. `ghcr.io/acme/web`.",
+    )
+    source: OciLayoutSource
+    policy: TagPolicy = Field(default_factory=TagPolicy)
+
+
+class HealthCheck(Strict):
+    url: str = Field(pattern=r"^https?://", description="URL to GET after the change is applied.")
+    expect_status: int = Field(200, ge=100, le=599, description="Status that counts as healthy.")
+    contains: str | None = Field(None, description="Text the body must contain, if set.")
+    timeout_seconds: float = Field(5.0, gt=0, le=300, description="Timeout of one request.")
+    successes: int = Field(1, ge=1, le=100, description="Consecutive successes needed.")
+    interval_seconds: float = Field(1.0, ge=0, le=600, description="Delay between tries.")
+    attempts: int = Field(10, ge=1, le=1000, description="Tries before the check fails.")
+
+
+class App(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="App name, e.g. `web`.")
+    path: str = Field(
+        min_length=1, description="Directory of the app's manifests inside each environment branch."
+    )
+    images: list[Image] = Field(min_length=1, description="Images released together as one release.")
+    health_checks: list[HealthCheck] = Field(default_factory=list)
+    environments: list[str] | None = Field(
+        None, description="Environments this app passes through, by name (default: all, in order)."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        if value.startswith("/") or ".." in Path(value).parts:
+            raise ValueError("must be a relative path inside the repository, without `..`")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_images(self) -> App:
+        issues = image_name_issues(self)
+        if issues:
+            raise NameIssues(issues)
+        return self
+
+
+class Promotions(Strict):
+    """promotions.yaml: where releases come from and the environments they pass through."""
+
+    version: Literal[1] = Field(1, description="Schema version of this file.")
+    repository: Repository
+    environments: list[Environment] = Field(
+        min_length=1, description="Environments in promotion order, e.g. dev, staging, prod."
+    )
+    apps: list[App] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Promotions:
+        issues = promotions_name_issues(self)
+        if issues:
+            raise NameIssues(issues)
+        return self
+
+    def route(self, app: str) -> list[Environment]:
+        """The environments an app passes through, in promotion order."""
+        wanted = self.app(app).environments
+        return [e for e in self.environments if wanted is None or e.name in wanted]
+
+    def environment(self, name: str) -> Environment:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        known = ", ".join(e.name for e in self.environments)
+        raise UnknownName(f"Unknown environment {name!r}: promotions.yaml defines {known}.")
+
+    def app(self, name: str) -> App:
+        for app in self.apps:
+            if app.name == name:
+                return app
+        known = ", ".join(a.name for a in self.apps)
+        raise UnknownName(f"Unknown app {name!r}: promotions.yaml defines {known}.")
+
+    def previous(self, app: str, env: str) -> Environment | None:
+        route = [e.name for e in self.route(app)]
+        name = self.environment(env).name
+        if name not in route:
+            raise UnknownName(
+                f"App {app!r} is not promoted to {name!r}: its environments are {', '.join(route)}."
+            )
+        index = route.index(name)
+        return self.environment(route[index - 1]) if index else None
+
+
+class UnknownName(LookupError):
+    """An app or environment name that promotions.yaml does not define."""
+
+
+# Uniqueness and reference checks. They report every issue with where it is (a path
+# relative to the model being checked), so `promoflow.config_loader` can point at the
+# offending line. They accept validated models and raw parsed YAML alike: the loader runs
+# them on the raw data too, so they are reported even when other fields fail to validate
+# (pydantic skips "after" validators then).
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class NameIssue:
+    loc: Loc
+    message: str
+    first: Loc | None = None  # for a duplicate: where the name was first defined
+
+    def __str__(self) -> str:
+        where = f" (first defined at {format_loc(self.first)})" if self.first is not None else ""
+        return f"{format_loc(self.loc)}: {self.message}{where}"
+
+
+class NameIssues(ValueError):
+    """Raised by the model validators; `issues` says what is wrong where."""
+
+    def __init__(self, issues: list[NameIssue]) -> None:
+        self.issues = issues
+        super().__init__("; ".join(str(issue) for issue in issues))
+
+
+def format_loc(loc: tuple[object, ...]) -> str:
+    """`("environments", 1, "approval")` -> `environments[1].approval`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _get(obj: object, key: str) -> object:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    if isinstance(obj, BaseModel):
+        return getattr(obj, key, None)
+    return None
+
+
+def _items(obj: object, key: str) -> list[object]:
+    value = _get(obj, key)
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _duplicates(items: list[object], key: str, list_loc: Loc, what: str) -> list[NameIssue]:
+    issues: list[NameIssue] = []
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        value = _get(item, key)
+        if not isinstance(value, str):
+            continue  # wrong types are reported by the field validation
+        if value in first:
+            where = (*list_loc, first[value], key)
+            issues.append(NameIssue((*list_loc, index, key), f"duplicate {what} {value!r}", where))
+        else:
+            first[value] = index
+    return issues
+
+
+def image_name_issues(app: object) -> list[NameIssue]:
+    """Duplicate image names in one app (locations relative to the app)."""
+    return _duplicates(_items(app, "images"), "name", ("images",), "image name")
+
+
+def promotions_name_issues(promotions: object) -> list[NameIssue]:
+    """Duplicate environment/branch/app names and unknown environments named by apps."""
+    environments = _items(promotions, "environments")
+    apps = _items(promotions, "apps")
+    issues = _duplicates(environments, "name", ("environments",), "environment name")
+    issues += _duplicates(environments, "branch", ("environments",), "environment branch")
+    issues += _duplicates(apps, "name", ("apps",), "app name")
+    known = list(dict.fromkeys(n for n in (_get(env, "name") for env in environments) if isinstance(n, str)))
+    for a, app in enumerate(apps):
+        for r, name in enumerate(_items(app, "environments")):
+            if isinstance(name, str) and name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                issues.append(
+                    NameIssue(
+                        ("apps", a, "environments", r),
+                        f"unknown environment {name!r}{hint} (defined: {', '.join(known) or 'none'})",
+                    )
+                )
+    return issues
+
+
+def name_issues(promotions: object) -> list[NameIssue]:
+    """All uniqueness/reference issues of a whole promotions.yaml, relative to its top."""
+    issues = promotions_name_issues(promotions)
+    for a, app in enumerate(_items(promotions, "apps")):
+        for issue in image_name_issues(app):
+            first = ("apps", a, *issue.first) if issue.first is not None else None
+            issues.append(NameIssue(("apps", a, *issue.loc), issue.message, first))
+    return issues
+
+
+def json_schema() -> dict[str, object]:
+    schema = Promotions.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "promoflow promotions.yaml"
+    return schema

@@ -1,0 +1,49 @@
+"""The local forge: a promotion request is a git branch plus a record; promoflow merges it itself."""
+
+from __future__ import annotations
+
+from promoflow.gitops.manifests import ImagePin
+from promoflow.records import Promotion, Release
+
+
+def title(promotion: Promotion, release: Release) -> str:
+    verb = "Roll back" if promotion.kind == "rollback" else "Promote"
+    return f"{verb} {promotion.app} {release.label} to {promotion.environment}"
+
+
+def commit_message(promotion: Promotion, release: Release, pins: list[ImagePin]) -> str:
+    lines = [
+        title(promotion, release),
+        "",
+        f"Release: {release.id} ({release.label})",
+        *[f"Image: {p.name}:{p.tag}@{p.digest}" for p in pins],
+        f"Promotion: {promotion.id}",
+        f"Requested-by: {promotion.requested_by}",
+    ]
+    if promotion.reason:
+        lines.append(f"Reason: {promotion.reason}")
+    return "\n".join(lines) + "\n"
+
+
+def merge_message(promotion: Promotion, release: Release, branch: str, approvers: list[str]) -> str:
+    lines = [
+        f"Merge promotion {promotion.id}: {title(promotion, release)}",
+        "",
+        f"Branch: {branch}",
+        f"Requested-by: {promotion.requested_by}",
+        *[f"Approved-by: {name}" for name in approvers],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def describe(promotion: Promotion, release: Release, pins: list[ImagePin], branch: str, diff: str) -> str:
+    """Markdown for the request (shown as a Prefect artifact and in the approval form)."""
+    images = "\n".join(f"| `{p.name}` | `{p.tag}` | `{p.digest[:19]}…` |" for p in pins)
+    reason = f"\n**Reason:** {promotion.reason}\n" if promotion.reason else ""
+    return (
+        f"## {title(promotion, release)}\n\n"
+        f"Promotion **{promotion.id}**, requested by **{promotion.requested_by}**, "
+        f"branch `{branch}`.\n{reason}\n"
+        f"| image | tag | digest |\n|---|---|---|\n{images}\n\n"
+        f"```diff\n{diff.strip()[:6000]}\n```\n"
+    )

@@ -1,0 +1,198 @@
+"""A git workspace per repository: cloned once, fetched after, edited in throwaway worktrees.
+
+Every operation is idempotent: it first looks at the remote for the branch or merge it
+would create and returns that instead of doing the work twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from promoflow.errors import TerminalError, TransientError
+from promoflow.redact import redact
+
+BOT_NAME = "promoflow"
+BOT_EMAIL = "promoflow@localhost"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What preparing a promotion request produced."""
+
+    branch: str
+    head: str
+    files: tuple[str, ...]
+    created: bool
+
+
+class Workspace:
+    def __init__(self, url: str, cache_dir: Path) -> None:
+        self.url = url
+        key = hashlib.sha256(url.encode()).hexdigest()[:16]
+        self.path = cache_dir / "workspaces" / key
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def _locked(self) -> Iterator[git.Repo]:
+        # One process at a time per workspace: worktrees and fetches share refs and locks.
+        with open(self.path.parent / f"{self.path.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            repo = self._open()
+            try:
+                self._run(lambda: repo.git.fetch("origin", "--prune", "--quiet"), "fetch")
+                yield repo
+            finally:
+                repo.git.worktree("prune")
+
+    def _open(self) -> git.Repo:
+        if (self.path / "HEAD").exists():
+            return git.Repo(self.path)
+        tmp = Path(tempfile.mkdtemp(dir=self.path.parent))
+        self._run(lambda: git.Repo.clone_from(self.url, tmp, bare=True), "clone")
+        repo = git.Repo(tmp)
+        # A bare clone has no remote-tracking refs; ask for them so fetch keeps origin/* current.
+        repo.git.config("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+        repo.close()
+        tmp.rename(self.path)
+        return git.Repo(self.path)
+
+    def _run(self, action: Callable[[], object], what: str) -> object:
+        try:
+            return action()
+        except git.GitCommandError as error:
+            message = redact(str(error.stderr or error).strip())
+            if any(word in message for word in ("does not appear to be a git repository", "not found")):
+                raise TerminalError(
+                    f"Cannot {what} {redact(self.url)}: the repository does not exist; "
+                    "check repository.url in promotions.yaml."
+                ) from None
+            raise TransientError(f"git {what} of {redact(self.url)} failed: {message}") from None
+
+    @staticmethod
+    def _remote_head(repo: git.Repo, branch: str) -> str | None:
+        try:
+            return repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/origin/{branch}")
+        except git.GitCommandError:
+            return None
+
+    def branch_head(self, branch: str) -> str:
+        with self._locked() as repo:
+            head = self._remote_head(repo, branch)
+        if head is None:
+            raise TerminalError(f"Branch {branch!r} does not exist in {redact(self.url)}.")
+        return head
+
+    @contextmanager
+    def checkout(self, ref: str) -> Iterator[Path]:
+        """A read-only look at a branch (e.g. to see which images an environment runs)."""
+        with self._locked() as repo:
+            head = self._remote_head(repo, ref)
+            if head is None:
+                raise TerminalError(f"Branch {ref!r} does not exist in {redact(self.url)}.")
+            with self._worktree(repo, head) as tree:
+                yield tree
+
+    @contextmanager
+    def _worktree(self, repo: git.Repo, commit: str) -> Iterator[Path]:
+        tree = Path(tempfile.mkdtemp(prefix="worktree-", dir=self.path.parent))
+        repo.git.worktree("add", "--detach", "--quiet", str(tree), commit)
+        try:
+            yield tree
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
+
+    def prepare(
+        self,
+        base: str,
+        branch: str,
+        edit: Callable[[Path], list[str]],
+        message: str,
+    ) -> Change:
+        """Cut `branch` from `base`, apply `edit` (returns changed files), commit, push.
+
+        If `branch` already exists on the remote it is the result of an earlier attempt: reuse it.
+        """
+        with self._locked() as repo:
+            existing = self._remote_head(repo, branch)
+            if existing:
+                files = repo.git.diff("--name-only", f"refs/remotes/origin/{base}...{existing}").split()
+                return Change(branch, existing, tuple(files), created=False)
+            base_head = self._remote_head(repo, base)
+            if base_head is None:
+                raise TerminalError(
+                    f"Environment branch {base!r} does not exist in {redact(self.url)}: "
+                    "create it or fix the environment's branch in promotions.yaml."
+                )
+            with self._worktree(repo, base_head) as tree:
+                files = edit(tree)
+                if not files:
+                    return Change(branch, base_head, (), created=False)
+                worktree = git.Repo(tree)
+                worktree.git.add("--all")
+                with worktree.git.custom_environment(**_bot_identity()):
+                    worktree.git.commit("--quiet", "-m", message)
+                head = worktree.head.commit.hexsha
+                self._run(lambda: worktree.git.push("origin", f"{head}:refs/heads/{branch}"), "push")
+        return Change(branch, head, tuple(files), created=True)
+
+    def merge(self, base: str, branch: str, head: str, message: str) -> str:
+        """Merge `head` of `branch` into `base` with a merge commit; return that commit.
+
+        Already merged (a re-run after a crash): return the existing merge commit.
+        """
+        with self._locked() as repo:
+            base_head = self._remote_head(repo, base)
+            if base_head is None:
+                raise TerminalError(f"Environment branch {base!r} does not exist in {redact(self.url)}.")
+            if repo.is_ancestor(repo.commit(head), repo.commit(base_head)):
+                return self._merge_commit_of(repo, head, base_head)
+            with self._worktree(repo, base_head) as tree:
+                worktree = git.Repo(tree)
+                try:
+                    with worktree.git.custom_environment(**_bot_identity()):
+                        worktree.git.merge("--no-ff", "--quiet", "-m", message, head)
+                except git.GitCommandError:
+                    raise TerminalError(
+                        f"The promotion branch {branch} conflicts with {base}: "
+                        "someone changed the same lines; re-run the promotion to prepare it afresh."
+                    ) from None
+                merged = worktree.head.commit.hexsha
+                # A non-fast-forward rejection means base moved meanwhile: transient, the retry re-merges.
+                self._run(lambda: worktree.git.push("origin", f"{merged}:refs/heads/{base}"), "push")
+        return merged
+
+    @staticmethod
+    def _merge_commit_of(repo: git.Repo, head: str, base_head: str) -> str:
+        merges = repo.git.rev_list("--merges", "--ancestry-path", "--reverse", f"{head}..{base_head}")
+        for commit in merges.split():
+            if head in repo.git.rev_list("--parents", "-n", "1", commit).split()[1:]:
+                return commit
+        return head  # fast-forwarded by someone else: the head itself is what landed
+
+    def diff(self, base: str, head: str) -> str:
+        """The change a request brings, as `git diff base...head`."""
+        with self._locked() as repo:
+            return repo.git.diff(f"refs/remotes/origin/{base}...{head}")
+
+    def delete_branch(self, branch: str) -> None:
+        with self._locked() as repo:
+            if self._remote_head(repo, branch):
+                self._run(lambda: repo.git.push("origin", "--delete", branch), "push")
+
+
+def _bot_identity() -> dict[str, str]:
+    return {
+        "GIT_AUTHOR_NAME": BOT_NAME,
+        "GIT_AUTHOR_EMAIL": BOT_EMAIL,
+        "GIT_COMMITTER_NAME": BOT_NAME,
+        "GIT_COMMITTER_EMAIL": BOT_EMAIL,
+    }

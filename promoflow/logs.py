@@ -1,0 +1,26 @@
+"""Logging: a user mistake is one sentence in the run's logs, not a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from promoflow.errors import PromoflowError
+
+
+class _DropUserErrorTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], PromoflowError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_user_error_tracebacks() -> None:
+    """Strip tracebacks of promoflow's own errors from Prefect's log handlers (console and API)."""
+    import prefect.logging.configuration  # noqa: F401  (sets up Prefect's handlers)
+
+    quiet = _DropUserErrorTraceback()
+    for name in ["prefect", *[n for n in logging.root.manager.loggerDict if n.startswith("prefect")]]:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _DropUserErrorTraceback) for f in handler.filters):
+                handler.addFilter(quiet)

@@ -1,0 +1,50 @@
+"""A loaded project: promotions.yaml, its state directory, the records and the git workspace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from promoflow import settings
+from promoflow.config import Image, Promotions
+from promoflow.config_loader import load
+from promoflow.gitops.workspace import Workspace
+from promoflow.records import Database
+
+
+@dataclass
+class Project:
+    config_path: Path
+    config: Promotions
+
+    @classmethod
+    def load(cls, config: str | Path | None = None) -> Project:
+        path = settings.config_path(config)
+        return cls(path, load(path))
+
+    @property
+    def base_dir(self) -> Path:
+        return self.config_path.parent
+
+    @cached_property
+    def state_dir(self) -> Path:
+        return settings.state_dir(self.config_path)
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(settings.database_url(self.state_dir))
+
+    @cached_property
+    def workspace(self) -> Workspace:
+        return Workspace(self.repository_url, self.state_dir)
+
+    @property
+    def repository_url(self) -> str:
+        url = self.config.repository.url
+        if "://" in url or url.startswith("git@"):
+            return url
+        return str((self.base_dir / url).resolve())
+
+    def layout_dir(self, image: Image) -> Path:
+        return (self.base_dir / image.source.oci_layout).resolve()

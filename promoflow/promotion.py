@@ -1,0 +1,174 @@
+"""The rules of a promotion, independent of Prefect: start or resume, order, guards, baseline.
+
+The steps in tasks/ call these; the CLI calls some of them directly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from promoflow import releases
+from promoflow.config import App
+from promoflow.errors import TerminalError
+from promoflow.gitops.manifests import find_images
+from promoflow.project import Project
+from promoflow.records import Promotion, Release
+
+Kind = str  # "promotion" | "rollback" | "baseline"
+
+
+def layouts(project: Project, app: App) -> dict[str, Path]:
+    return {image.name: project.layout_dir(image) for image in app.images}
+
+
+def request_branch(promotion: Promotion, release: Release) -> str:
+    return f"promoflow/{promotion.environment}/{promotion.app}/{release.label}-{release.id[:7]}"
+
+
+def runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def start(
+    project: Project,
+    app: str,
+    environment: str,
+    release_ref: str | None,
+    requested_by: str,
+    kind: Kind = "promotion",
+    reason: str = "",
+    rollback_of: int | None = None,
+) -> Promotion:
+    """The promotion to run: the unfinished one of this release (resumed after a crash), or a new one.
+
+    Raises a terminal error, changing nothing, for unknown apps, environments and releases.
+    """
+    config = project.config
+    app_config = config.app(app)
+    config.previous(app, environment)  # validates the environment is on the app's route
+    release = releases.resolve(
+        project.db, app_config, layouts(project, app_config), release_ref, "oci-layout"
+    )
+    existing = project.db.open_promotion(app, environment, release.id)
+    if existing and existing.id is not None:
+        _refuse_if_running_elsewhere(existing)
+        return existing
+    return project.db.create_promotion(
+        Promotion(
+            app=app,
+            environment=environment,
+            release_id=release.id,
+            kind=kind,
+            requested_by=requested_by,
+            reason=reason,
+            rollback_of=rollback_of,
+        )
+    )
+
+
+def _refuse_if_running_elsewhere(promotion: Promotion) -> None:
+    host, _, pid = (promotion.runner or "").partition(":")
+    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        raise TerminalError(
+            f"Promotion {promotion.id} of this release is already running (process {pid}); "
+            f"wait for it or follow it with `promoflow history {promotion.app}`."
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_order(project: Project, promotion: Promotion) -> None:
+    """A release enters an environment only after it succeeded in the one before, and if not rejected."""
+    if promotion.kind == "rollback":
+        return
+    db = project.db
+    rejection = db.rejected(promotion.app, promotion.environment).get(promotion.release_id)
+    if rejection:
+        raise TerminalError(
+            f"Release {promotion.release_id} of {promotion.app} was rejected for {promotion.environment} "
+            f"({rejection.reason}); clear it with `promoflow release unreject {promotion.app} "
+            f"{promotion.release_id} --env {promotion.environment}` to promote it again."
+        )
+    previous = project.config.previous(promotion.app, promotion.environment)
+    if previous is None:
+        return
+    state = db.environment_state(promotion.app, previous.name)
+    verified = [
+        p
+        for p in db.promotions(promotion.app, previous.name, limit=1000)
+        if p.release_id == promotion.release_id and p.state == "succeeded"
+    ]
+    if not verified or state is None or state.last_known_good is None:
+        raise TerminalError(
+            f"Release {promotion.release_id} of {promotion.app} has not succeeded in {previous.name} yet: "
+            f"promote it there first (`promoflow promote {promotion.app} --to {previous.name}`)."
+        )
+
+
+def adopt_baseline(project: Project, app: str, environment: str) -> Release | None:
+    """Record what an environment already runs, the first time promoflow meets it.
+
+    That release becomes its current and last known good, so the first promotion has something
+    to roll back to. Returns None when the manifests do not name a release promoflow can resolve.
+    """
+    db = project.db
+    if db.environment_state(app, environment) is not None:
+        return None
+    app_config = project.config.app(app)
+    env = project.config.environment(environment)
+    with project.workspace.checkout(env.branch) as tree:
+        app_dir = tree / app_config.path
+        uses = find_images(app_dir) if app_dir.is_dir() else []
+    pins = releases.from_manifests(app_config, uses, layouts(project, app_config))
+    if pins is None:
+        return None
+    release = db.save_release(releases.record(app, pins, f"adopted from branch {env.branch}"))
+    baseline = db.create_promotion(
+        Promotion(
+            app=app,
+            environment=environment,
+            release_id=release.id,
+            kind="baseline",
+            state="succeeded",
+            requested_by="promoflow",
+            reason=f"what {env.branch} ran when promoflow first saw it",
+        )
+    )
+    assert baseline.id is not None
+    with db.step(baseline.id, "adopt", branch=env.branch, release=release.label):
+        db.set_current(app, environment, release.id, baseline.id)
+        db.set_known_good(app, environment, release.id)
+    db.update_promotion(baseline.id, state="succeeded")
+    return release
+
+
+def rollback_target(project: Project, app: str, environment: str, to: str | None) -> Release:
+    """The release a rollback goes to: `to`, or the newest verified one before the current."""
+    db = project.db
+    app_config = project.config.app(app)
+    project.config.previous(app, environment)  # the environment must be on the app's route
+    if to:
+        target = releases.resolve(db, app_config, layouts(project, app_config), to, "named for rollback")
+    else:
+        found = db.rollback_target(app, environment)
+        if found is None:
+            raise TerminalError(
+                f"No earlier known-good release of {app} in {environment} to roll back to; name one with --to."
+            )
+        target = db.get_release(found)
+    state = db.environment_state(app, environment)
+    if state and state.current_release == target.id:
+        raise TerminalError(
+            f"{app} already runs {target.label} ({target.id}) in {environment}: nothing to roll back."
+        )
+    return target

@@ -1,0 +1,494 @@
+"""The records: releases, promotions, steps, approvals, environment state.
+
+SQLite in the state directory by default, PostgreSQL by URL. The schema is owned by
+Alembic migrations (promoflow/migrations); `Database` upgrades it on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Column, DateTime, Engine, event, func, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+
+from promoflow.errors import NotFound
+from promoflow.redact import redact
+
+PromotionState = Literal[
+    "pending",
+    "awaiting_approval",
+    "approved",
+    "merged",
+    "applied",
+    "verified",
+    "succeeded",
+    "rejected",
+    "failed",
+    "rolled_back",
+    "superseded",
+]
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "rejected", "failed", "rolled_back", "superseded"})
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    if value is None or value.tzinfo:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _timestamp(nullable: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
+
+
+class Release(SQLModel, table=True):
+    """An immutable bundle: every image of an app pinned by digest. The id is derived from the content."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    app: str = Field(index=True, max_length=63)
+    label: str = Field(max_length=255)
+    images: str = Field(description="JSON list of {name, tag, digest}")
+    origin: str = Field(max_length=255, description="where it was discovered")
+    created_at: datetime = _timestamp()
+
+
+class Promotion(SQLModel, table=True):
+    """One release into one environment; a rollback is a promotion with kind `rollback`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    app: str = Field(index=True, max_length=63)
+    environment: str = Field(index=True, max_length=63)
+    release_id: str = Field(foreign_key="release.id", max_length=64)
+    kind: str = Field(default="promotion", max_length=16)
+    state: str = Field(default="pending", max_length=32)
+    requested_by: str = Field(max_length=255)
+    reason: str = Field(default="", max_length=2000)
+    rollback_of: int | None = Field(default=None, foreign_key="promotion.id")
+    # Holds "<app>/<environment>" while the promotion runs; unique, so only one runs at a time.
+    slot: str | None = Field(default=None, unique=True, max_length=130)
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    runner: str | None = Field(default=None, max_length=255, description="host:pid running it")
+    request_branch: str | None = Field(default=None, max_length=255)
+    request_head: str | None = Field(default=None, max_length=64)
+    merge_commit: str | None = Field(default=None, max_length=64)
+    error: str | None = Field(default=None)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    ended_at: datetime | None = _timestamp(nullable=True)
+
+
+class Step(SQLModel, table=True):
+    """One attempt of one step: written as intent before the side effect, completed after."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    promotion_id: int = Field(foreign_key="promotion.id", index=True)
+    name: str = Field(max_length=64)
+    attempt: int
+    outcome: str = Field(default="running", max_length=16)
+    detail: str = Field(default="{}")
+    error: str | None = Field(default=None)
+    started_at: datetime = _timestamp()
+    ended_at: datetime | None = _timestamp(nullable=True)
+    duration_seconds: float | None = None
+
+
+class Approval(SQLModel, table=True):
+    """Every decision anyone made on a promotion, counted or not, with why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    promotion_id: int = Field(foreign_key="promotion.id", index=True)
+    approver: str = Field(max_length=255)
+    decision: str = Field(max_length=16)
+    source: str = Field(max_length=16)
+    comment: str = Field(default="", max_length=2000)
+    # None while a CLI decision travels to the waiting flow; then whether the policy counted it.
+    counted: bool | None = None
+    reason: str = Field(default="", max_length=500)
+    created_at: datetime = _timestamp()
+
+
+class EnvironmentState(SQLModel, table=True):
+    """What runs where, since when, and the last release verified there."""
+
+    app: str = Field(primary_key=True, max_length=63)
+    environment: str = Field(primary_key=True, max_length=63)
+    current_release: str | None = Field(default=None, max_length=64)
+    current_promotion: int | None = None
+    since: datetime | None = _timestamp(nullable=True)
+    last_known_good: str | None = Field(default=None, max_length=64)
+    verified_at: datetime | None = _timestamp(nullable=True)
+
+
+class Rejection(SQLModel, table=True):
+    """A release that automation must not promote into an environment again until cleared."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    app: str = Field(max_length=63)
+    environment: str = Field(max_length=63)
+    release_id: str = Field(max_length=64)
+    reason: str = Field(default="", max_length=2000)
+    promotion_id: int | None = None
+    created_at: datetime = _timestamp()
+    cleared_at: datetime | None = _timestamp(nullable=True)
+
+
+class Database:
+    """A handle on the records; cheap to create, one engine per URL per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    # -- releases -----------------------------------------------------------------------------
+    def save_release(self, release: Release) -> Release:
+        """Insert once: discovering the same content again yields the same row."""
+        with self.session() as s:
+            existing = s.get(Release, release.id)
+            if existing:
+                return existing
+            release.created_at = now()
+            s.add(release)
+            try:
+                s.commit()
+            except IntegrityError:  # a concurrent discovery won
+                s.rollback()
+                found = s.get(Release, release.id)
+                assert found is not None
+                return found
+            return release
+
+    def release(self, app: str, ref: str) -> Release | None:
+        """A release by id, id prefix (at least 6 characters) or label."""
+        with self.session() as s:
+            exact = s.get(Release, ref)
+            if exact and exact.app == app:
+                return exact
+            rows = s.exec(select(Release).where(Release.app == app)).all()
+        by_label = [r for r in rows if r.label == ref]
+        if by_label:
+            return by_label[0]
+        by_prefix = [r for r in rows if len(ref) >= 6 and r.id.startswith(ref)]
+        return by_prefix[0] if len(by_prefix) == 1 else None
+
+    def get_release(self, release_id: str) -> Release:
+        with self.session() as s:
+            found = s.get(Release, release_id)
+        if not found:
+            raise NotFound(f"Release {release_id} is not in the records.")
+        return found
+
+    # -- promotions ---------------------------------------------------------------------------
+    def promotion(self, promotion_id: int) -> Promotion:
+        with self.session() as s:
+            found = s.get(Promotion, promotion_id)
+        if not found:
+            raise NotFound(f"There is no promotion {promotion_id}: `promoflow history` lists them.")
+        return found
+
+    def open_promotion(self, app: str, environment: str, release_id: str) -> Promotion | None:
+        """The unfinished promotion of this release into this environment, to resume after a crash."""
+        with self.session() as s:
+            return s.exec(
+                select(Promotion)
+                .where(Promotion.app == app, Promotion.environment == environment)
+                .where(Promotion.release_id == release_id)
+                .where(col(Promotion.state).not_in(TERMINAL_STATES))
+                .order_by(col(Promotion.id).desc())
+            ).first()
+
+    def create_promotion(self, promotion: Promotion) -> Promotion:
+        promotion.created_at = promotion.updated_at = now()
+        with self.session() as s:
+            s.add(promotion)
+            s.commit()
+            s.refresh(promotion)
+        return promotion
+
+    def update_promotion(self, promotion_id: int, **changes: Any) -> Promotion:
+        with self.session() as s:
+            row = s.get(Promotion, promotion_id)
+            if row is None:
+                raise NotFound(f"There is no promotion {promotion_id}.")
+            if "error" in changes and changes["error"] is not None:
+                changes["error"] = redact(changes["error"])
+            for key, value in changes.items():
+                setattr(row, key, value)
+            row.updated_at = now()
+            if changes.get("state") in TERMINAL_STATES:
+                row.ended_at = row.updated_at
+                row.slot = None
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def try_claim_slot(self, promotion_id: int, app: str, environment: str) -> Promotion | None:
+        """Take the app/environment slot for this promotion; return the holder if someone else has it."""
+        slot = f"{app}/{environment}"
+        with self.session() as s:
+            holder = s.exec(select(Promotion).where(Promotion.slot == slot)).first()
+            if holder and holder.id != promotion_id:
+                return holder
+            if holder:
+                return None
+            row = s.get(Promotion, promotion_id)
+            assert row is not None
+            row.slot = slot
+            s.add(row)
+            try:
+                s.commit()
+            except IntegrityError:  # lost the race: the unique slot decides
+                s.rollback()
+                return s.exec(select(Promotion).where(Promotion.slot == slot)).first()
+        return None
+
+    def promotions(
+        self, app: str | None = None, environment: str | None = None, limit: int = 100
+    ) -> list[Promotion]:
+        query = select(Promotion).order_by(col(Promotion.id).desc()).limit(limit)
+        if app:
+            query = query.where(Promotion.app == app)
+        if environment:
+            query = query.where(Promotion.environment == environment)
+        with self.session() as s:
+            return list(s.exec(query).all())
+
+    # -- steps --------------------------------------------------------------------------------
+    @contextmanager
+    def step(self, promotion_id: int, name: str, **detail: Any) -> Iterator[dict[str, Any]]:
+        """Record the intent, run the body, record the outcome (the yielded dict becomes the detail)."""
+        info: dict[str, Any] = dict(detail)
+        started = time.monotonic()
+        with self.session() as s:
+            attempt = (
+                s.exec(select(func.count()).where(Step.promotion_id == promotion_id, Step.name == name)).one()
+                + 1
+            )
+            row = Step(
+                promotion_id=promotion_id,
+                name=name,
+                attempt=attempt,
+                detail=json.dumps(info, default=str),
+                started_at=now(),
+            )
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+        try:
+            yield info
+        except BaseException as error:
+            self._end_step(row, "failed", info, started, redact(str(error) or type(error).__name__))
+            raise
+        self._end_step(row, "succeeded", info, started, None)
+
+    def _end_step(
+        self, row: Step, outcome: str, info: dict[str, Any], started: float, error: str | None
+    ) -> None:
+        with self.session() as s:
+            row.outcome = outcome
+            row.detail = redact(json.dumps(info, default=str))
+            row.error = error
+            row.ended_at = now()
+            row.duration_seconds = round(time.monotonic() - started, 3)
+            s.add(row)
+            s.commit()
+
+    def steps(self, promotion_id: int) -> list[Step]:
+        with self.session() as s:
+            return list(
+                s.exec(select(Step).where(Step.promotion_id == promotion_id).order_by(col(Step.id))).all()
+            )
+
+    def last_step(self, promotion_id: int, name: str) -> Step | None:
+        with self.session() as s:
+            return s.exec(
+                select(Step)
+                .where(Step.promotion_id == promotion_id, Step.name == name)
+                .order_by(col(Step.id).desc())
+            ).first()
+
+    # -- approvals ----------------------------------------------------------------------------
+    def add_approval(self, approval: Approval) -> Approval:
+        approval.created_at = now()
+        with self.session() as s:
+            s.add(approval)
+            s.commit()
+            s.refresh(approval)
+        return approval
+
+    def update_approval(self, approval_id: int, counted: bool, reason: str) -> None:
+        with self.session() as s:
+            row = s.get(Approval, approval_id)
+            assert row is not None
+            row.counted, row.reason = counted, reason
+            s.add(row)
+            s.commit()
+
+    def pending_approval(self, promotion_id: int, approver: str, decision: str) -> Approval | None:
+        """A CLI decision on its way to the waiting flow (sent, not yet evaluated)."""
+        with self.session() as s:
+            return s.exec(
+                select(Approval)
+                .where(Approval.promotion_id == promotion_id, Approval.approver == approver)
+                .where(Approval.decision == decision, col(Approval.counted).is_(None))
+                .order_by(col(Approval.id))
+            ).first()
+
+    def approvals(self, promotion_id: int) -> list[Approval]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(Approval).where(Approval.promotion_id == promotion_id).order_by(col(Approval.id))
+                ).all()
+            )
+
+    # -- environment state ------------------------------------------------------------------
+    def environment_state(self, app: str, environment: str) -> EnvironmentState | None:
+        with self.session() as s:
+            return s.get(EnvironmentState, (app, environment))
+
+    def environment_states(self) -> list[EnvironmentState]:
+        with self.session() as s:
+            return list(s.exec(select(EnvironmentState)).all())
+
+    def set_current(self, app: str, environment: str, release_id: str, promotion_id: int | None) -> None:
+        with self.session() as s:
+            row = s.get(EnvironmentState, (app, environment)) or EnvironmentState(
+                app=app, environment=environment
+            )
+            row.current_release, row.current_promotion, row.since = release_id, promotion_id, now()
+            s.add(row)
+            s.commit()
+
+    def set_known_good(self, app: str, environment: str, release_id: str) -> None:
+        with self.session() as s:
+            row = s.get(EnvironmentState, (app, environment))
+            assert row is not None
+            row.last_known_good, row.verified_at = release_id, now()
+            s.add(row)
+            s.commit()
+
+    def rollback_target(self, app: str, environment: str) -> str | None:
+        """The newest release verified in this environment other than the current one, not rejected."""
+        state = self.environment_state(app, environment)
+        current = state.current_release if state else None
+        rejected = self.rejected(app, environment)
+        with self.session() as s:
+            rows = s.exec(
+                select(Promotion)
+                .where(Promotion.app == app, Promotion.environment == environment)
+                .where(Promotion.state == "succeeded")
+                .order_by(col(Promotion.id).desc())
+            ).all()
+        for row in rows:
+            if row.release_id != current and row.release_id not in rejected:
+                return row.release_id
+        return None
+
+    # -- rejections ---------------------------------------------------------------------------
+    def reject_release(
+        self, app: str, environment: str, release_id: str, reason: str, promotion_id: int | None
+    ) -> None:
+        if release_id in self.rejected(app, environment):
+            return
+        with self.session() as s:
+            s.add(
+                Rejection(
+                    app=app,
+                    environment=environment,
+                    release_id=release_id,
+                    reason=reason,
+                    promotion_id=promotion_id,
+                    created_at=now(),
+                )
+            )
+            s.commit()
+
+    def rejected(self, app: str, environment: str) -> dict[str, Rejection]:
+        with self.session() as s:
+            rows = s.exec(
+                select(Rejection)
+                .where(Rejection.app == app, Rejection.environment == environment)
+                .where(col(Rejection.cleared_at).is_(None))
+            ).all()
+        return {r.release_id: r for r in rows}
+
+    def clear_rejection(self, app: str, environment: str, release_id: str) -> bool:
+        with self.session() as s:
+            rows = s.exec(
+                select(Rejection)
+                .where(Rejection.app == app, Rejection.environment == environment)
+                .where(Rejection.release_id == release_id, col(Rejection.cleared_at).is_(None))
+            ).all()
+            for row in rows:
+                row.cleared_at = now()
+                s.add(row)
+            s.commit()
+        return bool(rows)
+
+
+def as_dict(row: SQLModel) -> dict[str, Any]:
+    """A record as JSON-ready data (UTC ISO timestamps)."""
+    data = row.model_dump()
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = _utc(value).isoformat()  # type: ignore[union-attr]
+    return data
+
+
+@cache
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    _migrate(engine)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # WAL lets the CLI read while a flow writes; foreign keys are off by default in SQLite.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _migrate(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as connection:
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two processes meeting a new database must not both create the tables.
+            connection.execute(text("SELECT pg_advisory_xact_lock(7261001)"))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -1,0 +1,22 @@
+"""Keep secrets out of everything promoflow writes: logs, records, artifacts, messages."""
+
+from __future__ import annotations
+
+import os
+import re
+
+# user:password@ in URLs (git remotes, registry URLs)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+(:[^/\s@]*)?@")
+# Authorization headers and token=... query strings
+_TOKENS = re.compile(r"(?i)(authorization:\s*(bearer|basic|token)\s+|(token|password|secret)=)[^\s&\"']+")
+_SECRET_ENV = re.compile(r"(TOKEN|PASSWORD|SECRET|API_KEY|AUTH_STRING)$")
+MASK = "***"
+
+
+def redact(text: str) -> str:
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    text = _TOKENS.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    for name, value in os.environ.items():
+        if len(value) >= 8 and _SECRET_ENV.search(name) and value in text:
+            text = text.replace(value, MASK)
+    return text

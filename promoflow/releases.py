@@ -1,0 +1,104 @@
+"""Releases: every image of an app pinned by digest, with an id derived from that content."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from promoflow.config import App
+from promoflow.errors import NotFound, TerminalError
+from promoflow.gitops.manifests import ImagePin, ImageUse
+from promoflow.records import Database, Release
+from promoflow.sources import oci_layout, semver
+
+
+def release_id(app: str, pins: list[ImagePin]) -> str:
+    content = "\n".join([app, *sorted(f"{p.name}@{p.digest}" for p in pins)])
+    return hashlib.sha256(content.encode()).hexdigest()[:12]
+
+
+def label(pins: list[ImagePin]) -> str:
+    tags = {p.tag for p in pins}
+    if len(tags) == 1:
+        return tags.pop()
+    return ",".join(f"{p.name.rsplit('/', 1)[-1]}:{p.tag}" for p in sorted(pins, key=lambda p: p.name))
+
+
+def record(app: str, pins: list[ImagePin], origin: str) -> Release:
+    return Release(
+        id=release_id(app, pins),
+        app=app,
+        label=label(pins),
+        images=json.dumps([{"name": p.name, "tag": p.tag, "digest": p.digest} for p in pins]),
+        origin=origin,
+    )
+
+
+def pins_of(release: Release) -> list[ImagePin]:
+    return [ImagePin(**image) for image in json.loads(release.images)]
+
+
+def discover(app: App, layouts: dict[str, Path]) -> list[ImagePin]:
+    """The newest allowed tag of every image, by each image's tag policy."""
+    pins = []
+    for image in app.images:
+        tags = _tags(image.name, layouts[image.name])
+        tag = semver.select(tags, image.policy.semver, image.policy.prerelease)
+        if tag is None:
+            raise TerminalError(
+                f"No tag of {image.name} matches the policy semver {image.policy.semver!r}"
+                f"{' (prereleases allowed)' if image.policy.prerelease else ''}: "
+                "publish a matching version or widen the range in promotions.yaml."
+            )
+        pins.append(ImagePin(image.name, tag, tags[tag]))
+    return pins
+
+
+def by_tag(app: App, layouts: dict[str, Path], tag: str) -> list[ImagePin]:
+    """Pins for an explicitly named version: every image of the app must carry that tag."""
+    pins = []
+    for image in app.images:
+        tags = _tags(image.name, layouts[image.name])
+        if tag not in tags:
+            raise NotFound(
+                f"Unknown release {tag!r} of {app.name}: {image.name} has no such tag "
+                f"(`promoflow history {app.name}` lists known releases)."
+            )
+        pins.append(ImagePin(image.name, tag, tags[tag]))
+    return pins
+
+
+def resolve(db: Database, app: App, layouts: dict[str, Path], ref: str | None, origin: str) -> Release:
+    """A release by id, label or tag; the newest by policy when no ref is given. Recorded once."""
+    if ref:
+        known = db.release(app.name, ref)
+        if known:
+            return known
+        pins = by_tag(app, layouts, ref)
+    else:
+        pins = discover(app, layouts)
+    return db.save_release(record(app.name, pins, origin))
+
+
+def from_manifests(app: App, uses: list[ImageUse], layouts: dict[str, Path]) -> list[ImagePin] | None:
+    """The release an environment already runs, if every image is pinned to something we can name."""
+    pins = []
+    for image in app.images:
+        use = next((u for u in uses if u.name == image.name and (u.digest or u.tag)), None)
+        if use is None:
+            return None
+        digest = use.digest
+        if digest is None and use.tag:
+            digest = _tags(image.name, layouts[image.name]).get(use.tag)
+        if digest is None:
+            return None
+        pins.append(ImagePin(image.name, use.tag or digest[:19], digest))
+    return pins
+
+
+def _tags(name: str, layout: Path) -> dict[str, str]:
+    try:
+        return oci_layout.list_tags(layout)
+    except oci_layout.SourceError as error:
+        raise TerminalError(f"Cannot read the source of {name}: {error}") from None

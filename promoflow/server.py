@@ -1,0 +1,123 @@
+"""A local Prefect server kept in the state directory: started once, found again by every command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from promoflow.errors import TerminalError
+
+START_TIMEOUT_SECONDS = 90
+QUIET_PREFECT = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_UI_ENABLED": "true",
+}
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    pid: int
+    url: str  # http://127.0.0.1:PORT
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+
+def _info_file(state: Path) -> Path:
+    return state / "prefect" / "server.json"
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def running(state: Path) -> LocalServer | None:
+    try:
+        info = json.loads(_info_file(state).read_text())
+        server = LocalServer(int(info["pid"]), str(info["url"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    return server if healthy(server.url) else None
+
+
+def free_port(preferred: int = 4200) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise TerminalError("No free TCP port on 127.0.0.1 for the Prefect server.")
+
+
+def start(state: Path, port: int | None = None) -> LocalServer:
+    """Start `prefect server start` on 127.0.0.1 (or return the one already running)."""
+    existing = running(state)
+    if existing:
+        return existing
+    home = state / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        **QUIET_PREFECT,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": f"{url}/api",
+    }
+    env.pop("PREFECT_API_URL", None)
+    prefect = Path(sys.executable).parent / "prefect"
+    with open(home / "server.log", "ab") as log:
+        process = subprocess.Popen(
+            [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not healthy(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise TerminalError(f"The Prefect server did not start; see {home / 'server.log'}.")
+        time.sleep(0.3)
+    _info_file(state).write_text(json.dumps({"pid": process.pid, "url": url}))
+    return LocalServer(process.pid, url)
+
+
+def stop(state: Path) -> bool:
+    server = running(state)
+    _info_file(state).unlink(missing_ok=True)
+    if server is None:
+        return False
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server.pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    os.killpg(server.pid, signal.SIGKILL)
+    return True

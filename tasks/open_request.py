@@ -1,0 +1,32 @@
+"""Step: open the promotion request on the forge (local: record it and publish its description)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from promoflow import failpoints, releases
+from promoflow.forges import local
+from tasks._shared import project
+
+
+@task(name="open-request", cache_policy=NO_CACHE)
+def open_request(config: str, promotion_id: int) -> str:
+    """Returns the request's description (markdown), shown in the UI and the approval form."""
+    p = project(config)
+    db = p.db
+    promotion = db.promotion(promotion_id)
+    release = db.get_release(promotion.release_id)
+    env = p.config.environment(promotion.environment)
+    assert promotion.request_branch and promotion.request_head
+    with db.step(promotion_id, "open_request", forge="local", branch=promotion.request_branch):
+        diff = p.workspace.diff(env.branch, promotion.request_head)
+        description = local.describe(
+            promotion, release, releases.pins_of(release), promotion.request_branch, diff
+        )
+        create_markdown_artifact(
+            key=f"promotion-{promotion_id}", markdown=description, description=local.title(promotion, release)
+        )
+    failpoints.hit("after-open-request")
+    return description

@@ -1,0 +1,105 @@
+"""Shared real parts: one Prefect server per test session, a fresh sandbox (git repo + OCI layout) per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Telemetry off (offline machine); set before anything imports Prefect.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `prefect server start` on 127.0.0.1, shared by the session, stopped by PID at the end."""
+    from promoflow import server
+
+    state = tmp_path_factory.mktemp("prefect-server")
+    running = server.start(state, port=server.free_port(0))
+    os.environ["PREFECT_API_URL"] = running.api_url
+    os.environ["PREFECT_HOME"] = str(state / "client")
+    try:
+        yield running.api_url
+    finally:
+        server.stop(state)
+
+
+@dataclass
+class Sandbox:
+    """A demo-shaped project in a temporary directory: promotions.yaml, repo.git, an OCI layout, records."""
+
+    base: Path
+
+    @property
+    def config(self) -> Path:
+        return self.base / "promotions.yaml"
+
+    @property
+    def repo(self) -> Path:
+        return self.base / ".promoflow" / "demo" / "repo.git"
+
+    @property
+    def layout(self) -> Path:
+        return self.base / ".promoflow" / "demo" / "oci" / "web"
+
+    def publish(self, tag: str, payload: bytes | None = None) -> str:
+        from promoflow.sources import oci_layout
+
+        return oci_layout.publish(self.layout, tag, payload=payload)
+
+    def edit_config(self, old: str, new: str) -> None:
+        text = self.config.read_text()
+        assert old in text, old
+        self.config.write_text(text.replace(old, new))
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, cwd=self.base, env=env, timeout=timeout)
+
+    def cli_json(self, *args: str) -> object:
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(self.repo), *args], check=True, capture_output=True, text=True
+        ).stdout
+
+    def db(self):  # type: ignore[no-untyped-def]
+        from promoflow.project import Project
+
+        return Project.load(self.config).db
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promoflow", *args],
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    from promoflow import demo
+
+    demo.write_config(tmp_path)
+    demo.build_sandbox(tmp_path)
+    return Sandbox(tmp_path)

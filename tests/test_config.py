@@ -1,0 +1,283 @@
+"""promotions.yaml loading: every problem reported as FILE:LINE:COL: PATH: MESSAGE, never a traceback.
+
+tests/broken_configs/*.yaml is a corpus of broken files; the first line of each is
+`# expect: LINE:COL substring-of-message` naming (one of) the errors it must produce.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from promoflow.config import NameIssues, Promotions
+from promoflow.config_loader import ConfigError, Problem, load
+
+
+def validate_command(file: Path | str) -> list[str]:
+    """The CLI under test: `promoflow validate FILE`."""
+    return [sys.executable, "-m", "promoflow", "validate", str(file)]
+
+
+def run_validate(file: Path | str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(validate_command(file), capture_output=True, text=True, timeout=120)
+
+
+CORPUS = Path(__file__).parent / "broken_configs"
+BROKEN = sorted(CORPUS.glob("*.yaml"))
+EXPECT = re.compile(rb"^# expect: (\d+):(\d+) (.+)$")
+
+VALID = """\
+version: 1
+repository:
+  url: ./repo.git
+  forge: local
+  layout: branches
+environments:
+  - name: dev
+    branch: env/dev
+    auto_promote: true
+  - name: staging
+    branch: env/staging
+    approval:
+      required: 1
+      approvers: [alice, bob]
+      sources: [ui, cli]
+  - name: prod
+    branch: env/prod
+    approval: {required: 1, sources: [ui, cli]}
+apps:
+  - name: web
+    path: apps/web
+    images:
+      - name: registry.example.com/demo/web
+        source: {oci_layout: ./oci/web}
+        policy: {semver: "^1.0", prerelease: false}
+    health_checks:
+      - url: http://127.0.0.1:8080/healthz
+"""
+
+
+def expectation(path: Path) -> tuple[int, int, str]:
+    first_line = path.read_bytes().split(b"\n", 1)[0]
+    match = EXPECT.match(first_line)
+    assert match, f"{path.name} must start with '# expect: LINE:COL substring'"
+    return int(match[1]), int(match[2]), match[3].decode()
+
+
+def write(tmp_path: Path, text: str, name: str = "promotions.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> list[Problem]:
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    return caught.value.problems
+
+
+# -- the corpus ------------------------------------------------------------------------------------
+
+
+def test_corpus_covers_enough_cases() -> None:
+    assert len(BROKEN) >= 24
+    for path in BROKEN:
+        expectation(path)
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_broken_config_is_located(path: Path) -> None:
+    line, column, substring = expectation(path)
+    problems = problems_of(path)
+    assert any(
+        (p.file, p.line, p.column) == (str(path), line, column) and substring in p.message for p in problems
+    ), "\n".join(map(str, problems))
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_validate_cli_reports_broken_config(path: Path) -> None:
+    line, column, substring = expectation(path)
+    result = run_validate(path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    prefix = f"{path}:{line}:{column}:"
+    assert any(row.startswith(prefix) and substring in row for row in result.stderr.splitlines()), output
+
+
+# -- every problem, located ----------------------------------------------------------------------------
+
+
+THREE_ERRORS = (
+    VALID.replace("      required: 1\n", "      required: two\n")
+    .replace("    auto_promote: true\n", "    auto_promote: true\n    aprovals: {required: 1}\n")
+    .replace("  - name: prod\n", "  - name: dev\n")
+)
+
+
+def test_all_independent_errors_are_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, THREE_ERRORS)
+    problems = problems_of(path)
+    assert [(p.line, p.column, p.path, p.message) for p in problems] == [
+        (10, 5, "environments[0].aprovals", "unknown key 'aprovals'; did you mean 'approval'?"),
+        (14, 17, "environments[1].approval.required", "expected an integer, got 'two'"),
+        (17, 11, "environments[2].name", "duplicate environment name 'dev' (first defined at line 7)"),
+    ]
+
+
+def test_validate_cli_prints_all_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, THREE_ERRORS)
+    result = run_validate(path)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{path}:10:5", f"{path}:14:17", f"{path}:17:11"]
+
+
+def test_duplicate_keys_do_not_hide_other_problems(tmp_path: Path) -> None:
+    text = VALID.replace("    branch: env/dev\n", "    branch: env/dev\n    branch: env/dev2\n").replace(
+        "required: 1, sources", "required: -1, sources"
+    )
+    problems = problems_of(write(tmp_path, text))
+    assert [(p.line, p.column, p.message) for p in problems] == [
+        (9, 5, "duplicate key 'branch' (first defined at line 8)"),
+        (19, 26, "must be at least 0, got -1"),
+    ]
+
+
+def test_missing_key_points_at_the_mapping_that_lacks_it(tmp_path: Path) -> None:
+    text = VALID.replace("        source: {oci_layout: ./oci/web}\n", "        source: {}\n")
+    [problem] = problems_of(write(tmp_path, text))
+    assert (problem.line, problem.column, problem.path) == (24, 9, "apps[0].images[0].source")
+    assert problem.message == "missing required key 'oci_layout'"
+
+
+def test_unknown_environment_reference_points_at_the_entry(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "    path: apps/web\n", "    path: apps/web\n    environments:\n      - dev\n      - qa\n"
+    )
+    [problem] = problems_of(write(tmp_path, text))
+    assert (problem.line, problem.column, problem.path) == (24, 9, "apps[0].environments[1]")
+    assert problem.message.startswith("unknown environment 'qa'")
+
+
+# -- rendering ---------------------------------------------------------------------------------------
+
+
+def test_problem_and_error_rendering() -> None:
+    one = Problem("p.yaml", 3, 7, "environments[1].approval.required", "expected an integer, got 'two'")
+    two = Problem("p.yaml", 1, 1, "", "file does not exist")
+    assert str(one) == "p.yaml:3:7: environments[1].approval.required: expected an integer, got 'two'"
+    assert str(two) == "p.yaml:1:1: file does not exist"
+    error = ConfigError([one, two])
+    assert error.problems == [one, two]
+    assert str(error) == f"{one}\n{two}"
+
+
+# -- files that are not even YAML ------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    [problem] = problems_of(path)
+    assert (problem.file, problem.line, problem.column) == (str(path), 1, 1)
+    assert "does not exist" in problem.message
+
+
+def test_zero_byte_file(tmp_path: Path) -> None:
+    [problem] = problems_of(write(tmp_path, ""))
+    assert (problem.line, problem.column) == (1, 1)
+    assert "empty" in problem.message
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path)
+    assert "directory" in problem.message
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "promotions.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
+    assert load(path).environments[0].name == "dev"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\n" + "[" * 5000,
+        "x: &a [*a]\n",
+        "? [1, 2]\n: 3\n",
+        "1: 2\nnull: 3\n",
+        "a: !!binary AAAA\n",
+        "version: 1\nrepository: {url: a\x01b}\n",
+        "- - - -\n",
+        "{{{",
+        "'\n",
+        "%YAML 9.9\n---\na: 1\n",
+    ],
+)
+def test_odd_yaml_never_escapes_as_a_traceback(tmp_path: Path, text: str) -> None:
+    problems_of(write(tmp_path, text))
+
+
+def test_truncated_and_mangled_files_never_escape(tmp_path: Path) -> None:
+    """Cut the valid file anywhere, or drop any one line: only ConfigError ever comes out."""
+    lines = VALID.splitlines(keepends=True)
+    variants = [VALID[:cut] for cut in range(0, len(VALID), 3)]
+    variants += ["".join(lines[:i] + lines[i + 1 :]) for i in range(len(lines))]
+    variants += [VALID.replace("  ", "\t", 1 + i % 5) for i in range(5)]
+    path = tmp_path / "promotions.yaml"
+    for text in variants:
+        path.write_text(text, encoding="utf-8")
+        try:
+            load(path)
+        except ConfigError as error:
+            assert error.problems
+            assert all(p.line >= 1 and p.column >= 1 for p in error.problems)
+
+
+# -- the valid case ---------------------------------------------------------------------------------
+
+
+def test_valid_file_loads(tmp_path: Path) -> None:
+    config = load(write(tmp_path, VALID))
+    assert isinstance(config, Promotions)
+    assert [e.name for e in config.environments] == ["dev", "staging", "prod"]
+    assert config.environment("staging").approval.approvers == ["alice", "bob"]
+    assert config.app("web").images[0].policy.semver == "^1.0"
+    assert config.previous("web", "prod") == config.environment("staging")
+
+
+def test_validate_cli_accepts_valid_file(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    result = run_validate(path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{path}: valid (3 environments, 1 apps)"]
+    assert "Traceback" not in result.stderr
+
+
+# -- finding the file -----------------------------------------------------------------------------------
+
+
+# -- the models on their own -----------------------------------------------------------------------
+
+
+def test_models_still_reject_duplicates_without_the_loader() -> None:
+    data = {
+        "repository": {"url": "r"},
+        "environments": [{"name": "dev", "branch": "a"}, {"name": "dev", "branch": "b"}],
+        "apps": [{"name": "web", "path": "w", "images": [{"name": "i", "source": {"oci_layout": "o"}}]}],
+    }
+    with pytest.raises(ValidationError) as caught:
+        Promotions.model_validate(data)
+    [error] = caught.value.errors()
+    issues = error["ctx"]["error"]
+    assert isinstance(issues, NameIssues)
+    assert [(i.loc, i.first) for i in issues.issues] == [
+        (("environments", 1, "name"), ("environments", 0, "name"))
+    ]
+    assert "duplicate environment name 'dev'" in str(caught.value)

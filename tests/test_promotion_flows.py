@@ -1,0 +1,309 @@
+"""End to end on real parts: the Prefect server, git repositories, an OCI layout, the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Sandbox
+
+pytestmark = pytest.mark.prefect
+
+REQUESTER = {"PROMOFLOW_USER": "rita"}
+
+
+@pytest.fixture(autouse=True)
+def _server(prefect_api: str) -> None:
+    """Every test here talks to the session's Prefect server."""
+
+
+def history(sandbox: Sandbox, *args: str) -> list[dict[str, Any]]:
+    data = sandbox.cli_json("history", *args)
+    assert isinstance(data, list)
+    return data
+
+
+def wait_for(predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def awaiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
+    return next(
+        (p for p in history(sandbox) if p["environment"] == env and p["state"] == "awaiting_approval"), None
+    )
+
+
+def start_cli(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "promoflow", *args],
+        cwd=sandbox.base,
+        env={**os.environ, **REQUESTER, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    pipeline = start_cli(sandbox, "pipeline", "web")
+
+    # staging: resumed through Prefect's API with the RunInput, as the UI's Resume form does
+    staging = wait_for(lambda: awaiting(sandbox, "staging"), what="staging to wait for approval")
+    from prefect.client.orchestration import get_client
+
+    async def resume() -> None:
+        async with get_client() as client:
+            await client.resume_flow_run(
+                staging["flow_run_id"],
+                run_input={"decision": "approve", "approver": "uma", "comment": "looks good"},
+            )
+
+    asyncio.run(resume())
+
+    # prod: through the CLI
+    prod = wait_for(lambda: awaiting(sandbox, "prod"), what="prod to wait for approval")
+    approved = sandbox.cli("approve", str(prod["id"]), "--as", "carl", "--comment", "ship it")
+    assert approved.returncode == 0, approved.stderr
+    assert f"Approved promotion {prod['id']} as carl" in approved.stdout
+
+    _, errors = pipeline.communicate(timeout=120)
+    assert pipeline.returncode == 0, errors
+
+    entries = {(p["environment"], p["kind"]): p for p in history(sandbox, "web")}
+    for env in ("dev", "staging", "prod"):
+        promotion = entries[(env, "promotion")]
+        assert promotion["state"] == "succeeded"
+        assert promotion["release"]["label"] == "1.2.0"
+        assert promotion["requested_by"] == "rita"
+        steps = [s["name"] for s in promotion["steps"]]
+        assert steps[:3] == ["preflight", "prepare", "open_request"]
+        assert steps[-4:] == ["merge", "apply", "verify", "finalize"]
+        assert all(s["outcome"] == "succeeded" and s["duration_seconds"] >= 0 for s in promotion["steps"])
+        assert entries[(env, "baseline")]["release"]["label"] == "1.1.0"
+    assert entries[("dev", "promotion")]["approvals"] == []
+    (ui,) = entries[("staging", "promotion")]["approvals"]
+    assert (ui["approver"], ui["source"], ui["counted"], ui["comment"]) == ("uma", "ui", True, "looks good")
+    (cli,) = entries[("prod", "promotion")]["approvals"]
+    assert (cli["approver"], cli["source"], cli["counted"], cli["comment"]) == (
+        "carl",
+        "cli",
+        True,
+        "ship it",
+    )
+    assert cli["created_at"]
+
+    # git: one merge commit per environment naming the promotion; prod's manifest pins 1.2.0 by digest
+    digest = json.loads((sandbox.layout / "index.json").read_text())["manifests"][-1]["digest"]
+    for env in ("dev", "staging", "prod"):
+        message = sandbox.git("log", "-1", "--format=%B", f"env/{env}")
+        assert f"Merge promotion {entries[(env, 'promotion')]['id']}: Promote web 1.2.0 to {env}" in message
+    kustomization = sandbox.git("show", "env/prod:apps/web/kustomization.yaml")
+    assert 'newTag: "1.2.0"' in kustomization and f"digest: {digest}" in kustomization
+    assert "# promoflow pins this image" in kustomization  # comments survive
+
+    status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
+    assert status[("web", "prod")]["current_release"]["label"] == "1.2.0"
+    assert status[("web", "prod")]["last_known_good"]["label"] == "1.2.0"
+    assert status[("web", "prod")]["rollback_target"]["label"] == "1.1.0"
+
+    # rollback from the CLI, to a named release
+    rolled = sandbox.cli(
+        "rollback", "web", "--env", "prod", "--to", "1.1.0", "--reason", "pager", env=REQUESTER
+    )
+    assert rolled.returncode == 0, rolled.stderr
+    status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
+    prod_state = status[("web", "prod")]
+    assert prod_state["current_release"]["label"] == "1.1.0"
+    assert prod_state["rejected_releases"] == [entries[("prod", "promotion")]["release"]["id"]]
+    latest = history(sandbox, "web", "--env", "prod")
+    assert latest[0]["kind"] == "rollback" and latest[0]["state"] == "succeeded"
+    assert latest[0]["rollback_of"] == entries[("prod", "promotion")]["id"]
+    assert latest[1]["state"] == "rolled_back"
+    assert 'newTag: "1.1.0"' in sandbox.git("show", "env/prod:apps/web/kustomization.yaml")
+
+    # the rejected release is not promoted into prod again until someone clears it
+    again = sandbox.cli("promote", "web", "--to", "prod", "--release", "1.2.0")
+    assert again.returncode == 1
+    assert "was rejected for prod" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_reject_ends_the_promotion_and_merges_nothing(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    before = sandbox.git("rev-parse", "env/staging")
+    running = start_cli(sandbox, "promote", "web", "--to", "staging")
+    waiting = wait_for(lambda: awaiting(sandbox, "staging"), what="approval wait")
+
+    refused = sandbox.cli("approve", str(waiting["id"]), "--as", "rita")  # the requester
+    assert refused.returncode == 1
+    assert "rita requested this promotion and cannot approve it" in refused.stderr
+    assert history(sandbox, "web", "--env", "staging")[0]["approvals"] == []  # refusal changed nothing
+
+    rejected = sandbox.cli("reject", str(waiting["id"]), "--as", "vera", "--comment", "not today")
+    assert rejected.returncode == 0, rejected.stderr
+    running.communicate(timeout=60)
+    assert running.returncode == 1
+    (promotion,) = [p for p in history(sandbox, "web", "--env", "staging") if p["kind"] == "promotion"]
+    assert promotion["state"] == "rejected"
+    assert promotion["approvals"][0]["decision"] == "reject"
+    assert sandbox.git("rev-parse", "env/staging") == before
+
+
+@pytest.mark.parametrize("failpoint", ["after-open-request", "after-merge"])
+def test_crash_and_rerun_makes_one_branch_one_merge_and_consistent_records(
+    sandbox: Sandbox, failpoint: str
+) -> None:
+    sandbox.publish("1.2.0")
+    crashed = sandbox.cli(
+        "promote", "web", "--to", "dev", env={**REQUESTER, "PROMOFLOW_FAILPOINTS": failpoint}
+    )
+    assert crashed.returncode == -9, crashed.stderr  # killed by SIGKILL at the failpoint
+
+    rerun = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert rerun.returncode == 0, rerun.stderr
+
+    (promotion,) = [p for p in history(sandbox, "web") if p["kind"] == "promotion"]
+    assert promotion["state"] == "succeeded"
+    branches = [b for b in sandbox.git("branch", "--list", "promoflow/*").split() if b != "*"]
+    assert branches == [promotion["request_branch"]]
+    merges = sandbox.git("log", "--merges", "--format=%H %s", "env/dev").splitlines()
+    assert len(merges) == 1 and f"Merge promotion {promotion['id']}" in merges[0]
+    assert merges[0].split()[0] == promotion["merge_commit"]
+
+    prepares = [s for s in promotion["steps"] if s["name"] == "prepare"]
+    assert [s["attempt"] for s in prepares] == [1, 2]
+    assert prepares[1]["detail"]["reused"] is True
+    unfinished = [s for s in promotion["steps"] if s["outcome"] == "running"]
+    assert unfinished == []  # the crash happened between steps, not inside one
+    assert [s["outcome"] for s in promotion["steps"] if s["name"] == "merge"] == ["succeeded"]
+
+
+def test_two_promotions_of_one_app_into_one_environment_are_serialised(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    sandbox.publish("1.3.0")
+    first = start_cli(sandbox, "promote", "web", "--to", "dev", "--release", "1.2.0")
+    second = start_cli(sandbox, "promote", "web", "--to", "dev", "--release", "1.3.0")
+    for process in (first, second):
+        _, errors = process.communicate(timeout=180)
+        assert process.returncode == 0, errors
+
+    runs = sorted(
+        (p for p in history(sandbox, "web") if p["kind"] == "promotion"),
+        key=lambda p: next(s["started_at"] for s in p["steps"] if s["name"] == "prepare"),
+    )
+    assert [p["state"] for p in runs] == ["succeeded", "succeeded"]
+    first_done = next(s["ended_at"] for s in runs[0]["steps"] if s["name"] == "finalize")
+    second_prepared = next(s["started_at"] for s in runs[1]["steps"] if s["name"] == "prepare")
+    assert first_done <= second_prepared, "the second promotion changed git while the first was running"
+    assert len(sandbox.git("log", "--merges", "--format=%H", "env/dev").split()) == 2
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(type(self).status)
+        self.end_headers()
+        self.wfile.write(b"ok" if type(self).status == 200 else b"broken")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_endpoint() -> Iterator[tuple[str, type[_Health]]]:
+    handler = type("Health", (_Health,), {"status": 200})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/healthz", handler
+    httpd.shutdown()
+
+
+def test_failed_verification_rolls_back_by_itself_and_guards_the_release(
+    sandbox: Sandbox, health_endpoint: tuple[str, type[_Health]]
+) -> None:
+    url, handler = health_endpoint
+    sandbox.edit_config(
+        "    # health_checks:",
+        f"    health_checks:\n      - {{url: '{url}', contains: ok, attempts: 2, interval_seconds: 0.1}}\n"
+        "    # health_checks:",
+    )
+    sandbox.publish("1.2.0")
+    handler.status = 503
+    failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert failed.returncode == 1
+    assert "web is unhealthy in dev" in failed.stderr and "answered 503, expected 200" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+    entries = history(sandbox, "web", "--env", "dev")
+    rollback, promotion, baseline = entries[0], entries[1], entries[2]
+    assert promotion["kind"] == "promotion" and promotion["state"] == "rolled_back"
+    assert "unhealthy" in promotion["error"]
+    verify = next(s for s in promotion["steps"] if s["name"] == "verify")
+    assert verify["outcome"] == "failed" and verify["detail"]["results"][0]["last_status"] == 503
+    assert rollback["kind"] == "rollback" and rollback["rollback_of"] == promotion["id"]
+    assert rollback["release"]["label"] == baseline["release"]["label"] == "1.1.0"
+    # the rollback itself was verified (and the endpoint was still down): it failed, clearly
+    assert rollback["state"] in ("succeeded", "failed")
+
+    status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
+    assert status[("web", "dev")]["rejected_releases"] == [promotion["release"]["id"]]
+    again = sandbox.cli("pipeline", "web", "--release", "1.2.0")
+    assert again.returncode == 1 and "was rejected for dev" in again.stderr
+
+    handler.status = 200
+    cleared = sandbox.cli("release", "unreject", "web", "1.2.0", "--env", "dev")
+    assert cleared.returncode == 0, cleared.stderr
+    assert sandbox.cli("promote", "web", "--to", "dev", "--release", "1.2.0", env=REQUESTER).returncode == 0
+
+
+def test_bad_requests_say_one_sentence_and_change_nothing(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    refs = sandbox.git("for-each-ref")
+    cases = [
+        (["promote", "nope", "--to", "dev"], "Unknown app 'nope'"),
+        (["promote", "web", "--to", "qa"], "Unknown environment 'qa'"),
+        (["promote", "web", "--to", "dev", "--release", "9.9.9"], "Unknown release '9.9.9' of web"),
+        (["promote", "web", "--to", "prod", "--release", "1.2.0"], "has not succeeded in staging yet"),
+        (["approve", "999"], "There is no promotion 999"),
+        (["rollback", "web", "--env", "dev"], "No earlier known-good release of web in dev"),
+    ]
+    for args, message in cases:
+        result = sandbox.cli(*args, env=REQUESTER)
+        assert result.returncode == 1, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert history(sandbox) == []
+    assert sandbox.git("for-each-ref") == refs
+
+
+def test_missing_app_path_fails_the_promotion_with_a_clear_message(sandbox: Sandbox) -> None:
+    sandbox.edit_config("path: apps/web", "path: apps/website")
+    sandbox.publish("1.2.0")
+    result = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert result.returncode == 1
+    assert "apps/website" in result.stderr and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    (promotion,) = history(sandbox, "web")
+    assert promotion["state"] == "failed"
+    assert [s["outcome"] for s in promotion["steps"]] == ["succeeded", "failed"]
+    assert sandbox.git("branch", "--list", "promoflow/*") == ""
