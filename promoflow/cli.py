@@ -464,20 +464,18 @@ def _flows(project: Project) -> _Flows:
 def _connect_prefect(project: Project, start: bool) -> None:
     """Point Prefect at $PREFECT_API_URL, or at the local server in the state directory (started if asked)."""
     from promoflow import server
+    from promoflow.logs import quiet_user_error_tracebacks
 
     for key, value in server.QUIET_PREFECT.items():
         os.environ.setdefault(key, value)
-    if os.environ.get("PREFECT_API_URL"):
-        return
-    local = server.running(project.state_dir)
-    if local is None and start:
-        err.print("Starting a local Prefect server (stop it with `promoflow server stop`)...")
-        local = server.start(project.state_dir)
-    if local is None:
-        raise TerminalError("No Prefect server: set PREFECT_API_URL or run `promoflow server start`.")
-    os.environ["PREFECT_API_URL"] = local.api_url
-    from promoflow.logs import quiet_user_error_tracebacks
-
+    if not os.environ.get("PREFECT_API_URL"):
+        local = server.running(project.state_dir)
+        if local is None and start:
+            err.print("Starting a local Prefect server (stop it with `promoflow server stop`)...")
+            local = server.start(project.state_dir)
+        if local is None:
+            raise TerminalError("No Prefect server: set PREFECT_API_URL or run `promoflow server start`.")
+        os.environ["PREFECT_API_URL"] = local.api_url
     quiet_user_error_tracebacks()
 
 

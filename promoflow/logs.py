@@ -17,7 +17,7 @@ class _DropUserErrorTraceback(logging.Filter):
 
 def quiet_user_error_tracebacks() -> None:
     """Strip tracebacks of promoflow's own errors from Prefect's log handlers (console and API)."""
-    import prefect.logging.configuration  # noqa: F401  (sets up Prefect's handlers)
+    import prefect.main  # noqa: F401  (sets up Prefect's handlers)
 
     quiet = _DropUserErrorTraceback()
     for name in ["prefect", *[n for n in logging.root.manager.loggerDict if n.startswith("prefect")]]:

@@ -135,7 +135,7 @@ def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back
     latest = history(sandbox, "web", "--env", "prod")
     assert latest[0]["kind"] == "rollback" and latest[0]["state"] == "succeeded"
     assert latest[0]["rollback_of"] == entries[("prod", "promotion")]["id"]
-    assert latest[1]["state"] == "rolled_back"
+    assert next(p for p in latest if p["id"] == latest[0]["rollback_of"])["state"] == "rolled_back"
     assert 'newTag: "1.1.0"' in sandbox.git("show", "env/prod:apps/web/kustomization.yaml")
 
     # the rejected release is not promoted into prod again until someone clears it
@@ -216,63 +216,84 @@ def test_two_promotions_of_one_app_into_one_environment_are_serialised(sandbox: 
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
-    status = 200
+    failures = 0  # how many of the next requests answer 503
 
     def do_GET(self) -> None:
-        self.send_response(type(self).status)
+        cls = type(self)
+        healthy = cls.failures <= 0
+        cls.failures -= 1
+        self.send_response(200 if healthy else 503)
         self.end_headers()
-        self.wfile.write(b"ok" if type(self).status == 200 else b"broken")
+        self.wfile.write(b"ok" if healthy else b"broken")
 
     def log_message(self, *args: object) -> None:
         pass
 
 
 @pytest.fixture
-def health_endpoint() -> Iterator[tuple[str, type[_Health]]]:
-    handler = type("Health", (_Health,), {"status": 200})
+def health_endpoint(sandbox: Sandbox) -> Iterator[type[_Health]]:
+    """The app gets an HTTP health check against a local server whose failures the test sets."""
+    handler = type("Health", (_Health,), {"failures": 0})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/healthz", handler
-    httpd.shutdown()
-
-
-def test_failed_verification_rolls_back_by_itself_and_guards_the_release(
-    sandbox: Sandbox, health_endpoint: tuple[str, type[_Health]]
-) -> None:
-    url, handler = health_endpoint
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/healthz"
     sandbox.edit_config(
         "    # health_checks:",
         f"    health_checks:\n      - {{url: '{url}', contains: ok, attempts: 2, interval_seconds: 0.1}}\n"
         "    # health_checks:",
     )
+    yield handler
+    httpd.shutdown()
+
+
+def test_failed_verification_rolls_back_by_itself_and_guards_the_release(
+    sandbox: Sandbox, health_endpoint: type[_Health]
+) -> None:
     sandbox.publish("1.2.0")
-    handler.status = 503
+    health_endpoint.failures = 2  # both tries of the new release fail; the rollback's check passes
     failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
     assert failed.returncode == 1
     assert "web is unhealthy in dev" in failed.stderr and "answered 503, expected 200" in failed.stderr
     assert "Traceback" not in failed.stderr
 
-    entries = history(sandbox, "web", "--env", "dev")
-    rollback, promotion, baseline = entries[0], entries[1], entries[2]
-    assert promotion["kind"] == "promotion" and promotion["state"] == "rolled_back"
-    assert "unhealthy" in promotion["error"]
+    by_kind = {p["kind"]: p for p in history(sandbox, "web", "--env", "dev")}
+    rollback, promotion, baseline = by_kind["rollback"], by_kind["promotion"], by_kind["baseline"]
+    assert promotion["state"] == "rolled_back" and "unhealthy" in promotion["error"]
     verify = next(s for s in promotion["steps"] if s["name"] == "verify")
     assert verify["outcome"] == "failed" and verify["detail"]["results"][0]["last_status"] == 503
-    assert rollback["kind"] == "rollback" and rollback["rollback_of"] == promotion["id"]
+    assert rollback["rollback_of"] == promotion["id"] and rollback["state"] == "succeeded"
     assert rollback["release"]["label"] == baseline["release"]["label"] == "1.1.0"
-    # the rollback itself was verified (and the endpoint was still down): it failed, clearly
-    assert rollback["state"] in ("succeeded", "failed")
+    assert rollback["requested_by"] == "promoflow" and rollback["approvals"] == []
+    assert 'newTag: "1.1.0"' in sandbox.git("show", "env/dev:apps/web/kustomization.yaml")
 
     status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
+    assert status[("web", "dev")]["current_release"]["label"] == "1.1.0"
     assert status[("web", "dev")]["rejected_releases"] == [promotion["release"]["id"]]
     again = sandbox.cli("pipeline", "web", "--release", "1.2.0")
     assert again.returncode == 1 and "was rejected for dev" in again.stderr
 
-    handler.status = 200
     cleared = sandbox.cli("release", "unreject", "web", "1.2.0", "--env", "dev")
     assert cleared.returncode == 0, cleared.stderr
     assert sandbox.cli("promote", "web", "--to", "dev", "--release", "1.2.0", env=REQUESTER).returncode == 0
+
+
+def test_a_failing_rollback_leaves_the_environment_marked_and_never_loops(
+    sandbox: Sandbox, health_endpoint: type[_Health]
+) -> None:
+    sandbox.publish("1.2.0")
+    health_endpoint.failures = 4  # the release and its rollback both fail verification
+    failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert failed.returncode == 1
+    assert "The rollback of web in dev failed" in failed.stderr and "Traceback" not in failed.stderr
+
+    entries = history(sandbox, "web", "--env", "dev")
+    assert [(p["kind"], p["state"]) for p in entries if p["kind"] != "baseline"] == [
+        ("rollback", "failed"),
+        ("promotion", "failed"),
+    ]
+    status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
+    assert len(status[("web", "dev")]["rejected_releases"]) == 1
 
 
 def test_bad_requests_say_one_sentence_and_change_nothing(sandbox: Sandbox) -> None:
