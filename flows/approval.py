@@ -40,9 +40,7 @@ class ApprovalForm(RunInput):
     comment: str = Field("", description="Why (kept in the records).")
 
 
-def await_approvals(
-    project: Project, promotion_id: int, policy: ApprovalPolicy, description: str
-) -> list[str]:
+def await_approvals(project: Project, promotion_id: int, policy: ApprovalPolicy, description: str) -> list[str]:
     """Pause until the policy's quorum is met; return the counted approvers."""
     db = project.db
     logger = get_run_logger()
@@ -75,13 +73,10 @@ def await_approvals(
             except Exception as error:
                 if type(error).__name__ == "FlowPauseTimeout":
                     raise TerminalError(
-                        f"No decision on promotion {promotion_id} within {policy.timeout_seconds} s; "
-                        "request it again."
+                        f"No decision on promotion {promotion_id} within {policy.timeout_seconds} s; request it again."
                     ) from None
                 raise
-            decision = receive(
-                project, promotion_id, policy, answer.approver, answer.decision, answer.comment
-            )
+            decision = receive(project, promotion_id, policy, answer.approver, answer.decision, answer.comment)
             detail.update(
                 approver=decision.approver,
                 decision=decision.decision,
@@ -134,15 +129,11 @@ def send_decision(
         raise TerminalError(f"{approver} cannot decide promotion {promotion_id}: {verdict.reason}.")
     flow_run_id = _wait_until_paused(project, promotion_id, wait_seconds)
     approval = db.add_approval(
-        Approval(
-            promotion_id=promotion_id, approver=approver, decision=decision, source="cli", comment=comment
-        )
+        Approval(promotion_id=promotion_id, approver=approver, decision=decision, source="cli", comment=comment)
     )
     assert approval.id is not None
     try:
-        run_coro_as_sync(
-            _resume(flow_run_id, {"decision": decision, "approver": approver, "comment": comment})
-        )
+        run_coro_as_sync(_resume(flow_run_id, {"decision": decision, "approver": approver, "comment": comment}))
     except Exception as error:
         db.update_approval(approval.id, False, f"not delivered to the waiting run: {type(error).__name__}")
         raise TransientError(

@@ -35,9 +35,7 @@ def promote(
     """
     p = project(config)
     db = p.db
-    promotion = start(
-        p, app, environment, release, requested_by or settings.current_user(), kind, reason, rollback_of
-    )
+    promotion = start(p, app, environment, release, requested_by or settings.current_user(), kind, reason, rollback_of)
     pid = promotion.id
     assert pid is not None
     db.update_promotion(pid, flow_run_id=current_flow_run_id(), runner=runner_id())
@@ -51,9 +49,7 @@ def promote(
             return pid
         if prepare.with_options(**retrying)(config, pid):
             description = open_request.with_options(**retrying)(config, pid)
-            needs_approval = env.approval.required > 0 and (
-                kind != "rollback" or env.rollback.require_approval
-            )
+            needs_approval = env.approval.required > 0 and (kind != "rollback" or env.rollback.require_approval)
             approvers = await_approvals(p, pid, env.approval, description) if needs_approval else []
             merge.with_options(**retrying)(config, pid, approvers)
         apply.with_options(**retrying)(config, pid)

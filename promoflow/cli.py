@@ -7,7 +7,6 @@ commands that run flows import it when they run.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,7 +68,6 @@ def main() -> None:
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn promoflow's own errors into one sentence on stderr and an exit code, never a traceback."""
-    from promoflow.config import UnknownName
     from promoflow.config_loader import ConfigError
 
     try:
@@ -77,7 +75,7 @@ def _user_errors() -> Iterator[None]:
     except ConfigError as error:
         err.print(str(error), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    except (PromoflowError, UnknownName) as error:
+    except PromoflowError as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
@@ -218,12 +216,10 @@ def _history_entry(db: Database, promotion: Promotion) -> dict[str, Any]:
     ended, created = promotion.ended_at, promotion.created_at
     entry["duration_seconds"] = round((ended - created).total_seconds(), 3) if ended and created else None
     entry["approvals"] = [
-        {k: v for k, v in as_dict(a).items() if k not in ("id", "promotion_id")}
-        for a in db.approvals(promotion.id)
+        {k: v for k, v in as_dict(a).items() if k not in ("id", "promotion_id")} for a in db.approvals(promotion.id)
     ]
     entry["steps"] = [
-        {k: v for k, v in as_dict(s).items() if k not in ("id", "promotion_id")}
-        | {"detail": json.loads(s.detail)}
+        {k: v for k, v in as_dict(s).items() if k not in ("id", "promotion_id")} | {"detail": json.loads(s.detail)}
         for s in db.steps(promotion.id)
     ]
     return entry
@@ -425,9 +421,7 @@ def server_status(config: ConfigOption = None) -> None:
 
 @app.command()
 def demo(
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Approve every step automatically (unattended).")
-    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every step automatically (unattended).")] = False,
     reset: Annotated[bool, typer.Option(help="Throw away the demo's sandbox and records first.")] = False,
     keep_server: Annotated[bool, typer.Option(help="Leave the Prefect server running afterwards.")] = False,
 ) -> None:
@@ -462,21 +456,11 @@ def _flows(project: Project) -> _Flows:
 
 
 def _connect_prefect(project: Project, start: bool) -> None:
-    """Point Prefect at $PREFECT_API_URL, or at the local server in the state directory (started if asked)."""
     from promoflow import server
-    from promoflow.logs import quiet_user_error_tracebacks
 
-    for key, value in server.QUIET_PREFECT.items():
-        os.environ.setdefault(key, value)
-    if not os.environ.get("PREFECT_API_URL"):
-        local = server.running(project.state_dir)
-        if local is None and start:
-            err.print("Starting a local Prefect server (stop it with `promoflow server stop`)...")
-            local = server.start(project.state_dir)
-        if local is None:
-            raise TerminalError("No Prefect server: set PREFECT_API_URL or run `promoflow server start`.")
-        os.environ["PREFECT_API_URL"] = local.api_url
-    quiet_user_error_tracebacks()
+    local = server.connect(project.state_dir, launch=start)
+    if local:
+        err.print(f"Using the local Prefect server at {local.url} (`promoflow server stop` stops it).")
 
 
 def _print_outcome(project: Project, pid: int) -> None:

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from promoflow.errors import NotFound
+
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
@@ -45,9 +47,7 @@ def _default_sources() -> list[ApprovalSource]:
 
 
 class ApprovalPolicy(Strict):
-    required: int = Field(
-        0, ge=0, le=10, description="Approvals needed before merging; 0 promotes without a person."
-    )
+    required: int = Field(0, ge=0, le=10, description="Approvals needed before merging; 0 promotes without a person.")
     approvers: list[str] = Field(
         default_factory=list,
         description="Who may approve. Empty: anyone except the requester.",
@@ -60,23 +60,17 @@ class ApprovalPolicy(Strict):
     allow_self_approval: bool = Field(
         False, description="Whether the person who requested the promotion may approve it."
     )
-    timeout_seconds: int = Field(
-        7 * 24 * 3600, gt=0, description="How long to wait for approvals before failing."
-    )
+    timeout_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long to wait for approvals before failing.")
 
 
 class RetryPolicy(Strict):
     attempts: int = Field(3, ge=1, le=20, description="Tries of a step on transient errors.")
-    backoff_seconds: float = Field(
-        2.0, ge=0, le=3600, description="First delay between tries; doubles each time."
-    )
+    backoff_seconds: float = Field(2.0, ge=0, le=3600, description="First delay between tries; doubles each time.")
 
 
 class RollbackPolicy(Strict):
     automatic: bool = Field(True, description="Roll back by itself when verification fails.")
-    require_approval: bool = Field(
-        False, description="Whether a rollback waits for approvals (emergency default: no)."
-    )
+    require_approval: bool = Field(False, description="Whether a rollback waits for approvals (emergency default: no).")
 
 
 class ClusterTarget(Strict):
@@ -146,9 +140,7 @@ class HealthCheck(Strict):
 
 class App(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="App name, e.g. `web`.")
-    path: str = Field(
-        min_length=1, description="Directory of the app's manifests inside each environment branch."
-    )
+    path: str = Field(min_length=1, description="Directory of the app's manifests inside each environment branch.")
     images: list[Image] = Field(min_length=1, description="Images released together as one release.")
     health_checks: list[HealthCheck] = Field(default_factory=list)
     environments: list[str] | None = Field(
@@ -210,14 +202,12 @@ class Promotions(Strict):
         route = [e.name for e in self.route(app)]
         name = self.environment(env).name
         if name not in route:
-            raise UnknownName(
-                f"App {app!r} is not promoted to {name!r}: its environments are {', '.join(route)}."
-            )
+            raise UnknownName(f"App {app!r} is not promoted to {name!r}: its environments are {', '.join(route)}.")
         index = route.index(name)
         return self.environment(route[index - 1]) if index else None
 
 
-class UnknownName(LookupError):
+class UnknownName(NotFound):
     """An app or environment name that promotions.yaml does not define."""
 
 

@@ -35,6 +35,7 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from promoflow.config import NAME_PATTERN, NameIssue, NameIssues, Promotions, format_loc, name_issues
+from promoflow.errors import TerminalError
 
 __all__ = ["ConfigError", "Problem", "load"]
 
@@ -58,7 +59,7 @@ class Problem:
         return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(TerminalError):
     """promotions.yaml cannot be used; `problems` lists everything wrong with it."""
 
     def __init__(self, problems: list[Problem]) -> None:

@@ -7,6 +7,7 @@ Nothing is deployed anywhere: the environments' cluster target is `none` (simula
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -137,17 +138,19 @@ def run(base: Path, out: Console, *, yes: bool, reset: bool, keep_server: bool) 
     tag = publish_next_version(base)
     out.rule("promoflow demo (simulated cluster: target `none`)")
     out.print(f"Published {IMAGE}:{tag} to the OCI layout source {sandbox_dir(base) / 'oci' / 'web'}")
-    local = server.start(project.state_dir)
-    out.print(f"Prefect UI: {local.url}")
+    # The Prefect server $PREFECT_API_URL names, else the local one (started here if need be).
+    already_running = server.running(project.state_dir)
+    local = server.connect(project.state_dir, launch=True)
+    ours = local if local and not already_running else None
+    ui = local.url if local else os.environ["PREFECT_API_URL"].removesuffix("/api")
+    out.print(f"Prefect UI: {ui}")
 
-    from promoflow import cli
-
-    cli._connect_prefect(project, start=True)
     from flows.pipeline import pipeline
     from flows.rollback import rollback
+    from promoflow import cli
 
     stop = threading.Event()
-    approver = threading.Thread(target=_approvals, args=(project, out, local.url, yes, stop), daemon=True)
+    approver = threading.Thread(target=_approvals, args=(project, out, ui, yes, stop), daemon=True)
     approver.start()
     try:
         pipeline("web", release=tag, requested_by=REQUESTER, config=str(config_path))
@@ -155,20 +158,28 @@ def run(base: Path, out: Console, *, yes: bool, reset: bool, keep_server: bool) 
         cli.history("web", env=None, limit=20, config=str(config_path), as_json=False)
         out.rule("Rollback")
         out.print("Rolling prod back to its last known good release (as `promoflow rollback web --env prod`)")
-        rollback(
-            "web", "prod", reason="demo: showing a rollback", requested_by=REQUESTER, config=str(config_path)
-        )
+        rollback("web", "prod", reason="demo: showing a rollback", requested_by=REQUESTER, config=str(config_path))
         out.rule("Status")
         cli.status(config=str(config_path), as_json=False)
         out.print("Explore: `promoflow history --json`, `promoflow status`, the runs in the Prefect UI.")
     finally:
         stop.set()
         approver.join(timeout=5)
-        if not keep_server:
+        if ours and not keep_server:
+            _flush_to_prefect()
             server.stop(project.state_dir)
             out.print("Prefect server stopped (keep it with --keep-server).")
-        else:
-            out.print(f"Prefect server still running at {local.url}: `promoflow server stop` ends it.")
+        elif ours:
+            out.print(f"Prefect server still running at {ui}: `promoflow server stop` ends it.")
+
+
+def _flush_to_prefect() -> None:
+    """Send the buffered logs and events now: once the server is gone, exit would retry them for a minute."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=5)
 
 
 def _approvals(project: Project, out: Console, ui: str, yes: bool, stop: threading.Event) -> None:
@@ -182,12 +193,8 @@ def _approvals(project: Project, out: Console, ui: str, yes: bool, stop: threadi
                 continue
             announced.add(promotion.id)
             if yes:
-                out.print(
-                    f"[bold]--yes:[/] approving promotion {promotion.id} ({promotion.environment}) as {APPROVER}"
-                )
-                send_decision(
-                    project, promotion.id, APPROVER, "approve", "approved by `promoflow demo --yes`"
-                )
+                out.print(f"[bold]--yes:[/] approving promotion {promotion.id} ({promotion.environment}) as {APPROVER}")
+                send_decision(project, promotion.id, APPROVER, "approve", "approved by `promoflow demo --yes`")
             else:
                 out.print(
                     f"\n[bold]Promotion {promotion.id} ({promotion.app} -> {promotion.environment}) waits for "

@@ -31,9 +31,7 @@ def run_check(check: HealthCheck) -> CheckResult:
             try:
                 response = client.get(check.url)
                 status = response.status_code
-                healthy = status == check.expect_status and (
-                    check.contains is None or check.contains in response.text
-                )
+                healthy = status == check.expect_status and (check.contains is None or check.contains in response.text)
                 message = "healthy" if healthy else _why(check, status)
             except httpx.HTTPError as error:
                 healthy, message = False, f"request failed: {type(error).__name__}"

@@ -48,9 +48,7 @@ def start(
     config = project.config
     app_config = config.app(app)
     config.previous(app, environment)  # validates the environment is on the app's route
-    release = releases.resolve(
-        project.db, app_config, layouts(project, app_config), release_ref, "oci-layout"
-    )
+    release = releases.resolve(project.db, app_config, layouts(project, app_config), release_ref, "oci-layout")
     existing = project.db.open_promotion(app, environment, release.id)
     if existing and existing.id is not None:
         _refuse_if_running_elsewhere(existing)
@@ -168,7 +166,5 @@ def rollback_target(project: Project, app: str, environment: str, to: str | None
         target = db.get_release(found)
     state = db.environment_state(app, environment)
     if state and state.current_release == target.id:
-        raise TerminalError(
-            f"{app} already runs {target.label} ({target.id}) in {environment}: nothing to roll back."
-        )
+        raise TerminalError(f"{app} already runs {target.label} ({target.id}) in {environment}: nothing to roll back.")
     return target

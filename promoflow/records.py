@@ -259,9 +259,7 @@ class Database:
                 return s.exec(select(Promotion).where(Promotion.slot == slot)).first()
         return None
 
-    def promotions(
-        self, app: str | None = None, environment: str | None = None, limit: int = 100
-    ) -> list[Promotion]:
+    def promotions(self, app: str | None = None, environment: str | None = None, limit: int = 100) -> list[Promotion]:
         query = select(Promotion).order_by(col(Promotion.id).desc()).limit(limit)
         if app:
             query = query.where(Promotion.app == app)
@@ -277,10 +275,7 @@ class Database:
         info: dict[str, Any] = dict(detail)
         started = time.monotonic()
         with self.session() as s:
-            attempt = (
-                s.exec(select(func.count()).where(Step.promotion_id == promotion_id, Step.name == name)).one()
-                + 1
-            )
+            attempt = s.exec(select(func.count()).where(Step.promotion_id == promotion_id, Step.name == name)).one() + 1
             row = Step(
                 promotion_id=promotion_id,
                 name=name,
@@ -298,9 +293,7 @@ class Database:
             raise
         self._end_step(row, "succeeded", info, started, None)
 
-    def _end_step(
-        self, row: Step, outcome: str, info: dict[str, Any], started: float, error: str | None
-    ) -> None:
+    def _end_step(self, row: Step, outcome: str, info: dict[str, Any], started: float, error: str | None) -> None:
         with self.session() as s:
             row.outcome = outcome
             row.detail = redact(json.dumps(info, default=str))
@@ -312,16 +305,12 @@ class Database:
 
     def steps(self, promotion_id: int) -> list[Step]:
         with self.session() as s:
-            return list(
-                s.exec(select(Step).where(Step.promotion_id == promotion_id).order_by(col(Step.id))).all()
-            )
+            return list(s.exec(select(Step).where(Step.promotion_id == promotion_id).order_by(col(Step.id))).all())
 
     def last_step(self, promotion_id: int, name: str) -> Step | None:
         with self.session() as s:
             return s.exec(
-                select(Step)
-                .where(Step.promotion_id == promotion_id, Step.name == name)
-                .order_by(col(Step.id).desc())
+                select(Step).where(Step.promotion_id == promotion_id, Step.name == name).order_by(col(Step.id).desc())
             ).first()
 
     # -- approvals ----------------------------------------------------------------------------
@@ -354,9 +343,7 @@ class Database:
     def approvals(self, promotion_id: int) -> list[Approval]:
         with self.session() as s:
             return list(
-                s.exec(
-                    select(Approval).where(Approval.promotion_id == promotion_id).order_by(col(Approval.id))
-                ).all()
+                s.exec(select(Approval).where(Approval.promotion_id == promotion_id).order_by(col(Approval.id))).all()
             )
 
     # -- environment state ------------------------------------------------------------------
@@ -370,9 +357,7 @@ class Database:
 
     def set_current(self, app: str, environment: str, release_id: str, promotion_id: int | None) -> None:
         with self.session() as s:
-            row = s.get(EnvironmentState, (app, environment)) or EnvironmentState(
-                app=app, environment=environment
-            )
+            row = s.get(EnvironmentState, (app, environment)) or EnvironmentState(app=app, environment=environment)
             row.current_release, row.current_promotion, row.since = release_id, promotion_id, now()
             s.add(row)
             s.commit()

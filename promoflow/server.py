@@ -114,10 +114,37 @@ def stop(state: Path) -> bool:
         return False
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        try:
-            os.kill(server.pid, 0)
-        except ProcessLookupError:
+        if _exited(server.pid):
             return True
-        time.sleep(0.2)
+        time.sleep(0.1)
     os.killpg(server.pid, signal.SIGKILL)
     return True
+
+
+def _exited(pid: int) -> bool:
+    try:  # our own child stays a zombie (and "alive" to kill(0)) until reaped
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return True
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def connect(state: Path, launch: bool) -> LocalServer | None:
+    """Point Prefect at $PREFECT_API_URL, or at the local server in `state` (launched if asked).
+
+    Call before importing Prefect: it reads its settings once. Returns the local server used, if any.
+    """
+    for key, value in QUIET_PREFECT.items():
+        os.environ.setdefault(key, value)
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    local = running(state) or (start(state) if launch else None)
+    if not local:
+        raise TerminalError("No Prefect server: set PREFECT_API_URL or run `promoflow server start`.")
+    os.environ["PREFECT_API_URL"] = local.api_url
+    return local

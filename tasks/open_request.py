@@ -22,9 +22,7 @@ def open_request(config: str, promotion_id: int) -> str:
     assert promotion.request_branch and promotion.request_head
     with db.step(promotion_id, "open_request", forge="local", branch=promotion.request_branch):
         diff = p.workspace.diff(env.branch, promotion.request_head)
-        description = local.describe(
-            promotion, release, releases.pins_of(release), promotion.request_branch, diff
-        )
+        description = local.describe(promotion, release, releases.pins_of(release), promotion.request_branch, diff)
         create_markdown_artifact(
             key=f"promotion-{promotion_id}", markdown=description, description=local.title(promotion, release)
         )

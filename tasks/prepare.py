@@ -26,6 +26,7 @@ def prepare(config: str, promotion_id: int) -> list[str]:
     env = p.config.environment(promotion.environment)
     pins = releases.pins_of(release)
     branch = request_branch(promotion, release)
+
     def edit(tree: Path) -> list[str]:
         if not (tree / app.path).is_dir():
             raise TerminalError(

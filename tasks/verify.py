@@ -23,9 +23,7 @@ def verify(config: str, promotion_id: int) -> None:
     promotion = db.promotion(promotion_id)
     app = p.config.app(promotion.app)
     env = p.config.environment(promotion.environment)
-    with db.step(
-        promotion_id, "verify", checks=len(app.health_checks), soak_seconds=env.soak_seconds
-    ) as detail:
+    with db.step(promotion_id, "verify", checks=len(app.health_checks), soak_seconds=env.soak_seconds) as detail:
         deadline = time.monotonic() + env.soak_seconds
         rounds = 0
         while True:

@@ -94,9 +94,9 @@ def test_corpus_covers_enough_cases() -> None:
 def test_broken_config_is_located(path: Path) -> None:
     line, column, substring = expectation(path)
     problems = problems_of(path)
-    assert any(
-        (p.file, p.line, p.column) == (str(path), line, column) and substring in p.message for p in problems
-    ), "\n".join(map(str, problems))
+    assert any((p.file, p.line, p.column) == (str(path), line, column) and substring in p.message for p in problems), (
+        "\n".join(map(str, problems))
+    )
 
 
 @pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
@@ -157,9 +157,7 @@ def test_missing_key_points_at_the_mapping_that_lacks_it(tmp_path: Path) -> None
 
 
 def test_unknown_environment_reference_points_at_the_entry(tmp_path: Path) -> None:
-    text = VALID.replace(
-        "    path: apps/web\n", "    path: apps/web\n    environments:\n      - dev\n      - qa\n"
-    )
+    text = VALID.replace("    path: apps/web\n", "    path: apps/web\n    environments:\n      - dev\n      - qa\n")
     [problem] = problems_of(write(tmp_path, text))
     assert (problem.line, problem.column, problem.path) == (24, 9, "apps[0].environments[1]")
     assert problem.message.startswith("unknown environment 'qa'")
@@ -277,7 +275,5 @@ def test_models_still_reject_duplicates_without_the_loader() -> None:
     [error] = caught.value.errors()
     issues = error["ctx"]["error"]
     assert isinstance(issues, NameIssues)
-    assert [(i.loc, i.first) for i in issues.issues] == [
-        (("environments", 1, "name"), ("environments", 0, "name"))
-    ]
+    assert [(i.loc, i.first) for i in issues.issues] == [(("environments", 1, "name"), ("environments", 0, "name"))]
     assert "duplicate environment name 'dev'" in str(caught.value)

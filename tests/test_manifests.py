@@ -106,8 +106,7 @@ def test_kustomization_comments_and_key_order_preserved(tmp_path: Path) -> None:
         ),
         pytest.param(
             "images:\n  - name: web\n    newTag: 1.0.0\n  - name: api\n    newTag: 3.0.0\n",
-            f"images:\n  - name: web\n    newTag: 1.2.0\n    digest: {D1}\n  - name: api\n"
-            "    newTag: 3.0.0\n",
+            f"images:\n  - name: web\n    newTag: 1.2.0\n    digest: {D1}\n  - name: api\n    newTag: 3.0.0\n",
             id="dash-indented",
         ),
         pytest.param(
@@ -153,12 +152,8 @@ def test_new_name_entry(tmp_path: Path) -> None:
     )
     write(tmp_path, "kustomization.yaml", original)
 
-    assert find_images(tmp_path) == [
-        ImageUse("kustomization.yaml", "registry.example.com/demo/web", "1.0.0", OLD)
-    ]
-    assert pin_images(tmp_path, [ImagePin("registry.example.com/demo/web", "1.2.0", D1)]) == [
-        "kustomization.yaml"
-    ]
+    assert find_images(tmp_path) == [ImageUse("kustomization.yaml", "registry.example.com/demo/web", "1.0.0", OLD)]
+    assert pin_images(tmp_path, [ImagePin("registry.example.com/demo/web", "1.2.0", D1)]) == ["kustomization.yaml"]
     assert read(tmp_path, "kustomization.yaml") == (
         "images:\n"
         "- name: web  # placeholder used in base/\n"
@@ -264,9 +259,7 @@ spec:
 def test_deployment_multi_document(tmp_path: Path) -> None:
     write(tmp_path, "deployment.yaml", DEPLOYMENT)
 
-    assert pin_images(tmp_path, [ImagePin("registry.example.com/demo/web", "1.2.0", D1)]) == [
-        "deployment.yaml"
-    ]
+    assert pin_images(tmp_path, [ImagePin("registry.example.com/demo/web", "1.2.0", D1)]) == ["deployment.yaml"]
     assert read(tmp_path, "deployment.yaml") == DEPLOYMENT.replace(
         '"registry.example.com/demo/web:1.0.0"', f'"registry.example.com/demo/web:1.2.0@{D1}"'
     )
@@ -291,12 +284,8 @@ def test_cronjob(tmp_path: Path) -> None:
     )
     write(tmp_path, "jobs/cronjob.yaml", original)
 
-    assert find_images(tmp_path) == [
-        ImageUse("jobs/cronjob.yaml", "registry.example.com/demo/report", "0.9", OLD)
-    ]
-    assert pin_images(tmp_path, [ImagePin("registry.example.com/demo/report", "1.0", D1)]) == [
-        "jobs/cronjob.yaml"
-    ]
+    assert find_images(tmp_path) == [ImageUse("jobs/cronjob.yaml", "registry.example.com/demo/report", "0.9", OLD)]
+    assert pin_images(tmp_path, [ImagePin("registry.example.com/demo/report", "1.0", D1)]) == ["jobs/cronjob.yaml"]
     assert read(tmp_path, "jobs/cronjob.yaml") == original.replace(f"report:0.9@{OLD}", f"report:1.0@{D1}")
 
 
@@ -316,9 +305,7 @@ def test_init_containers(tmp_path: Path) -> None:
     )
     write(tmp_path, "statefulset.yaml", original)
 
-    assert pin_images(tmp_path, [ImagePin("registry.example.com/demo/web", "1.2.0", D1)]) == [
-        "statefulset.yaml"
-    ]
+    assert pin_images(tmp_path, [ImagePin("registry.example.com/demo/web", "1.2.0", D1)]) == ["statefulset.yaml"]
     assert read(tmp_path, "statefulset.yaml") == original.replace("web:1.0.0", f"web:1.2.0@{D1}")
 
 
@@ -394,9 +381,7 @@ def test_other_images_untouched(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     before = snapshot(app)
 
-    assert pin_images(app, [ImagePin("registry.example.com/demo/worker", "8.0.0", D2)]) == [
-        "kustomization.yaml"
-    ]
+    assert pin_images(app, [ImagePin("registry.example.com/demo/worker", "8.0.0", D2)]) == ["kustomization.yaml"]
     after = snapshot(app)
     assert after["deployment.yaml"] == before["deployment.yaml"]
     assert after["service.yaml"] == before["service.yaml"]

@@ -44,9 +44,7 @@ def wait_for(predicate: Any, timeout: float = 60, what: str = "condition") -> An
 
 
 def awaiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
-    return next(
-        (p for p in history(sandbox) if p["environment"] == env and p["state"] == "awaiting_approval"), None
-    )
+    return next((p for p in history(sandbox) if p["environment"] == env and p["state"] == "awaiting_approval"), None)
 
 
 def start_cli(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -65,11 +63,12 @@ def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back
     pipeline = start_cli(sandbox, "pipeline", "web")
 
     # staging: resumed through Prefect's API with the RunInput, as the UI's Resume form does
-    staging = wait_for(lambda: awaiting(sandbox, "staging"), what="staging to wait for approval")
-    from prefect.client.orchestration import get_client
+    staging = wait_for(lambda: awaiting(sandbox, "staging") or pipeline.poll(), what="staging to wait")
+    assert isinstance(staging, dict), pipeline.communicate()
+    from prefect.client.orchestration import PrefectClient
 
     async def resume() -> None:
-        async with get_client() as client:
+        async with PrefectClient(os.environ["PREFECT_API_URL"]) as client:
             await client.resume_flow_run(
                 staging["flow_run_id"],
                 run_input={"decision": "approve", "approver": "uma", "comment": "looks good"},
@@ -124,9 +123,7 @@ def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back
     assert status[("web", "prod")]["rollback_target"]["label"] == "1.1.0"
 
     # rollback from the CLI, to a named release
-    rolled = sandbox.cli(
-        "rollback", "web", "--env", "prod", "--to", "1.1.0", "--reason", "pager", env=REQUESTER
-    )
+    rolled = sandbox.cli("rollback", "web", "--env", "prod", "--to", "1.1.0", "--reason", "pager", env=REQUESTER)
     assert rolled.returncode == 0, rolled.stderr
     status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
     prod_state = status[("web", "prod")]
@@ -167,13 +164,9 @@ def test_reject_ends_the_promotion_and_merges_nothing(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.parametrize("failpoint", ["after-open-request", "after-merge"])
-def test_crash_and_rerun_makes_one_branch_one_merge_and_consistent_records(
-    sandbox: Sandbox, failpoint: str
-) -> None:
+def test_crash_and_rerun_makes_one_branch_one_merge_and_consistent_records(sandbox: Sandbox, failpoint: str) -> None:
     sandbox.publish("1.2.0")
-    crashed = sandbox.cli(
-        "promote", "web", "--to", "dev", env={**REQUESTER, "PROMOFLOW_FAILPOINTS": failpoint}
-    )
+    crashed = sandbox.cli("promote", "web", "--to", "dev", env={**REQUESTER, "PROMOFLOW_FAILPOINTS": failpoint})
     assert crashed.returncode == -9, crashed.stderr  # killed by SIGKILL at the failpoint
 
     rerun = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
@@ -328,3 +321,17 @@ def test_missing_app_path_fails_the_promotion_with_a_clear_message(sandbox: Sand
     assert promotion["state"] == "failed"
     assert [s["outcome"] for s in promotion["steps"]] == ["succeeded", "failed"]
     assert sandbox.git("branch", "--list", "promoflow/*") == ""
+
+
+def test_records_live_in_postgresql_when_asked(sandbox: Sandbox, postgres_url: str) -> None:
+    team_db = {**REQUESTER, "PROMOFLOW_DATABASE_URL": postgres_url}
+    sandbox.publish("1.2.0")
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=team_db)
+    assert promoted.returncode == 0, promoted.stderr
+    listed = sandbox.cli("history", "--json", env=team_db)
+    assert listed.returncode == 0, listed.stderr
+    assert [(p["kind"], p["state"]) for p in json.loads(listed.stdout)] == [
+        ("baseline", "succeeded"),
+        ("promotion", "succeeded"),
+    ]
+    assert not (sandbox.base / ".promoflow" / "promoflow.db").exists()

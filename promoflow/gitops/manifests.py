@@ -158,8 +158,7 @@ def _validate_pins(pins: list[ImagePin]) -> dict[str, ImagePin]:
         previous = by_name.get(pin.name)
         if previous is not None and previous != pin:
             raise ManifestError(
-                f"conflicting pins for image {pin.name}: "
-                f"{previous.tag}@{previous.digest} and {pin.tag}@{pin.digest}"
+                f"conflicting pins for image {pin.name}: {previous.tag}@{previous.digest} and {pin.tag}@{pin.digest}"
             )
         by_name[pin.name] = pin
     return by_name
@@ -644,9 +643,7 @@ def _render_piece(f: _File, piece: _Piece) -> str:
 
 
 def _render_file(f: _File) -> bytes:
-    text = "".join(
-        _render_piece(f, piece) if piece.is_doc and piece.changed else piece.text for piece in f.pieces
-    )
+    text = "".join(_render_piece(f, piece) if piece.is_doc and piece.changed else piece.text for piece in f.pieces)
     if f.crlf:
         text = text.replace("\n", "\r\n")
     if f.bom:

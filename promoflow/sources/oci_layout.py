@@ -91,9 +91,7 @@ def list_tags(layout_dir: Path) -> dict[str, str]:
         if tag is None:
             continue
         if tag in tags and tags[tag] != digest:
-            raise _invalid(
-                layout_dir, f"tag {tag!r} names two different manifests ({tags[tag]} and {digest})"
-            )
+            raise _invalid(layout_dir, f"tag {tag!r} names two different manifests ({tags[tag]} and {digest})")
         tags[tag] = digest
     return tags
 
@@ -130,9 +128,7 @@ def publish(
     """
     layout_dir = Path(layout_dir)
     if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-        raise ValueError(
-            f"invalid tag {tag!r}: use 1-128 characters from [A-Za-z0-9_.-], not starting with . or -"
-        )
+        raise ValueError(f"invalid tag {tag!r}: use 1-128 characters from [A-Za-z0-9_.-], not starting with . or -")
     if created is not None:
         _check_timestamp(created)
     layer_tar = _layer_tar(tag.encode() if payload is None else bytes(payload))
@@ -316,8 +312,7 @@ def _prepare_layout(layout_dir: Path) -> dict[str, Any]:
         if any(layout_dir.iterdir()):
             raise _not_a_layout(
                 layout_dir,
-                f"{LAYOUT_FILE} file missing and the directory is not empty; "
-                "refusing to turn it into an image layout",
+                f"{LAYOUT_FILE} file missing and the directory is not empty; refusing to turn it into an image layout",
             )
         _write_atomic(layout_dir / LAYOUT_FILE, _canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))
     else:

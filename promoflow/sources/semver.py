@@ -411,9 +411,7 @@ def _compile(sets: tuple[tuple[_Comparator, ...], ...]) -> tuple[_Compiled, ...]
     compiled = []
     for comparators in sets:
         tests = tuple((_OPS[c.operator], c.version._key) for c in comparators if c.version is not None)
-        cores = frozenset(
-            c.version.core for c in comparators if c.version is not None and c.version.prerelease
-        )
+        cores = frozenset(c.version.core for c in comparators if c.version is not None and c.version.prerelease)
         compiled.append((tests, cores))
     return tuple(compiled)
 

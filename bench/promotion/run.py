@@ -1,0 +1,371 @@
+"""Benchmark: one release dev -> staging -> prod with automatic approval on a warm local Prefect server.
+
+Each measured pair runs the pipeline flow (orchestrated) and the same steps called with `.fn` (direct),
+each on a fresh sandbox, in one process. Writes results.json and results.md beside this file.
+Run: .venv/bin/python bench/promotion/run.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+APP, RELEASE, REQUESTER = "web", "1.2.0", "bench"
+ENVIRONMENTS = ("dev", "staging", "prod")
+VARIANTS = ("default", "no_heartbeat")
+GOALS = {"total_seconds": 10.0, "orchestration_share": 0.5}
+
+Sample = dict[str, Any]  # nested dicts of seconds (floats)
+
+
+def make_sandbox(root: Path, name: str) -> str:
+    """A demo sandbox (git repo, OCI layout) with 1.2.0 published and no approval needed anywhere."""
+    from promoflow import demo
+    from promoflow.sources import oci_layout
+
+    base = root / name
+    base.mkdir()
+    config = demo.write_config(base)
+    text = config.read_text()
+    assert "required: 1" in text
+    config.write_text(text.replace("required: 1", "required: 0"))
+    demo.build_sandbox(base)
+    oci_layout.publish(demo.sandbox_dir(base) / "oci" / "web", RELEASE)
+    return str(config)
+
+
+def from_records(config: str, total: float) -> Sample:
+    """Per environment: promotion record span (created_at..ended_at) and the sum of its step durations."""
+    from promoflow.project import Project
+
+    db = Project.load(config).db
+    promotions = sorted((p for p in db.promotions(APP) if p.kind == "promotion"), key=lambda p: p.id or 0)
+    assert [(p.environment, p.state) for p in promotions] == [(e, "succeeded") for e in ENVIRONMENTS]
+    environments: Sample = {}
+    by_step: dict[str, float] = {}
+    for promotion in promotions:
+        assert promotion.id is not None and promotion.ended_at is not None
+        steps = db.steps(promotion.id)
+        for step in steps:
+            by_step[step.name] = by_step.get(step.name, 0.0) + (step.duration_seconds or 0.0)
+        environments[promotion.environment] = {
+            "wall": (promotion.ended_at - promotion.created_at).total_seconds(),
+            "steps": sum(step.duration_seconds or 0.0 for step in steps),
+        }
+    in_records = sum(e["wall"] for e in environments.values())
+    in_steps = sum(e["steps"] for e in environments.values())
+    return {
+        "total": total,
+        "environments": environments,
+        "split": {
+            "steps": in_steps,
+            "in_promotions_outside_steps": in_records - in_steps,
+            "outside_promotions": total - in_records,
+        },
+        "steps_by_name": by_step,
+    }
+
+
+def orchestrated(config: str) -> Sample:
+    from flows.pipeline import pipeline
+
+    started = time.perf_counter()
+    done = pipeline(APP, release=RELEASE, requested_by=REQUESTER, config=config)
+    total = time.perf_counter() - started
+    assert len(done) == len(ENVIRONMENTS), done
+    return from_records(config, total)
+
+
+def direct(config: str) -> Sample:
+    """What flows/pipeline.py + flows/promote.py do, with the tasks' bare functions and no engine."""
+    from promoflow import releases
+    from promoflow.promotion import layouts, runner_id, start
+    from tasks._shared import project
+    from tasks.apply import apply
+    from tasks.finalize import finalize
+    from tasks.merge import merge
+    from tasks.open_request import open_request
+    from tasks.preflight import preflight
+    from tasks.prepare import prepare
+    from tasks.verify import verify
+
+    started = time.perf_counter()
+    p = project(config)
+    app = p.config.app(APP)
+    chosen = releases.resolve(p.db, app, layouts(p, app), RELEASE, "oci-layout")
+    for env in p.config.route(APP):
+        pid = start(p, APP, env.name, chosen.id, REQUESTER).id
+        assert pid is not None
+        p.db.update_promotion(pid, runner=runner_id())
+        assert preflight.fn(config, pid)
+        if prepare.fn(config, pid):
+            # Outside a run, create_markdown_artifact still POSTs the artifact (with no run ids) and
+            # warns that this is deprecated: the direct run does the same HTTP call as the flow.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Artifact creation outside", FutureWarning)
+                open_request.fn(config, pid)
+            merge.fn(config, pid, [])
+        apply.fn(config, pid)
+        verify.fn(config, pid)
+        finalize.fn(config, pid)
+    return from_records(config, time.perf_counter() - started)
+
+
+def variant(name: str) -> contextlib.AbstractContextManager[Any]:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if name == "no_heartbeat":
+        return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    return contextlib.nullcontext()
+
+
+def client_cpu() -> float:
+    """CPU seconds of this process (all threads) and of its finished children (git)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@dataclass(frozen=True)
+class ServerProbe:
+    """What the Prefect server spent: CPU of its one process, and the retryable errors it logged."""
+
+    pid: int
+    log: Path
+
+    def cpu(self) -> float:
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            raise RuntimeError(f"The Prefect server (pid {self.pid}) is gone: killed or crashed") from None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def retryable_errors(self) -> int:
+        """503s sent for `database is locked` (SQLite); the client sleeps about 2 s and retries each."""
+        return self.log.read_text(errors="replace").count("Encountered retryable exception")
+
+
+def timed(fn: Callable[[str], Sample], config: str, server: ServerProbe, settle: float) -> Sample:
+    """One run; CPU is counted until `settle` seconds after it, so background flushing is included."""
+    load = os.getloadavg()[0]
+    client, server_cpu, errors = client_cpu(), server.cpu(), server.retryable_errors()
+    sample = fn(config)
+    time.sleep(settle)
+    sample["cpu"] = {"client": client_cpu() - client, "server": server.cpu() - server_cpu}
+    sample["cpu"]["total"] = sample["cpu"]["client"] + sample["cpu"]["server"]
+    sample["server_retryable_errors"] = server.retryable_errors() - errors
+    sample["load_before"] = load
+    return sample
+
+
+def measure_pair(root: Path, label: str, server: ServerProbe, settle: float, direct_first: bool) -> Sample:
+    runs: list[tuple[str, Callable[[str], Sample]]] = [("orchestrated", orchestrated), ("direct", direct)]
+    pair = {
+        kind: timed(fn, make_sandbox(root, f"{label}-{kind}"), server, settle)
+        for kind, fn in (runs[::-1] if direct_first else runs)
+    }
+    o, d = pair["orchestrated"], pair["direct"]
+    return {
+        "orchestrated": o,
+        "direct": d,
+        "orchestration_seconds": o["total"] - d["total"],
+        "orchestration_share": (o["total"] - d["total"]) / o["total"],
+        "direct_over_orchestrated": d["total"] / o["total"],
+        "orchestration_cpu_share": (o["cpu"]["total"] - d["cpu"]["total"]) / o["cpu"]["total"],
+    }
+
+
+def summarise(samples: list[Any]) -> Any:
+    """The same nesting as one sample, every number replaced by its median, min and max over the samples."""
+    if isinstance(samples[0], dict):
+        return {key: summarise([s[key] for s in samples]) for key in samples[0]}
+    return {
+        "median": round(statistics.median(samples), 3),
+        "min": round(min(samples), 3),
+        "max": round(max(samples), 3),
+    }
+
+
+def machine() -> dict[str, Any]:
+    import prefect
+
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    meminfo = Path("/proc/meminfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
+    mem_kb = next(int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal"))
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "prefect": prefect.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def benchmark(root: Path, runs: int, server: ServerProbe, settle: float) -> dict[str, Any]:
+    print("warming up: one throwaway pipeline and direct run", flush=True)
+    measure_pair(root, "warmup", server, settle, direct_first=False)
+    samples: dict[str, list[Sample]] = {name: [] for name in VARIANTS}
+    for i in range(runs):
+        for name in VARIANTS:
+            with variant(name):
+                sample = measure_pair(root, f"{name}-{i}", server, settle, direct_first=i % 2 == 1)
+            samples[name].append(sample)
+            print(
+                f"run {i + 1}/{runs} {name}: orchestrated {sample['orchestrated']['total']:.2f} s, "
+                f"direct {sample['direct']['total']:.2f} s, share {sample['orchestration_share']:.0%}, "
+                f"server 503s {sample['orchestrated']['server_retryable_errors']}",
+                flush=True,
+            )
+    variants = {name: {**summarise(s), "samples": s} for name, s in samples.items()}
+    met = {
+        name: {
+            "total_seconds": v["orchestrated"]["total"]["median"] <= GOALS["total_seconds"],
+            "orchestration_share": v["orchestration_share"]["median"] <= GOALS["orchestration_share"],
+        }
+        for name, v in variants.items()
+    }
+    return {
+        "machine": machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runs": runs,
+        "settle_seconds": settle,
+        "variants": variants,
+        "goals": GOALS,
+        "met": met,
+        "notes": [
+            "Goals are checked against medians. Each pair is an orchestrated and a direct run, each on a fresh "
+            "sandbox, in alternating order; every run is followed by an untimed idle settle.",
+            "Direct run: open_request.fn creates its markdown artifact through the API outside a run "
+            "(Prefect warns this is deprecated), so both runs make that HTTP call.",
+            "Per environment wall = promotion record created_at..ended_at; flow-run creation and teardown "
+            "(heartbeat join, SQLite-lock retries) fall outside the records.",
+            "CPU = this process with its git children, plus the server process, until the end of the settle.",
+        ],
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    def cell(stat: dict[str, float], fmt: str = "{:.2f}") -> str:
+        return f"{fmt.format(stat['median'])} ({fmt.format(stat['min'])}-{fmt.format(stat['max'])})"
+
+    def cpu(stat: dict[str, dict[str, float]]) -> str:
+        return f"{stat['client']['median']:.2f} + {stat['server']['median']:.2f}"
+
+    pct = "{:.0%}"
+    v = results["variants"]
+    rows: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
+        ("orchestrated total, s", lambda x: cell(x["orchestrated"]["total"]), f"<= {GOALS['total_seconds']:g}"),
+        *(
+            (f"- {env}, s", lambda x, env=env: cell(x["orchestrated"]["environments"][env]["wall"]), "")
+            for env in ENVIRONMENTS
+        ),
+        ("- steps (work in records), s", lambda x: cell(x["orchestrated"]["split"]["steps"]), ""),
+        (
+            "- in promotions, outside steps, s",
+            lambda x: cell(x["orchestrated"]["split"]["in_promotions_outside_steps"]),
+            "",
+        ),
+        ("- outside promotion records, s", lambda x: cell(x["orchestrated"]["split"]["outside_promotions"]), ""),
+        ("direct total (.fn), s", lambda x: cell(x["direct"]["total"]), ""),
+        *(
+            (f"- {env}, s", lambda x, env=env: cell(x["direct"]["environments"][env]["wall"]), "")
+            for env in ENVIRONMENTS
+        ),
+        ("orchestration, s", lambda x: cell(x["orchestration_seconds"]), ""),
+        (
+            "orchestration share",
+            lambda x: cell(x["orchestration_share"], pct),
+            f"<= {GOALS['orchestration_share']:.0%}",
+        ),
+        ("direct / orchestrated", lambda x: cell(x["direct_over_orchestrated"]), ""),
+        ("CPU orchestrated: client + server, s", lambda x: cpu(x["orchestrated"]["cpu"]), ""),
+        ("CPU direct: client + server, s", lambda x: cpu(x["direct"]["cpu"]), ""),
+        ("orchestration share of CPU", lambda x: cell(x["orchestration_cpu_share"], pct), ""),
+        (
+            "server 503s (SQLite locked), orchestrated",
+            lambda x: cell(x["orchestrated"]["server_retryable_errors"], "{:g}"),
+            "",
+        ),
+        ("load average before (orchestrated)", lambda x: cell(x["orchestrated"]["load_before"]), ""),
+    ]
+    m = results["machine"]
+    lines = [
+        "# Promotion benchmark: web 1.2.0 dev -> staging -> prod, automatic approval",
+        "",
+        f"{results['date']}, {results['runs']} runs per variant, median (min-max). "
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, Prefect {m['prefect']}.",
+        "",
+        "| | default | heartbeat off | goal |",
+        "|---|---|---|---|",
+        *(f"| {label} | {fn(v['default'])} | {fn(v['no_heartbeat'])} | {goal} |" for label, fn, goal in rows),
+        *(
+            f"| goal met: {goal} | {results['met']['default'][goal]} | {results['met']['no_heartbeat'][goal]} | |"
+            for goal in GOALS
+        ),
+        "",
+        "Step durations from the records, summed over the three environments, default variant:",
+        "",
+        "| step | orchestrated, s | direct, s |",
+        "|---|---|---|",
+        *(
+            f"| {step} | {cell(stat)} | {cell(v['default']['direct']['steps_by_name'][step])} |"
+            for step, stat in v["default"]["orchestrated"]["steps_by_name"].items()
+        ),
+        "",
+        *(f"- {note}" for note in results["notes"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="measured pairs per variant (default 5)")
+    parser.add_argument("--settle", type=float, default=3.0, help="idle seconds after each run (default 3)")
+    args = parser.parse_args()
+
+    from promoflow import server
+
+    with tempfile.TemporaryDirectory(prefix="promoflow-bench-") as tmp:
+        root = Path(tmp)
+        os.environ.update(
+            PREFECT_HOME=str(root / "client"),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            DO_NOT_TRACK="1",
+            PREFECT_SERVER_LOG_RETRYABLE_ERRORS="true",  # the server logs each 503 it sends: counted
+        )
+        assert "prefect" not in sys.modules, "Prefect must be imported after PREFECT_API_URL is set"
+        state = root / "server"
+        print("starting the Prefect server", flush=True)
+        local = server.start(state, port=server.free_port(0))
+        os.environ["PREFECT_API_URL"] = local.api_url
+        probe = ServerProbe(local.pid, state / "prefect" / "server.log")
+        try:
+            results = benchmark(root, args.runs, probe, args.settle)
+        except BaseException:
+            print("Last lines of the server log:", *probe.log.read_text().splitlines()[-30:], sep="\n", file=sys.stderr)
+            raise
+        finally:
+            server.stop(state)
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

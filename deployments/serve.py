@@ -1,0 +1,43 @@
+"""Serve the promoflow flows as Prefect deployments, no work pool needed: `python -m deployments.serve`.
+
+Connects to $PREFECT_API_URL, or to the local server in the state directory (started if none runs).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from promoflow import server, settings
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+TAGS = ["promoflow"]
+
+
+def deployments() -> list[RunnerDeployment]:
+    """The `promote`, `pipeline` and `rollback` deployments, their config defaulting to the absolute config path."""
+    from flows.pipeline import pipeline
+    from flows.promote import promote
+    from flows.rollback import rollback
+
+    config = str(settings.config_path())
+    return [
+        # to_deployment is sync-or-async by context; called from sync code it returns the deployment.
+        cast(
+            "RunnerDeployment",
+            flow.to_deployment(name=flow.name, description=flow.description, tags=TAGS, parameters={"config": config}),
+        )
+        for flow in (promote, pipeline, rollback)
+    ]
+
+
+def main() -> None:
+    server.connect(settings.state_dir(settings.config_path()), launch=True)
+    import prefect
+
+    prefect.serve(*deployments())
+
+
+if __name__ == "__main__":
+    main()

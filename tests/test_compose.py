@@ -1,0 +1,161 @@
+"""docker-compose.yml: valid Compose, the intended topology, and the worker's deployments built natively (no Docker)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE_SCHEMA = Path(__file__).parents[1] / ".." / "shared" / "data" / "compose-spec" / "compose-spec.json"
+
+
+def _compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _interpolate(value: str) -> str:
+    """Compose's `${VAR:-default}` / `${VAR}` with nothing set: what a fresh local `docker compose up` sees."""
+    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", value)
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: _interpolate(str(value)) for key, value in env.items()}
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
+
+
+def test_compose_file_is_valid_against_the_compose_spec() -> None:
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    assert "draft-07" in schema["$schema"]  # written without the trailing '#' jsonschema looks up: name it
+    jsonschema.Draft7Validator.check_schema(schema)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(_compose()), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_topology() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"postgres", "prefect-server", "promoflow"}
+
+    assert services["postgres"]["image"].startswith("postgres:15")
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert _depends_on(services["prefect-server"]) == {"postgres": "service_healthy"}
+    worker_deps = _depends_on(services["promoflow"])
+    assert worker_deps["prefect-server"] == "service_healthy"
+
+    # Both the Prefect server and promoflow keep their data in the postgres service, in separate databases.
+    prefect_db = urlsplit(_environment(services["prefect-server"])["PREFECT_API_DATABASE_CONNECTION_URL"])
+    promoflow_db = urlsplit(_environment(services["promoflow"])["PROMOFLOW_DATABASE_URL"])
+    assert (prefect_db.scheme, prefect_db.hostname) == ("postgresql+asyncpg", "postgres")
+    assert (promoflow_db.scheme, promoflow_db.hostname) == ("postgresql+psycopg", "postgres")
+    assert prefect_db.path == f"/{_environment(services['postgres'])['POSTGRES_DB']}"
+    assert promoflow_db.path == "/promoflow"
+    assert "CREATE DATABASE promoflow" in (ROOT / "deploy" / "postgres-init.sql").read_text()
+
+    worker_env = _environment(services["promoflow"])
+    assert worker_env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+    assert f"{worker_env['PROMOFLOW_CONFIG']}:ro" in [
+        volume.split(":", 1)[1] for volume in services["promoflow"]["volumes"]
+    ]
+
+
+def test_every_build_context_and_bind_mount_exists() -> None:
+    for name, service in _compose()["services"].items():
+        build = service.get("build")
+        if build is not None:
+            context, dockerfile = (
+                (build, "Dockerfile")
+                if isinstance(build, str)
+                else (
+                    build.get("context", "."),
+                    build.get("dockerfile", "Dockerfile"),
+                )
+            )
+            assert (ROOT / context / dockerfile).is_file(), f"{name}: no {dockerfile} in {context}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name}: bind-mount source {source} is missing"
+
+
+def test_the_image_installs_the_postgres_driver_the_worker_url_names() -> None:
+    assert 'pip install ".[postgres]"' in (ROOT / "Dockerfile").read_text()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(requirement.startswith("psycopg[binary]") for requirement in extras["postgres"])
+
+
+def test_the_worker_command_module_exists() -> None:
+    command = _compose()["services"]["promoflow"]["command"]
+    argv = command.split() if isinstance(command, str) else command
+    assert argv[:2] == ["python", "-m"]
+    module = importlib.import_module(argv[2])  # imported, main() not run
+    assert callable(module.main)
+
+
+EXPECTED_PARAMETERS = {
+    "promote": {"app", "environment", "release", "requested_by", "reason", "config"},
+    "pipeline": {"app", "release", "requested_by", "config"},
+    "rollback": {"app", "environment", "to", "reason", "requested_by", "config"},
+}
+
+
+def test_serve_builds_the_three_deployments(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> None:
+    from deployments.serve import deployments
+    from flows.pipeline import pipeline
+    from flows.promote import promote
+    from flows.rollback import rollback
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("PROMOFLOW_CONFIG", "promotions.yaml")
+    built = {deployment.name: deployment for deployment in deployments()}
+    assert set(built) == {"promote", "pipeline", "rollback"}
+
+    for flow in (promote, pipeline, rollback):
+        deployment = built[flow.name]
+        assert deployment.entrypoint == f"flows/{flow.name}.py:{flow.name}"
+        assert deployment.flow_name == flow.name
+        assert deployment.description == flow.description
+        assert deployment.tags == ["promoflow"]
+        assert deployment.work_pool_name is None  # served, no work pool
+        assert deployment.parameters == {"config": str(ROOT / "promotions.yaml")}  # made absolute
+        schema = deployment._parameter_openapi_schema  # what serving sends to the API
+        assert EXPECTED_PARAMETERS[flow.name] <= set(schema.properties)
+    promote_schema = built["promote"]._parameter_openapi_schema
+    assert {"app", "environment"} <= set(promote_schema.required or [])
+
+
+def test_prefect_yaml_declares_the_same_deployments_on_the_process_pool(
+    monkeypatch: pytest.MonkeyPatch, prefect_api: str
+) -> None:
+    from deployments.serve import deployments
+
+    monkeypatch.chdir(ROOT)  # entrypoints are relative to the working directory
+
+    declared = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())["deployments"]
+    assert (
+        {d["name"]: d["entrypoint"] for d in declared}
+        == {d.name: d.entrypoint for d in deployments()}
+        == {name: f"flows/{name}.py:{name}" for name in ("promote", "pipeline", "rollback")}
+    )
+    for d in declared:
+        assert d["work_pool"]["name"] == "promoflow"
+        assert (ROOT / d["entrypoint"].split(":")[0]).is_file()
