@@ -1,0 +1,78 @@
+"""The command line itself: help on every command, fast read commands that never import Prefect, the schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.conftest import ROOT, Sandbox, run_cli
+
+COMMANDS = [
+    [], ["validate"], ["schema"], ["status"], ["history"], ["promote"], ["pipeline"], ["approve"], ["reject"],
+    ["rollback"], ["demo"], ["release"], ["release", "unreject"], ["server"], ["server", "start"],
+    ["server", "stop"], ["server", "status"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "promoflow")
+def test_every_command_explains_itself(command: list[str], tmp_path: Path) -> None:
+    result = run_cli(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout and len(result.stdout.splitlines()) > 5
+
+
+def _imports(args: list[str], cwd: Path) -> set[str]:
+    """Top-level modules a command imports (from Python's -X importtime report)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "promoflow", *args], cwd=cwd, capture_output=True, text=True
+    )
+    return {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["validate"], ["schema"], ["status"], ["history"]])
+def test_read_commands_do_not_import_prefect(args: list[str], sandbox: Sandbox) -> None:
+    modules = _imports(args, sandbox.base)
+    assert "promoflow" in modules
+    assert "prefect" not in modules and "kubernetes" not in modules and "github" not in modules
+
+
+def test_schema_describes_the_documented_example(tmp_path: Path) -> None:
+    result = run_cli("schema", cwd=tmp_path)
+    schema = json.loads(result.stdout)
+    example = yaml.safe_load((ROOT / "promotions.yaml").read_text())
+    jsonschema.validate(example, schema)
+    assert schema["properties"]["environments"]["description"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**example, "aprovals": 1}, schema)
+
+
+def test_the_documented_example_is_the_demo_s_and_valid(tmp_path: Path) -> None:
+    assert (ROOT / "promotions.yaml").read_text() == (ROOT / "promoflow" / "demo_promotions.yaml").read_text()
+    result = run_cli("validate", str(ROOT / "promotions.yaml"), cwd=tmp_path)
+    assert result.returncode == 0 and "valid (3 environments, 1 apps)" in result.stdout
+
+
+def test_read_commands_on_a_new_project(sandbox: Sandbox) -> None:
+    assert "No promotions yet" in sandbox.cli("history").stdout
+    status = sandbox.cli_json("status")
+    assert [(s["environment"], s["current_release"]) for s in status] == [  # type: ignore[union-attr]
+        ("dev", None),
+        ("staging", None),
+        ("prod", None),
+    ]
+    unknown = sandbox.cli("history", "nope")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error: Unknown app 'nope'")
+
+
+def test_a_broken_config_stops_every_command_with_exit_2(sandbox: Sandbox) -> None:
+    sandbox.edit_config("required: 1", "required: one")
+    for args in (["status"], ["history"], ["promote", "web", "--to", "dev"]):
+        result = sandbox.cli(*args)
+        assert result.returncode == 2, args
+        assert "promotions.yaml:" in result.stderr and "expected an integer" in result.stderr
