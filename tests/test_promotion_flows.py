@@ -142,16 +142,21 @@ def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back
 
 
 def test_reject_ends_the_promotion_and_merges_nothing(sandbox: Sandbox) -> None:
+    sandbox.edit_config("      # approvers: [alice, bob]", "      approvers: [vera, rita]")
     sandbox.publish("1.2.0")
     assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
     before = sandbox.git("rev-parse", "env/staging")
     running = start_cli(sandbox, "promote", "web", "--to", "staging")
     waiting = wait_for(lambda: awaiting(sandbox, "staging"), what="approval wait")
 
-    refused = sandbox.cli("approve", str(waiting["id"]), "--as", "rita")  # the requester
-    assert refused.returncode == 1
-    assert "rita requested this promotion and cannot approve it" in refused.stderr
-    assert history(sandbox, "web", "--env", "staging")[0]["approvals"] == []  # refusal changed nothing
+    for who, why in [
+        ("rita", "rita requested this promotion and cannot approve it"),
+        ("mallory", "mallory is not an allowed approver (vera, rita)"),
+    ]:
+        refused = sandbox.cli("approve", str(waiting["id"]), "--as", who)
+        assert refused.returncode == 1
+        assert refused.stderr == f"error: {who} cannot decide promotion {waiting['id']}: {why}.\n"
+    assert history(sandbox, "web", "--env", "staging")[0]["approvals"] == []  # refusals changed nothing
 
     rejected = sandbox.cli("reject", str(waiting["id"]), "--as", "vera", "--comment", "not today")
     assert rejected.returncode == 0, rejected.stderr
