@@ -7,6 +7,7 @@ commands that run flows import it when they run.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,11 @@ release_app = typer.Typer(help="Manage releases: clear a rejection.", no_args_is
 server_app = typer.Typer(
     help="Run the local Prefect server promoflow uses (kept in the state directory).", no_args_is_help=True
 )
+images_app = typer.Typer(
+    help="Tag policies: pick a tag from a list (for scripts and debugging), preview an app's picks.",
+    no_args_is_help=True,
+)
+app.add_typer(images_app, name="images")
 app.add_typer(release_app, name="release")
 app.add_typer(server_app, name="server")
 
@@ -381,6 +387,106 @@ def unreject(
         if found is None or not project.db.clear_rejection(app_name, env, found.id):
             raise TerminalError(f"Release {release} of {app_name} is not rejected for {env}.")
     out.print(f"Release {found.label} ({found.id}) of {app_name} may be promoted to {env} again.")
+
+
+# -- tag policies -------------------------------------------------------------------------------------
+
+
+@images_app.command("select")
+def images_select(
+    tags: Annotated[
+        list[str] | None, typer.Argument(help="Tags to choose from [default: one per line on stdin].")
+    ] = None,
+    semver: Annotated[str, typer.Option(help="Semver range (npm syntax): '>=1.2 <2', '^1.4', '~1.4.2', '1.x'.")] = "*",
+    prerelease: Annotated[bool, typer.Option("--prerelease", help="Let prerelease versions be picked.")] = False,
+    regex: Annotated[str | None, typer.Option(help="Only tags fully matching this regular expression.")] = None,
+    extract: Annotated[
+        str | None, typer.Option(help="Order by this, built from the regex's captures: '$build', '${v}', '$1'.")
+    ] = None,
+    order: Annotated[str, typer.Option(help="semver, numerical or alphabetical.")] = "semver",
+    descending: Annotated[bool, typer.Option("--desc/--asc", help="Highest (default) or lowest value wins.")] = True,
+    ignore: Annotated[list[str] | None, typer.Option(help="Glob of tags never to pick (repeatable).")] = None,
+) -> None:
+    """Print the tag a policy picks (exit 1 when none matches), the same way promoflow picks releases.
+
+    Example: `promoflow images select --regex 'main-(?P<n>[0-9]+)-.*' --extract '$n' --order numerical < tags.txt`
+    """
+    from pydantic import ValidationError
+
+    from promoflow.config import TagPolicy
+    from promoflow.sources import policy
+
+    try:
+        chosen_policy = TagPolicy.model_validate(
+            {
+                "semver": semver,
+                "prerelease": prerelease,
+                "regex": regex,
+                "extract": extract,
+                "order": order,
+                "direction": "desc" if descending else "asc",
+                "ignore": ignore or [],
+            }
+        )
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            err.print(f"error: {'--' + where + ': ' if where else ''}{problem['msg']}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    candidates = tags if tags else [line.strip() for line in sys.stdin if line.strip()]
+    chosen = policy.select(candidates, chosen_policy)
+    if chosen is None:
+        err.print(f"error: none of {len(candidates)} tags matches ({policy.describe(chosen_policy)})", markup=False)
+        raise typer.Exit(EXIT_FAILED)
+    out.print(chosen, markup=False)
+
+
+@images_app.command("preview")
+def images_preview(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="App whose images to preview.")],
+    top: Annotated[int, typer.Option(help="Candidates to show per image.")] = 5,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show each image's best candidate tags (best first) and the one its policy picks; changes nothing."""
+    from promoflow import releases
+    from promoflow.promotion import layouts
+    from promoflow.sources import policy
+
+    with _user_errors():
+        project = _project(config)
+        app_config = project.config.app(app_name)
+        sources = layouts(project, app_config)
+        previews: list[dict[str, Any]] = []
+        for image in app_config.images:
+            tags = releases.source_tags(image.name, sources[image.name])
+            chosen = policy.select(tags, image.policy)
+            previews.append(
+                {
+                    "image": image.name,
+                    "policy": policy.describe(image.policy),
+                    "tags": len(tags),
+                    "candidates": policy.ranked(tags, image.policy, top),
+                    "pick": chosen,
+                    "digest": tags.get(chosen) if chosen else None,
+                }
+            )
+    if as_json:
+        out.print_json(json.dumps(previews))
+        return
+    table = Table(title=f"images of {app_name}")
+    for column in ("image", "policy", "tags", "candidates", "pick", "digest"):
+        table.add_column(column, overflow="fold")
+    for p in previews:
+        table.add_row(
+            p["image"],
+            p["policy"],
+            str(p["tags"]),
+            ", ".join(p["candidates"]),
+            p["pick"] or "-",
+            (p["digest"] or "-")[:19],
+        )
+    out.print(table)
 
 
 # -- the local Prefect server -------------------------------------------------------------------------

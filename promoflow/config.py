@@ -8,6 +8,7 @@ Loading (with file:line:column errors) lives in `promoflow.config_loader`.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,11 +98,32 @@ class Environment(Strict):
 
 
 class TagPolicy(Strict):
+    """Which tag of an image is the newest release: filter, extract, order (like Flux's ImagePolicy)."""
+
     semver: str = Field(
         "*",
-        description="Semver range in npm syntax: `>=1.2 <2`, `^1.4`, `~1.4.2`, `1.x`, `1.0 - 2.0`, `||`.",
+        description="Semver range in npm syntax: `>=1.2 <2`, `^1.4`, `~1.4.2`, `1.x`, `1.0 - 2.0`, `||` "
+        "(with `order: semver`, applied to the extracted value).",
     )
-    prerelease: bool = Field(False, description="Whether prerelease tags (`1.2.0-rc.1`) may be picked.")
+    prerelease: bool = Field(False, description="Whether prerelease versions (`1.2.0-rc.1`) may be picked.")
+    regex: str | None = Field(
+        None, description="Only tags matching this regular expression (Python syntax, full match) count."
+    )
+    extract: str | None = Field(
+        None,
+        description="What to order by, from the regex's captures: `$build`, `${version}`, `$1` "
+        "(default: the whole tag).",
+    )
+    order: Literal["semver", "numerical", "alphabetical"] = Field(
+        "semver", description="How the (extracted) values are compared."
+    )
+    direction: Literal["desc", "asc"] = Field("desc", description="`desc`: the highest value wins; `asc`: the lowest.")
+    ignore: list[str] = Field(default_factory=list, description="Glob patterns of tags never to pick, e.g. `*-debug`.")
+    track: str | None = Field(
+        None,
+        description="Follow the digest of this mutable tag (`latest`, `stable`) instead of picking a tag; "
+        "every new digest is a new release.",
+    )
 
     @field_validator("semver")
     @classmethod
@@ -110,6 +132,28 @@ class TagPolicy(Strict):
 
         parse_range(value)  # its ValueError says what is wrong
         return value
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"invalid regular expression: {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TagPolicy:
+        if self.extract is not None:
+            if self.regex is None:
+                raise ValueError("`extract` needs a `regex` with the captures it names")
+            from promoflow.sources.policy import check_template
+
+            check_template(self.regex, self.extract)
+        if self.track is not None and (self.regex is not None or self.semver != "*"):
+            raise ValueError("`track` follows one mutable tag: it cannot be combined with `regex` or `semver`")
+        return self
 
 
 class OciLayoutSource(Strict):

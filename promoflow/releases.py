@@ -10,7 +10,7 @@ from promoflow.config import App
 from promoflow.errors import NotFound, TerminalError
 from promoflow.gitops.manifests import ImagePin, ImageUse
 from promoflow.records import Database, Release
-from promoflow.sources import oci_layout, semver
+from promoflow.sources import oci_layout, policy
 
 
 def release_id(app: str, pins: list[ImagePin]) -> str:
@@ -43,13 +43,12 @@ def discover(app: App, layouts: dict[str, Path]) -> list[ImagePin]:
     """The newest allowed tag of every image, by each image's tag policy."""
     pins = []
     for image in app.images:
-        tags = _tags(image.name, layouts[image.name])
-        tag = semver.select(tags, image.policy.semver, image.policy.prerelease)
+        tags = source_tags(image.name, layouts[image.name])
+        tag = policy.select(tags, image.policy)
         if tag is None:
             raise TerminalError(
-                f"No tag of {image.name} matches the policy semver {image.policy.semver!r}"
-                f"{' (prereleases allowed)' if image.policy.prerelease else ''}: "
-                "publish a matching version or widen the range in promotions.yaml."
+                f"No tag of {image.name} matches its policy ({policy.describe(image.policy)}): "
+                "publish a matching version or change the policy in promotions.yaml."
             )
         pins.append(ImagePin(image.name, tag, tags[tag]))
     return pins
@@ -59,7 +58,7 @@ def by_tag(app: App, layouts: dict[str, Path], tag: str) -> list[ImagePin]:
     """Pins for an explicitly named version: every image of the app must carry that tag."""
     pins = []
     for image in app.images:
-        tags = _tags(image.name, layouts[image.name])
+        tags = source_tags(image.name, layouts[image.name])
         if tag not in tags:
             raise NotFound(
                 f"Unknown release {tag!r} of {app.name}: {image.name} has no such tag "
@@ -90,14 +89,15 @@ def from_manifests(app: App, uses: list[ImageUse], layouts: dict[str, Path]) -> 
             return None
         digest = use.digest
         if digest is None and use.tag:
-            digest = _tags(image.name, layouts[image.name]).get(use.tag)
+            digest = source_tags(image.name, layouts[image.name]).get(use.tag)
         if digest is None:
             return None
         pins.append(ImagePin(image.name, use.tag or digest[:19], digest))
     return pins
 
 
-def _tags(name: str, layout: Path) -> dict[str, str]:
+def source_tags(name: str, layout: Path) -> dict[str, str]:
+    """Tag -> digest of an image's source."""
     try:
         return oci_layout.list_tags(layout)
     except oci_layout.SourceError as error:
