@@ -76,5 +76,8 @@ def promote(
     except PromoflowError as error:
         db.update_promotion(pid, state="failed", error=str(error))
         raise
+    except Exception as error:  # a bug or an unforeseen failure must not hold the slot forever
+        db.update_promotion(pid, state="failed", error=f"unexpected {type(error).__name__}: {error}")
+        raise
     logger.info("Promotion %s succeeded", pid)
     return pid

@@ -67,17 +67,22 @@ def start(
 
 
 def _refuse_if_running_elsewhere(promotion: Promotion) -> None:
-    host, _, pid = (promotion.runner or "").partition(":")
-    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+    if runner_alive(promotion):
         raise TerminalError(
-            f"Promotion {promotion.id} of this release is already running (process {pid}); "
+            f"Promotion {promotion.id} of this release is already running ({promotion.runner}); "
             f"wait for it or follow it with `promoflow history {promotion.app}`."
         )
 
 
-def _alive(pid: int) -> bool:
+def runner_alive(promotion: Promotion) -> bool | None:
+    """Whether another process on this host runs the promotion; None when that cannot be told."""
+    host, _, pid = (promotion.runner or "").partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    if int(pid) == os.getpid():
+        return False
     try:
-        os.kill(pid, 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except PermissionError:

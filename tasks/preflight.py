@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from promoflow.project import Project
-from promoflow.promotion import adopt_baseline, check_order
+from promoflow.promotion import adopt_baseline, check_order, runner_alive
 from tasks._shared import project
 
 SLOT_POLL_SECONDS = 0.5
@@ -27,6 +27,13 @@ def preflight(config: str, promotion_id: int) -> bool:
             detail["adopted_baseline"] = baseline.label
         announced = None
         while (holder := db.try_claim_slot(promotion_id, promotion.app, promotion.environment)) is not None:
+            if runner_alive(holder) is False:  # crashed and never re-run: do not wait for it forever
+                db.update_promotion(
+                    holder.id,  # type: ignore[arg-type]
+                    state="failed",
+                    error=f"abandoned: its process ended before it finished; promotion {promotion_id} went ahead",
+                )
+                continue
             if promotion.kind == "promotion" and _newer_request_waiting(p, promotion_id):
                 detail["superseded"] = True
                 db.update_promotion(promotion_id, state="superseded", error="a newer request was queued")

@@ -340,3 +340,19 @@ def test_records_live_in_postgresql_when_asked(sandbox: Sandbox, postgres_url: s
         ("promotion", "succeeded"),
     ]
     assert not (sandbox.base / ".promoflow" / "promoflow.db").exists()
+
+
+def test_a_crashed_promotion_never_rerun_does_not_block_the_next_one(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    sandbox.publish("1.3.0")
+    crashed = sandbox.cli(
+        "promote", "web", "--to", "dev", "--release", "1.2.0",
+        env={**REQUESTER, "PROMOFLOW_FAILPOINTS": "after-open-request"},
+    )  # fmt: skip
+    assert crashed.returncode == -9
+    nxt = sandbox.cli("promote", "web", "--to", "dev", "--release", "1.3.0", env=REQUESTER, timeout=60)
+    assert nxt.returncode == 0, nxt.stderr
+    by_release = {p["release"]["label"]: p for p in history(sandbox, "web") if p["kind"] == "promotion"}
+    assert by_release["1.3.0"]["state"] == "succeeded"
+    assert by_release["1.2.0"]["state"] == "failed"
+    assert by_release["1.2.0"]["error"].startswith("abandoned: its process ended")
