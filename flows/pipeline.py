@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 
 from flows.promote import promote
 from promoflow import releases, settings
-from promoflow.promotion import layouts
+from promoflow.promotion import sources
 from tasks._shared import project
 
 
@@ -19,7 +19,7 @@ def pipeline(
     db = p.db
     logger = get_run_logger()
     app_config = p.config.app(app)
-    chosen = releases.resolve(db, app_config, layouts(p, app_config), release, "oci-layout")
+    chosen = releases.resolve(db, app_config, sources(p, app_config), release, "oci-layout")
     logger.info("Pipeline of %s release %s (%s)", app, chosen.label, chosen.id)
     done: list[int] = []
     for env in p.config.route(app):

@@ -288,12 +288,12 @@ def pipeline(
 def _check_promotable(project: Project, app_name: str, env: str, release: str | None) -> str:
     """Settle every user mistake before a flow starts: unknown app, environment, release, order."""
     from promoflow import releases
-    from promoflow.promotion import check_order, layouts
+    from promoflow.promotion import check_order, sources
     from promoflow.records import Promotion
 
     app_config = project.config.app(app_name)
     project.config.previous(app_name, env)
-    chosen = releases.resolve(project.db, app_config, layouts(project, app_config), release, "oci-layout")
+    chosen = releases.resolve(project.db, app_config, sources(project, app_config), release, "oci-layout")
     check_order(project, Promotion(app=app_name, environment=env, release_id=chosen.id, requested_by=""))
     return chosen.id
 
@@ -449,17 +449,15 @@ def images_preview(
     as_json: JsonOption = False,
 ) -> None:
     """Show each image's best candidate tags (best first) and the one its policy picks; changes nothing."""
-    from promoflow import releases
-    from promoflow.promotion import layouts
     from promoflow.sources import policy
 
     with _user_errors():
         project = _project(config)
         app_config = project.config.app(app_name)
-        sources = layouts(project, app_config)
         previews: list[dict[str, Any]] = []
         for image in app_config.images:
-            tags = releases.source_tags(image.name, sources[image.name])
+            source = project.source(image)
+            tags = source.tags()
             chosen = policy.select(tags, image.policy)
             previews.append(
                 {
@@ -468,7 +466,7 @@ def images_preview(
                     "tags": len(tags),
                     "candidates": policy.ranked(tags, image.policy, top),
                     "pick": chosen,
-                    "digest": tags.get(chosen) if chosen else None,
+                    "digest": source.digest(chosen) if chosen else None,
                 }
             )
     if as_json:

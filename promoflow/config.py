@@ -156,11 +156,40 @@ class TagPolicy(Strict):
         return self
 
 
-class OciLayoutSource(Strict):
-    oci_layout: str = Field(
+class ImageSource(Strict):
+    """Where an image's releases come from: an OCI image-layout directory or a registry."""
+
+    oci_layout: str | None = Field(
+        None,
         description="Path of an OCI image-layout directory (index.json + blobs/); "
-        "tags come from `org.opencontainers.image.ref.name`. Relative to promotions.yaml."
+        "tags come from `org.opencontainers.image.ref.name`. Relative to promotions.yaml.",
     )
+    registry: str | None = Field(
+        None,
+        pattern=r"^https?://[^/@\s]+/?$",
+        description="Registry base URL, e.g. `https://ghcr.io` or `http://127.0.0.1:5000`. Credentials come "
+        "from PROMOFLOW_REGISTRY_<HOST>_USERNAME/_PASSWORD or docker's config.json, never from this file.",
+    )
+    repository: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$",
+        description="Repository in the registry, e.g. `acme/web`.",
+    )
+    platform: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$",
+        description="Pin the digest of this platform's image (`linux/amd64`) instead of the index's.",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ImageSource:
+        if (self.oci_layout is None) == (self.registry is None):
+            raise ValueError("set exactly one of `oci_layout` or `registry`")
+        if self.registry is not None and self.repository is None:
+            raise ValueError("a `registry` source needs the `repository` to watch")
+        if self.oci_layout is not None and (self.repository or self.platform):
+            raise ValueError("`repository` and `platform` belong to a `registry` source")
+        return self
 
 
 class Image(Strict):
@@ -168,7 +197,7 @@ class Image(Strict):
         min_length=1,
         description="Image name as written in the manifests, e.g. `ghcr.io/acme/web`.",
     )
-    source: OciLayoutSource
+    source: ImageSource
     policy: TagPolicy = Field(default_factory=TagPolicy)
 
 

@@ -11,6 +11,7 @@ from promoflow.config import Image, Promotions
 from promoflow.config_loader import load
 from promoflow.gitops.workspace import Workspace
 from promoflow.records import Database
+from promoflow.sources import OciLayoutSource, RegistrySource, Source
 
 
 @dataclass
@@ -46,5 +47,9 @@ class Project:
             return url
         return str((self.base_dir / url).resolve())
 
-    def layout_dir(self, image: Image) -> Path:
-        return (self.base_dir / image.source.oci_layout).resolve()
+    def source(self, image: Image) -> Source:
+        config = image.source
+        if config.oci_layout is not None:
+            return OciLayoutSource(image.name, (self.base_dir / config.oci_layout).resolve())
+        assert config.registry and config.repository  # the config model guarantees both
+        return RegistrySource(image.name, config.registry, config.repository, config.platform)

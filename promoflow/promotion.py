@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 
 from promoflow import releases
 from promoflow.config import App
@@ -15,12 +14,13 @@ from promoflow.errors import TerminalError
 from promoflow.gitops.manifests import find_images
 from promoflow.project import Project
 from promoflow.records import Promotion, Release
+from promoflow.sources import Source
 
 Kind = str  # "promotion" | "rollback" | "baseline"
 
 
-def layouts(project: Project, app: App) -> dict[str, Path]:
-    return {image.name: project.layout_dir(image) for image in app.images}
+def sources(project: Project, app: App) -> dict[str, Source]:
+    return {image.name: project.source(image) for image in app.images}
 
 
 def request_branch(promotion: Promotion, release: Release) -> str:
@@ -48,7 +48,7 @@ def start(
     config = project.config
     app_config = config.app(app)
     config.previous(app, environment)  # validates the environment is on the app's route
-    release = releases.resolve(project.db, app_config, layouts(project, app_config), release_ref, "oci-layout")
+    release = releases.resolve(project.db, app_config, sources(project, app_config), release_ref, "oci-layout")
     existing = project.db.open_promotion(app, environment, release.id)
     if existing and existing.id is not None:
         _refuse_if_running_elsewhere(existing)
@@ -132,7 +132,7 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
     with project.workspace.checkout(env.branch) as tree:
         app_dir = tree / app_config.path
         uses = find_images(app_dir) if app_dir.is_dir() else []
-    pins = releases.from_manifests(app_config, uses, layouts(project, app_config))
+    pins = releases.from_manifests(app_config, uses, sources(project, app_config))
     if pins is None:
         return None
     release = db.save_release(releases.record(app, pins, f"adopted from branch {env.branch}"))
@@ -161,7 +161,7 @@ def rollback_target(project: Project, app: str, environment: str, to: str | None
     app_config = project.config.app(app)
     project.config.previous(app, environment)  # the environment must be on the app's route
     if to:
-        target = releases.resolve(db, app_config, layouts(project, app_config), to, "named for rollback")
+        target = releases.resolve(db, app_config, sources(project, app_config), to, "named for rollback")
     else:
         found = db.rollback_target(app, environment)
         if found is None:

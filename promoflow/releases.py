@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 from promoflow.config import App
 from promoflow.errors import NotFound, TerminalError
 from promoflow.gitops.manifests import ImagePin, ImageUse
 from promoflow.records import Database, Release
-from promoflow.sources import oci_layout, policy
+from promoflow.sources import Source, policy
 
 
 def release_id(app: str, pins: list[ImagePin]) -> str:
@@ -39,48 +38,48 @@ def pins_of(release: Release) -> list[ImagePin]:
     return [ImagePin(**image) for image in json.loads(release.images)]
 
 
-def discover(app: App, layouts: dict[str, Path]) -> list[ImagePin]:
+def discover(app: App, sources: dict[str, Source]) -> list[ImagePin]:
     """The newest allowed tag of every image, by each image's tag policy."""
     pins = []
     for image in app.images:
-        tags = source_tags(image.name, layouts[image.name])
-        tag = policy.select(tags, image.policy)
+        source = sources[image.name]
+        tag = policy.select(source.tags(), image.policy)
         if tag is None:
             raise TerminalError(
                 f"No tag of {image.name} matches its policy ({policy.describe(image.policy)}): "
                 "publish a matching version or change the policy in promotions.yaml."
             )
-        pins.append(ImagePin(image.name, tag, tags[tag]))
+        pins.append(ImagePin(image.name, tag, source.digest(tag)))
     return pins
 
 
-def by_tag(app: App, layouts: dict[str, Path], tag: str) -> list[ImagePin]:
+def by_tag(app: App, sources: dict[str, Source], tag: str) -> list[ImagePin]:
     """Pins for an explicitly named version: every image of the app must carry that tag."""
     pins = []
     for image in app.images:
-        tags = source_tags(image.name, layouts[image.name])
-        if tag not in tags:
+        source = sources[image.name]
+        if tag not in source.tags():
             raise NotFound(
                 f"Unknown release {tag!r} of {app.name}: {image.name} has no such tag "
                 f"(`promoflow history {app.name}` lists known releases)."
             )
-        pins.append(ImagePin(image.name, tag, tags[tag]))
+        pins.append(ImagePin(image.name, tag, source.digest(tag)))
     return pins
 
 
-def resolve(db: Database, app: App, layouts: dict[str, Path], ref: str | None, origin: str) -> Release:
+def resolve(db: Database, app: App, sources: dict[str, Source], ref: str | None, origin: str) -> Release:
     """A release by id, label or tag; the newest by policy when no ref is given. Recorded once."""
     if ref:
         known = db.release(app.name, ref)
         if known:
             return known
-        pins = by_tag(app, layouts, ref)
+        pins = by_tag(app, sources, ref)
     else:
-        pins = discover(app, layouts)
+        pins = discover(app, sources)
     return db.save_release(record(app.name, pins, origin))
 
 
-def from_manifests(app: App, uses: list[ImageUse], layouts: dict[str, Path]) -> list[ImagePin] | None:
+def from_manifests(app: App, uses: list[ImageUse], sources: dict[str, Source]) -> list[ImagePin] | None:
     """The release an environment already runs, if every image is pinned to something we can name."""
     pins = []
     for image in app.images:
@@ -89,16 +88,11 @@ def from_manifests(app: App, uses: list[ImageUse], layouts: dict[str, Path]) -> 
             return None
         digest = use.digest
         if digest is None and use.tag:
-            digest = source_tags(image.name, layouts[image.name]).get(use.tag)
+            try:
+                digest = sources[image.name].digest(use.tag)
+            except NotFound:
+                return None
         if digest is None:
             return None
         pins.append(ImagePin(image.name, use.tag or digest[:19], digest))
     return pins
-
-
-def source_tags(name: str, layout: Path) -> dict[str, str]:
-    """Tag -> digest of an image's source."""
-    try:
-        return oci_layout.list_tags(layout)
-    except oci_layout.SourceError as error:
-        raise TerminalError(f"Cannot read the source of {name}: {error}") from None

@@ -152,8 +152,8 @@ def test_duplicate_keys_do_not_hide_other_problems(tmp_path: Path) -> None:
 def test_missing_key_points_at_the_mapping_that_lacks_it(tmp_path: Path) -> None:
     text = VALID.replace("        source: {oci_layout: ./oci/web}\n", "        source: {}\n")
     [problem] = problems_of(write(tmp_path, text))
-    assert (problem.line, problem.column, problem.path) == (24, 9, "apps[0].images[0].source")
-    assert problem.message == "missing required key 'oci_layout'"
+    assert (problem.line, problem.column, problem.path) == (24, 17, "apps[0].images[0].source")
+    assert problem.message == "set exactly one of `oci_layout` or `registry`, got a mapping"
 
 
 def test_unknown_environment_reference_points_at_the_entry(tmp_path: Path) -> None:

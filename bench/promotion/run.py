@@ -1,7 +1,9 @@
 """Benchmark: one release dev -> staging -> prod with automatic approval on a warm local Prefect server.
 
 Each measured pair runs the pipeline flow (orchestrated) and the same steps called with `.fn` (direct),
-each on a fresh sandbox, in one process. Writes results.json and results.md beside this file.
+each on a fresh sandbox. Per server backend (SQLite, PostgreSQL) one server, warmed up once, and one
+fresh client process; in it, the pairs with the flow heartbeat on and off.
+Writes results.json and results.md beside this file.
 Run: .venv/bin/python bench/promotion/run.py [--runs N]
 """
 
@@ -9,15 +11,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
+import importlib.metadata
 import json
+import multiprocessing
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +34,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 APP, RELEASE, REQUESTER = "web", "1.2.0", "bench"
 ENVIRONMENTS = ("dev", "staging", "prod")
-VARIANTS = ("default", "no_heartbeat")
+BACKENDS = ("sqlite", "postgres")
+HEARTBEATS = ("heartbeat", "no_heartbeat")
+VARIANTS = tuple(f"{backend}+{heartbeat}" for backend in BACKENDS for heartbeat in HEARTBEATS)
+DEFAULT = "sqlite+heartbeat"  # Prefect as configured
+DATABASE_URL = "PREFECT_API_DATABASE_CONNECTION_URL"
 GOALS = {"total_seconds": 10.0, "orchestration_share": 0.5}
 
 Sample = dict[str, Any]  # nested dicts of seconds (floats)
@@ -93,7 +105,7 @@ def orchestrated(config: str) -> Sample:
 def direct(config: str) -> Sample:
     """What flows/pipeline.py + flows/promote.py do, with the tasks' bare functions and no engine."""
     from promoflow import releases
-    from promoflow.promotion import layouts, runner_id, start
+    from promoflow.promotion import runner_id, sources, start
     from tasks._shared import project
     from tasks.apply import apply
     from tasks.finalize import finalize
@@ -106,7 +118,7 @@ def direct(config: str) -> Sample:
     started = time.perf_counter()
     p = project(config)
     app = p.config.app(APP)
-    chosen = releases.resolve(p.db, app, layouts(p, app), RELEASE, "oci-layout")
+    chosen = releases.resolve(p.db, app, sources(p, app), RELEASE, "oci-layout")
     for env in p.config.route(APP):
         pid = start(p, APP, env.name, chosen.id, REQUESTER).id
         assert pid is not None
@@ -125,7 +137,7 @@ def direct(config: str) -> Sample:
     return from_records(config, time.perf_counter() - started)
 
 
-def variant(name: str) -> contextlib.AbstractContextManager[Any]:
+def heartbeat(name: str) -> contextlib.AbstractContextManager[Any]:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     if name == "no_heartbeat":
@@ -139,22 +151,29 @@ def client_cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a process, of its reaped children and, recursively, of its live children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    return own + sum(process_cpu(c) for c in children if Path(f"/proc/{c}").exists())
+
+
 @dataclass(frozen=True)
 class ServerProbe:
-    """What the Prefect server spent: CPU of its one process, and the retryable errors it logged."""
+    """What the Prefect server spent: CPU of it and its database, and the retryable errors it logged."""
 
-    pid: int
+    pids: tuple[int, ...]  # the Prefect server, then the PostgreSQL postmaster if any
     log: Path
 
     def cpu(self) -> float:
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return sum(process_cpu(pid) for pid in self.pids)
         except FileNotFoundError:
-            raise RuntimeError(f"The Prefect server (pid {self.pid}) is gone: killed or crashed") from None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            raise RuntimeError(f"The Prefect server or its database ({self.pids}) is gone: killed or crashed") from None
 
     def retryable_errors(self) -> int:
-        """503s sent for `database is locked` (SQLite); the client sleeps about 2 s and retries each."""
+        """503s sent for retryable database errors (SQLite: `database is locked`); the client waits ~2 s, retries."""
         return self.log.read_text(errors="replace").count("Encountered retryable exception")
 
 
@@ -200,8 +219,6 @@ def summarise(samples: list[Any]) -> Any:
 
 
 def machine() -> dict[str, Any]:
-    import prefect
-
     cpuinfo = Path("/proc/cpuinfo").read_text()
     meminfo = Path("/proc/meminfo").read_text()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
@@ -211,27 +228,34 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kb / 2**20, 1),
         "python": platform.python_version(),
-        "prefect": prefect.__version__,
+        "prefect": importlib.metadata.version("prefect"),
         "platform": platform.platform(),
     }
 
 
-def benchmark(root: Path, runs: int, server: ServerProbe, settle: float) -> dict[str, Any]:
-    print("warming up: one throwaway pipeline and direct run", flush=True)
+def measure_backend(root: Path, api_url: str, backend: str, runs: int, server: ServerProbe, settle: float) -> Any:
+    """In a fresh process (Prefect reads PREFECT_API_URL once): warm up, then `runs` pairs per heartbeat setting."""
+    assert "prefect" not in sys.modules, "Prefect must be imported after PREFECT_API_URL is set"
+    os.environ.update(PREFECT_API_URL=api_url, PREFECT_HOME=str(root / "client"))
+    print(f"{backend}: warming up, one throwaway pipeline and direct run", flush=True)
     measure_pair(root, "warmup", server, settle, direct_first=False)
-    samples: dict[str, list[Sample]] = {name: [] for name in VARIANTS}
+    samples: dict[str, list[Sample]] = {f"{backend}+{name}": [] for name in HEARTBEATS}
     for i in range(runs):
-        for name in VARIANTS:
-            with variant(name):
+        for name in HEARTBEATS:
+            with heartbeat(name):
                 sample = measure_pair(root, f"{name}-{i}", server, settle, direct_first=i % 2 == 1)
-            samples[name].append(sample)
+            samples[f"{backend}+{name}"].append(sample)
             print(
-                f"run {i + 1}/{runs} {name}: orchestrated {sample['orchestrated']['total']:.2f} s, "
+                f"run {i + 1}/{runs} {backend}+{name}: orchestrated {sample['orchestrated']['total']:.2f} s, "
                 f"direct {sample['direct']['total']:.2f} s, share {sample['orchestration_share']:.0%}, "
                 f"server 503s {sample['orchestrated']['server_retryable_errors']}",
                 flush=True,
             )
-    variants = {name: {**summarise(s), "samples": s} for name, s in samples.items()}
+    return samples
+
+
+def report(samples: dict[str, list[Sample]], runs: int, settle: float) -> dict[str, Any]:
+    variants = {name: {**summarise(samples[name]), "samples": samples[name]} for name in VARIANTS}
     met = {
         name: {
             "total_seconds": v["orchestrated"]["total"]["median"] <= GOALS["total_seconds"],
@@ -250,11 +274,14 @@ def benchmark(root: Path, runs: int, server: ServerProbe, settle: float) -> dict
         "notes": [
             "Goals are checked against medians. Each pair is an orchestrated and a direct run, each on a fresh "
             "sandbox, in alternating order; every run is followed by an untimed idle settle.",
+            "One Prefect server per backend, warmed up once, measured from its own client process; the heartbeat "
+            "settings alternate within each run. PostgreSQL: a throwaway local cluster, fsync off (-F).",
             "Direct run: open_request.fn creates its markdown artifact through the API outside a run "
             "(Prefect warns this is deprecated), so both runs make that HTTP call.",
             "Per environment wall = promotion record created_at..ended_at; flow-run creation and teardown "
-            "(heartbeat join, SQLite-lock retries) fall outside the records.",
-            "CPU = this process with its git children, plus the server process, until the end of the settle.",
+            "(heartbeat join, the client's retries after a 503) fall outside the records.",
+            "CPU = the client process with its git children; server = the Prefect server process plus, for "
+            "postgres, the PostgreSQL cluster (postmaster and its backends); until the end of the settle.",
         ],
     }
 
@@ -265,6 +292,9 @@ def markdown(results: dict[str, Any]) -> str:
 
     def cpu(stat: dict[str, dict[str, float]]) -> str:
         return f"{stat['client']['median']:.2f} + {stat['server']['median']:.2f}"
+
+    def yes(met: bool) -> str:
+        return "met" if met else "NOT met"
 
     pct = "{:.0%}"
     v = results["variants"]
@@ -297,7 +327,7 @@ def markdown(results: dict[str, Any]) -> str:
         ("CPU direct: client + server, s", lambda x: cpu(x["direct"]["cpu"]), ""),
         ("orchestration share of CPU", lambda x: cell(x["orchestration_cpu_share"], pct), ""),
         (
-            "server 503s (SQLite locked), orchestrated",
+            "server 503s (retryable DB errors), orchestrated",
             lambda x: cell(x["orchestrated"]["server_retryable_errors"], "{:g}"),
             "",
         ),
@@ -310,21 +340,26 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['date']}, {results['runs']} runs per variant, median (min-max). "
         f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, Prefect {m['prefect']}.",
         "",
-        "| | default | heartbeat off | goal |",
-        "|---|---|---|---|",
-        *(f"| {label} | {fn(v['default'])} | {fn(v['no_heartbeat'])} | {goal} |" for label, fn, goal in rows),
+        f"| | {' | '.join(VARIANTS)} | goal |",
+        "|---" * (len(VARIANTS) + 2) + "|",
+        *(f"| {label} | {' | '.join(fn(v[name]) for name in VARIANTS)} | {goal} |" for label, fn, goal in rows),
+        "",
+        "Goals met (medians):",
+        "",
         *(
-            f"| goal met: {goal} | {results['met']['default'][goal]} | {results['met']['no_heartbeat'][goal]} | |"
-            for goal in GOALS
+            f"- {name}: total <= {GOALS['total_seconds']:g} s: {yes(results['met'][name]['total_seconds'])}; "
+            f"orchestration share <= {GOALS['orchestration_share']:.0%}: "
+            f"{yes(results['met'][name]['orchestration_share'])}"
+            for name in VARIANTS
         ),
         "",
-        "Step durations from the records, summed over the three environments, default variant:",
+        f"Step durations from the records, summed over the three environments, {DEFAULT} variant:",
         "",
         "| step | orchestrated, s | direct, s |",
         "|---|---|---|",
         *(
-            f"| {step} | {cell(stat)} | {cell(v['default']['direct']['steps_by_name'][step])} |"
-            for step, stat in v["default"]["orchestrated"]["steps_by_name"].items()
+            f"| {step} | {cell(stat)} | {cell(v[DEFAULT]['direct']['steps_by_name'][step])} |"
+            for step, stat in v[DEFAULT]["orchestrated"]["steps_by_name"].items()
         ),
         "",
         *(f"- {note}" for note in results["notes"]),
@@ -333,38 +368,108 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def postgres() -> Iterator[tuple[str, int]]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 with database `prefect`, as tests/conftest.py's
+    `postgres_server` builds it; yields the Prefect database URL and the postmaster's pid."""
+    from promoflow.server import free_port
+
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdbs:
+        raise SystemExit("PostgreSQL is not installed: scripts/test installs Debian's `postgresql` package.")
+    bindir = Path(initdbs[-1]).parent
+    data = Path(tempfile.mkdtemp(prefix="promoflow-bench-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+        data.chmod(0o755)
+        shutil.chown(data, "postgres", "postgres")
+    port = free_port(0)
+    pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data / "db")]
+    try:
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bindir / "initdb"),
+                "-D",
+                str(data / "db"),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [*pg_ctl, "-o", f"-h 127.0.0.1 -p {port} -k {data} -F", "-l", str(data / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+        )
+        createdb = [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "prefect"]
+        subprocess.run(createdb, check=True, capture_output=True)
+        postmaster = int((data / "db" / "postmaster.pid").read_text().split()[0])
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect", postmaster
+    finally:
+        subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def prefect_server(root: Path, backend: str) -> Iterator[tuple[str, ServerProbe]]:
+    """A Prefect server on 127.0.0.1 with its state under `root`, on SQLite or a throwaway PostgreSQL."""
+    from promoflow import server
+
+    with contextlib.ExitStack() as stack:
+        database: list[int] = []
+        if backend == "postgres":
+            url, postmaster = stack.enter_context(postgres())
+            os.environ[DATABASE_URL] = url  # server.start passes os.environ through
+            database.append(postmaster)
+        print(f"starting the Prefect server ({backend})", flush=True)
+        state = root / "server"
+        stack.callback(server.stop, state)
+        try:
+            local = server.start(state, port=server.free_port(0))
+        finally:
+            os.environ.pop(DATABASE_URL, None)
+        assert (backend == "sqlite") == (state / "prefect" / "prefect.db").exists(), "server on the wrong database"
+        probe = ServerProbe((local.pid, *database), state / "prefect" / "server.log")
+        try:
+            yield local.api_url, probe
+        except BaseException:
+            print("Last lines of the server log:", *probe.log.read_text().splitlines()[-30:], sep="\n", file=sys.stderr)
+            raise
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="measured pairs per variant (default 5)")
     parser.add_argument("--settle", type=float, default=3.0, help="idle seconds after each run (default 3)")
     args = parser.parse_args()
 
-    from promoflow import server
-
+    os.environ.update(
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        PREFECT_SERVER_LOG_RETRYABLE_ERRORS="true",  # the server logs each 503 it sends: counted
+    )
+    samples: dict[str, list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="promoflow-bench-") as tmp:
-        root = Path(tmp)
-        os.environ.update(
-            PREFECT_HOME=str(root / "client"),
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
-            DO_NOT_TRACK="1",
-            PREFECT_SERVER_LOG_RETRYABLE_ERRORS="true",  # the server logs each 503 it sends: counted
-        )
-        assert "prefect" not in sys.modules, "Prefect must be imported after PREFECT_API_URL is set"
-        state = root / "server"
-        print("starting the Prefect server", flush=True)
-        local = server.start(state, port=server.free_port(0))
-        os.environ["PREFECT_API_URL"] = local.api_url
-        probe = ServerProbe(local.pid, state / "prefect" / "server.log")
-        try:
-            results = benchmark(root, args.runs, probe, args.settle)
-        except BaseException:
-            print("Last lines of the server log:", *probe.log.read_text().splitlines()[-30:], sep="\n", file=sys.stderr)
-            raise
-        finally:
-            server.stop(state)
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (HERE / "results.md").write_text(markdown(results))
-    print(markdown(results))
+        for backend in BACKENDS:
+            root = Path(tmp) / backend
+            root.mkdir()
+            with (
+                prefect_server(root, backend) as (api_url, probe),
+                ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as client,
+            ):
+                samples |= client.submit(
+                    measure_backend, root, api_url, backend, args.runs, probe, args.settle
+                ).result()
+    result = report(samples, args.runs, args.settle)
+    (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(result))
+    print(markdown(result))
 
 
 if __name__ == "__main__":
