@@ -5,6 +5,7 @@ Connects to $PREFECT_API_URL, or to the local server in the state directory (sta
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, cast
 
 from promoflow import server, settings
@@ -16,19 +17,28 @@ TAGS = ["promoflow"]
 
 
 def deployments() -> list[RunnerDeployment]:
-    """The `promote`, `pipeline` and `rollback` deployments, their config defaulting to the absolute config path."""
+    """`promote`, `pipeline`, `rollback`, and `watch` on an interval ($PROMOFLOW_WATCH_INTERVAL seconds,
+    default 60), their config defaulting to the absolute config path."""
     from flows.pipeline import pipeline
     from flows.promote import promote
     from flows.rollback import rollback
+    from flows.watch import watch
 
     config = str(settings.config_path())
+    interval = float(os.environ.get("PROMOFLOW_WATCH_INTERVAL", "60"))
+    # to_deployment is sync-or-async by context; called from sync code it returns the deployment.
     return [
-        # to_deployment is sync-or-async by context; called from sync code it returns the deployment.
         cast(
             "RunnerDeployment",
-            flow.to_deployment(name=flow.name, description=flow.description, tags=TAGS, parameters={"config": config}),
+            flow.to_deployment(
+                name=flow.name,
+                description=flow.description,
+                tags=TAGS,
+                parameters={"config": config},
+                interval=interval if flow is watch else None,
+            ),
         )
-        for flow in (promote, pipeline, rollback)
+        for flow in (promote, pipeline, rollback, watch)
     ]
 
 

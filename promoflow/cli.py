@@ -41,7 +41,12 @@ images_app = typer.Typer(
     help="Tag policies: pick a tag from a list (for scripts and debugging), preview an app's picks.",
     no_args_is_help=True,
 )
+sandbox_app = typer.Typer(
+    help="Local stand-ins for what cannot run on one machine (simulated, for trying promoflow out).",
+    no_args_is_help=True,
+)
 app.add_typer(images_app, name="images")
+app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(release_app, name="release")
 app.add_typer(server_app, name="server")
 
@@ -285,6 +290,32 @@ def pipeline(
             _print_outcome(project, pid)
 
 
+@app.command()
+def watch(
+    app_names: Annotated[list[str] | None, typer.Option("--app", help="Only this app (repeatable).")] = None,
+    promote_new: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="Start a pipeline for each new release.")
+    ] = True,
+    config: ConfigOption = None,
+) -> None:
+    """One watch cycle: look at every app's image sources and record each new release once.
+
+    Each new release goes to the pipeline: to the served `pipeline` deployment if there is one (see
+    deployments/), else run here. `python -m deployments.serve` runs this on a schedule.
+    """
+    with _user_errors():
+        project = _project(config)
+        for name in app_names or []:
+            project.config.app(name)
+        flows = _flows(project)
+        found = flows.watch(config=str(project.config_path), apps=app_names or None, promote=promote_new)
+        for release_id in found:
+            release = project.db.get_release(release_id)
+            out.print(f"New release of {release.app}: {release.label} ({release.id})")
+        if not found:
+            out.print("No new releases.")
+
+
 def _check_promotable(project: Project, app_name: str, env: str, release: str | None) -> str:
     """Settle every user mistake before a flow starts: unknown app, environment, release, order."""
     from promoflow import releases
@@ -487,6 +518,35 @@ def images_preview(
     out.print(table)
 
 
+# -- stand-ins ------------------------------------------------------------------------------------------------
+
+
+@sandbox_app.command("github")
+def sandbox_github(
+    repo: Annotated[
+        list[str],
+        typer.Option(metavar="OWNER/NAME=BARE_REPO_PATH", help="A repository to serve, backed by a bare git repo."),
+    ],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 [default: a free one].", show_default=False)] = 0,
+) -> None:
+    """Serve a simulated GitHub REST API at http://127.0.0.1:PORT/api/v3 until Ctrl-C.
+
+    Pull requests, reviews, statuses, check runs, labels, comments and merges (merge, squash, rebase
+    moving the branch in the real bare repository). Any token is accepted; the token names the user.
+    Try it with PyGithub: Github(base_url=URL, auth=Auth.Token("alice")).
+    """
+    from promoflow.sandbox.github import serve
+
+    repos: dict[str, Path] = {}
+    for entry in repo:
+        name, sep, path = entry.partition("=")
+        if not sep or name.count("/") != 1 or not Path(path).is_dir():
+            err.print(f"error: --repo {entry!r}: expected OWNER/NAME=PATH of an existing bare git repository")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        repos[name] = Path(path).resolve()
+    serve(repos, port)
+
+
 # -- the local Prefect server -------------------------------------------------------------------------
 
 
@@ -550,8 +610,9 @@ class _Flows:
         from flows.pipeline import pipeline
         from flows.promote import promote
         from flows.rollback import rollback
+        from flows.watch import watch
 
-        self.promote, self.pipeline, self.rollback = promote, pipeline, rollback
+        self.promote, self.pipeline, self.rollback, self.watch = promote, pipeline, rollback, watch
 
 
 def _flows(project: Project) -> _Flows:

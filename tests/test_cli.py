@@ -16,7 +16,8 @@ from tests.conftest import ROOT, Sandbox, run_cli
 COMMANDS = [
     [], ["validate"], ["schema"], ["status"], ["history"], ["promote"], ["pipeline"], ["approve"], ["reject"],
     ["rollback"], ["demo"], ["release"], ["release", "unreject"], ["server"], ["server", "start"],
-    ["server", "stop"], ["server", "status"],
+    ["server", "stop"], ["server", "status"], ["images"], ["images", "select"], ["images", "preview"], ["watch"],
+    ["sandbox"], ["sandbox", "github"],
 ]  # fmt: skip
 
 

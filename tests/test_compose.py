@@ -115,6 +115,7 @@ EXPECTED_PARAMETERS = {
     "promote": {"app", "environment", "release", "requested_by", "reason", "config"},
     "pipeline": {"app", "release", "requested_by", "config"},
     "rollback": {"app", "environment", "to", "reason", "requested_by", "config"},
+    "watch": {"config", "apps", "promote"},
 }
 
 
@@ -123,13 +124,15 @@ def test_serve_builds_the_three_deployments(monkeypatch: pytest.MonkeyPatch, pre
     from flows.pipeline import pipeline
     from flows.promote import promote
     from flows.rollback import rollback
+    from flows.watch import watch
 
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("PROMOFLOW_CONFIG", "promotions.yaml")
     built = {deployment.name: deployment for deployment in deployments()}
-    assert set(built) == {"promote", "pipeline", "rollback"}
+    assert set(built) == {"promote", "pipeline", "rollback", "watch"}
+    assert [s.schedule.interval.total_seconds() for s in built["watch"].schedules] == [60]  # type: ignore[union-attr]
 
-    for flow in (promote, pipeline, rollback):
+    for flow in (promote, pipeline, rollback, watch):
         deployment = built[flow.name]
         assert deployment.entrypoint == f"flows/{flow.name}.py:{flow.name}"
         assert deployment.flow_name == flow.name
@@ -154,7 +157,7 @@ def test_prefect_yaml_declares_the_same_deployments_on_the_process_pool(
     assert (
         {d["name"]: d["entrypoint"] for d in declared}
         == {d.name: d.entrypoint for d in deployments()}
-        == {name: f"flows/{name}.py:{name}" for name in ("promote", "pipeline", "rollback")}
+        == {name: f"flows/{name}.py:{name}" for name in ("promote", "pipeline", "rollback", "watch")}
     )
     for d in declared:
         assert d["work_pool"]["name"] == "promoflow"
