@@ -547,6 +547,22 @@ def sandbox_github(
     serve(repos, port)
 
 
+@sandbox_app.command("kube")
+def sandbox_kube(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 [default: a free one].", show_default=False)] = 0,
+    kubeconfig: Annotated[Path, typer.Option(help="Where to write a kubeconfig for it.")] = Path("sandbox.kubeconfig"),
+) -> None:
+    """Serve a simulated Kubernetes API until Ctrl-C, and write a kubeconfig (context `sandbox`) for it.
+
+    kubectl and the kubernetes client work against it unchanged: server-side apply with field
+    ownership, watches, dry runs, and simulated controllers that roll Deployments out (nothing runs).
+    Try: KUBECONFIG=sandbox.kubeconfig kubectl apply --server-side -f deployment.yaml
+    """
+    from promoflow.sandbox.kube import serve
+
+    serve(port, kubeconfig)
+
+
 # -- the local Prefect server -------------------------------------------------------------------------
 
 
