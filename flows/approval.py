@@ -23,6 +23,7 @@ from promoflow.approvals import judge, tally
 from promoflow.config import ApprovalPolicy
 from promoflow.errors import PromoflowError, TerminalError, TransientError
 from promoflow.project import Project
+from promoflow.promotion import require_decidable
 from promoflow.records import Approval
 
 PAUSE_POLL_SECONDS = 1
@@ -148,12 +149,19 @@ def _wait_until_paused(project: Project, promotion_id: int, wait_seconds: float)
     while True:
         promotion = project.db.promotion(promotion_id)
         if promotion.state == "awaiting_approval" and promotion.flow_run_id:
-            state = run_coro_as_sync(_flow_run_state(UUID(promotion.flow_run_id)))
+            try:
+                state = run_coro_as_sync(_flow_run_state(UUID(promotion.flow_run_id)))
+            except Exception as error:  # the server is down or unreachable
+                raise TransientError(
+                    f"Cannot reach the Prefect server holding promotion {promotion_id}'s run "
+                    f"({type(error).__name__}): start it with `promoflow server start` or set PREFECT_API_URL."
+                ) from None
             if state == StateType.PAUSED:
                 return UUID(promotion.flow_run_id)
-        if promotion.state not in ("pending", "awaiting_approval") or time.monotonic() > deadline:
+        require_decidable(promotion)
+        if time.monotonic() > deadline:
             raise TerminalError(
-                f"Promotion {promotion_id} is not waiting for approval (it is {promotion.state.replace('_', ' ')})."
+                f"Promotion {promotion_id} has not started waiting for approval yet; try again in a moment."
             )
         time.sleep(0.3)
 

@@ -79,13 +79,20 @@ def main() -> None:
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn promoflow's own errors into one sentence on stderr and an exit code, never a traceback."""
+    from sqlalchemy.exc import OperationalError
+
     from promoflow.config_loader import ConfigError
+    from promoflow.redact import redact
 
     try:
         yield
     except ConfigError as error:
         err.print(str(error), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except OperationalError as error:
+        reason = redact(str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__)
+        err.print(f"error: Cannot use the records database ({reason}); check PROMOFLOW_DATABASE_URL.", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
     except PromoflowError as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(EXIT_FAILED) from None
@@ -360,7 +367,9 @@ def _decide(
 ) -> None:
     with _user_errors():
         project = _project(config)
-        project.db.promotion(promotion_id)
+        from promoflow.promotion import require_decidable
+
+        require_decidable(project.db.promotion(promotion_id))
         _connect_prefect(project, start=False)
         from flows.approval import send_decision
 

@@ -173,3 +173,11 @@ def rollback_target(project: Project, app: str, environment: str, to: str | None
     if state and state.current_release == target.id:
         raise TerminalError(f"{app} already runs {target.label} ({target.id}) in {environment}: nothing to roll back.")
     return target
+
+
+def require_decidable(promotion: Promotion) -> None:
+    """Approvals and rejections are for promotions that are queued or waiting for them."""
+    if promotion.state not in ("pending", "awaiting_approval"):
+        raise TerminalError(
+            f"Promotion {promotion.id} is not waiting for approval (it is {promotion.state.replace('_', ' ')})."
+        )

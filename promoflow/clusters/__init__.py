@@ -1,0 +1,1 @@
+"""Cluster targets: where a promotion lands (kubernetes: render and server-side apply; health checks)."""

@@ -1,0 +1,411 @@
+"""The `kubernetes` cluster target: server-side apply of rendered objects, pruning what promoflow applied before.
+
+Every object promoflow applies carries three labels (managed-by, app, environment); pruning deletes only
+live objects carrying all three for this app and environment, so nothing promoflow did not apply is ever
+deleted. Field manager `promoflow` owns exactly the fields of the manifests: fields set by others (an
+autoscaler's replicas, a `kubectl edit`) conflict instead of being silently overwritten, unless forced.
+
+The `kubernetes` package is imported lazily: it costs about 0.4 s, and most commands never talk to a cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+import functools
+import json
+import re
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from promoflow.clusters.render import Manifest, apply_order, validate
+from promoflow.errors import TerminalError, TransientError
+from promoflow.redact import MASK, redact
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+APP_LABEL = "promoflow.dev/app"
+ENVIRONMENT_LABEL = "promoflow.dev/environment"
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# Server-set fields that say nothing about what a promotion changes; left out of diffs.
+VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
+_CONFLICT_OWNER = re.compile(r'conflict with "([^"]+)"')
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One Kubernetes object: what promoflow records as applied, and what it prunes and checks by."""
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+
+    @classmethod
+    def of(cls, obj: Manifest) -> ObjectRef:
+        meta = obj["metadata"]
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace") or None, meta["name"])
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def key(self) -> Key:
+        """Identity regardless of API version: apps/v1 and apps/v1beta2 Deployments are the same object."""
+        return self.group, self.kind, self.namespace, self.name
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace, "name": self.name}
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    applied: list[ObjectRef]  # everything in the manifests, in apply order: the inventory to pass as `previous`
+    changed: list[ObjectRef]  # created or modified (their resourceVersion moved)
+    pruned: list[ObjectRef]  # deleted (or, on a dry run, that would be)
+    requests: int  # API requests made (discovery excluded)
+
+
+@dataclass(frozen=True)
+class ObjectDiff:
+    ref: ObjectRef
+    action: Literal["create", "update", "prune"]
+    diff: str  # unified diff of the YAML, live -> desired; Secret values shown as ***
+
+
+class Throttled(TransientError):
+    """429 Too Many Requests: retry, no sooner than `retry_after` seconds if the server said so."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+Key = tuple[str, str, str | None, str]  # ObjectRef.key
+Inventory = dict[Key, Manifest]  # live objects labelled as one app's in one environment, by identity
+
+
+class KubernetesTarget:
+    """One cluster, reached through a kubeconfig context, that promoflow applies environments to."""
+
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None, field_manager: str = "promoflow"):
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.field_manager = field_manager
+        self._client: Any = None
+        self._api: Any = None
+        self._default_namespace = "default"
+        self._requests = 0
+        self._cache_dir = tempfile.mkdtemp(prefix="promoflow-discovery-")  # never another cluster's discovery
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._cache_dir, True)
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = self._client = None
+        self._finalizer()
+
+    def __enter__(self) -> KubernetesTarget:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def where(self) -> str:
+        return f"context {self.context!r}" if self.context else f"kubeconfig {self.kubeconfig or '(default)'}"
+
+    def _dynamic(self) -> Any:
+        if self._client is None:
+            from kubernetes import config, dynamic
+            from kubernetes.client import Configuration
+            from kubernetes.config.config_exception import ConfigException
+
+            try:
+                contexts, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
+                chosen = next((c for c in contexts if c["name"] == self.context), None) if self.context else active
+                if chosen is None:
+                    raise ConfigException(f"context {self.context!r} not found")
+                self._default_namespace = chosen.get("context", {}).get("namespace") or "default"
+                settings = Configuration()
+                settings.retries = 0  # no hidden sleeps or retries: errors reach the caller, which retries with backoff
+                api = config.new_client_from_config(
+                    config_file=self.kubeconfig, context=self.context, client_configuration=settings
+                )
+            except (ConfigException, OSError) as error:
+                raise TerminalError(f"cannot load the kubeconfig ({self.where}): {redact(str(error))}") from None
+            cache_file = str(Path(self._cache_dir) / "discovery.json")
+            connect = functools.partial(dynamic.DynamicClient, api, cache_file=cache_file)
+            try:
+                self._client = self._call("connect", connect, count=False)
+            except TransientError:
+                api.close()
+                raise
+            self._api = api
+        return self._client
+
+    # --- reading -----------------------------------------------------------------------------------------
+
+    def get(self, ref: ObjectRef) -> Manifest | None:
+        """The live object, or None if it does not exist."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        resource = self._resource(ref.api_version, ref.kind, str(ref))
+        try:
+            live = self._call(
+                str(ref), lambda: resource.get(name=ref.name, namespace=ref.namespace), reraise=NotFoundError
+            )
+        except NotFoundError:
+            return None
+        return dict(live.to_dict())
+
+    def list_managed(self, app: str, environment: str, kinds: Iterable[tuple[str, str]]) -> list[Manifest]:
+        """Live objects of `kinds` ((apiVersion, kind) pairs) labelled as applied by promoflow for this app and env."""
+        return list(self._inventory(app, environment, kinds).values())
+
+    # --- writing -----------------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        app: str,
+        environment: str,
+        objects: Sequence[Manifest],
+        *,
+        previous: Sequence[ObjectRef] = (),
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> ApplyResult:
+        """Server-side apply `objects`, then delete this app's objects (in this environment) that are gone from them.
+
+        `previous` is the inventory of the last apply (ApplyResult.applied): its kinds are searched for
+        objects to prune as well as the kinds of `objects`, so dropping the last object of a kind prunes it.
+        """
+        self._requests = 0
+        desired = self._prepare(app, environment, objects)
+        live = self._inventory(app, environment, self._kinds(desired, previous))
+        applied, changed = [], []
+        for obj in desired:
+            ref = ObjectRef.of(obj)
+            result = self._apply_one(obj, force=force, dry_run=dry_run)
+            before = live.get(ref.key)
+            if before is None or before["metadata"]["resourceVersion"] != result["metadata"]["resourceVersion"]:
+                changed.append(ref)
+            applied.append(ref)
+        pruned = self._prune(live, {ref.key for ref in applied}, dry_run=dry_run)
+        return ApplyResult(applied, changed, pruned, self._requests)
+
+    def diff(
+        self, app: str, environment: str, objects: Sequence[Manifest], *, previous: Sequence[ObjectRef] = ()
+    ) -> list[ObjectDiff]:
+        """What `apply` would change: a server dry-run apply of each object against the live one, and the prunes."""
+        desired = self._prepare(app, environment, objects)
+        live = self._inventory(app, environment, self._kinds(desired, previous))
+        diffs = []
+        for obj in desired:
+            ref = ObjectRef.of(obj)
+            current = live.get(ref.key) or self.get(ref)  # an object not yet labelled is adopted
+            after = self._apply_one(obj, force=False, dry_run=True)
+            text = _unified(ref, current, after)
+            if text:
+                diffs.append(ObjectDiff(ref, "update" if current else "create", text))
+        wanted = {ObjectRef.of(obj).key for obj in desired}
+        for key, obj in live.items():
+            if key not in wanted:
+                ref = ObjectRef.of(obj)
+                diffs.append(ObjectDiff(ref, "prune", _unified(ref, obj, None)))
+        return diffs
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    def _prepare(self, app: str, environment: str, objects: Sequence[Manifest]) -> list[Manifest]:
+        """Labelled copies of `objects`, namespaced as the cluster scopes them, in apply order."""
+        for name, value in (("app", app), ("environment", environment)):
+            if len(value) > 63 or not value or not LABEL_VALUE.match(value):
+                raise TerminalError(f"{name} name {value!r} cannot be a Kubernetes label value: use [A-Za-z0-9._-]")
+        prepared = []
+        for index, original in enumerate(objects, start=1):
+            validate(original, f"object {index}")
+            obj = copy.deepcopy(original)
+            meta = obj["metadata"]
+            meta["labels"] = {
+                **(meta.get("labels") or {}),
+                MANAGED_BY: "promoflow",
+                APP_LABEL: app,
+                ENVIRONMENT_LABEL: environment,
+            }
+            if self._resource(obj["apiVersion"], obj["kind"], str(ObjectRef.of(obj))).namespaced:
+                meta["namespace"] = meta.get("namespace") or self._default_namespace
+            else:
+                meta.pop("namespace", None)  # as kubectl does: a namespace on a cluster-scoped object means nothing
+            prepared.append(obj)
+        return sorted(prepared, key=apply_order)
+
+    @staticmethod
+    def _kinds(desired: Iterable[Manifest], previous: Iterable[ObjectRef]) -> list[tuple[str, str]]:
+        pairs = [(obj["apiVersion"], obj["kind"]) for obj in desired] + [(r.api_version, r.kind) for r in previous]
+        return list(dict.fromkeys(pairs))
+
+    def _inventory(self, app: str, environment: str, kinds: Iterable[tuple[str, str]]) -> Inventory:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        selector = f"{MANAGED_BY}=promoflow,{APP_LABEL}={app},{ENVIRONMENT_LABEL}={environment}"
+        inventory: Inventory = {}
+        for api_version, kind in kinds:
+            try:
+                resource = self._dynamic().resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                continue  # a kind applied before that the cluster no longer serves: nothing of it can be left
+            listed = self._call(f"list {kind}", functools.partial(resource.get, label_selector=selector))
+            for item in listed.to_dict().get("items") or []:
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                inventory[ObjectRef.of(item).key] = item
+        return inventory
+
+    def _apply_one(self, obj: Manifest, *, force: bool, dry_run: bool) -> Manifest:
+        ref = ObjectRef.of(obj)
+        resource = self._resource(ref.api_version, ref.kind, str(ref))
+        result = self._call(
+            str(ref),
+            lambda: resource.server_side_apply(
+                body=obj,
+                namespace=ref.namespace,
+                field_manager=self.field_manager,
+                force_conflicts=True if force else None,
+                dry_run="All" if dry_run else None,
+            ),
+        )
+        return dict(result.to_dict())
+
+    def _prune(self, live: Inventory, wanted: set[Key], *, dry_run: bool) -> list[ObjectRef]:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        doomed = sorted((ObjectRef.of(obj) for key, obj in live.items() if key not in wanted), key=_prune_order)
+        for ref in doomed:
+            resource = self._resource(ref.api_version, ref.kind, str(ref))
+            delete = functools.partial(
+                resource.delete,
+                name=ref.name,
+                namespace=ref.namespace,
+                propagation_policy="Background",
+                dry_run="All" if dry_run else None,
+            )
+            with contextlib.suppress(NotFoundError):  # already gone: what pruning wanted
+                self._call(f"prune {ref}", delete, reraise=NotFoundError)
+        return doomed
+
+    def _resource(self, api_version: str, kind: str, what: str) -> Any:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        client = self._dynamic()
+        try:
+            return self._call(what, lambda: client.resources.get(api_version=api_version, kind=kind), count=False)
+        except ResourceNotFoundError:
+            raise TerminalError(
+                f"{what}: the cluster ({self.where}) does not serve kind {kind} in {api_version}: "
+                "fix the apiVersion or install the CRD first"
+            ) from None
+
+    def _call(self, what: str, request: Callable[[], T], *, count: bool = True, reraise: type | None = None) -> T:
+        """Run one API request, turning its failure into a TerminalError or TransientError that says what to do."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+        from urllib3.exceptions import HTTPError
+
+        if count:
+            self._requests += 1
+        try:
+            return request()
+        except ResourceNotFoundError:
+            raise
+        except ApiException as error:
+            if reraise is not None and isinstance(error, reraise):
+                raise
+            raise _api_error(what, error, self.where) from None
+        except (HTTPError, OSError) as error:
+            raise TransientError(f"{what}: cannot reach the cluster ({self.where}): {redact(str(error))}") from None
+
+
+def _api_error(what: str, error: Any, where: str) -> TerminalError | TransientError:
+    status = int(error.status or 0)
+    try:
+        body = json.loads(error.body) if error.body else {}
+    except (TypeError, ValueError):
+        body = {}
+    message = redact(str(body.get("message") or error.reason or f"HTTP {status}"))
+    causes = (body.get("details") or {}).get("causes") or []
+    if status == 409 and any(c.get("reason") == "FieldManagerConflict" for c in causes):
+        fields = []
+        for cause in causes:
+            owner = _CONFLICT_OWNER.search(str(cause.get("message", "")))
+            fields.append(f"{cause.get('field')} owned by {owner.group(1) if owner else cause.get('message')}")
+        return TerminalError(f"{what}: apply conflicts: {', '.join(fields)}: re-run with force or fix the manifest")
+    if status == 429:
+        retry_after = (error.headers or {}).get("Retry-After")
+        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+        later = f", retry after {retry_after} s" if seconds is not None else ""
+        return Throttled(f"{what}: the API server is throttling requests{later}: {message}", seconds)
+    if status == 409 or status >= 500 or status in (0, 408):
+        return TransientError(f"{what}: the API server answered {status}: {message}")
+    if status in (401, 403):
+        return TerminalError(f"{what}: not allowed ({status}) in {where}: {message}: check the credentials and RBAC")
+    if causes and status == 422:
+        details = "; ".join(f"{c.get('field')}: {c.get('message')}" for c in causes)
+        return TerminalError(f"{what}: invalid: {redact(details)}: fix the manifest")
+    return TerminalError(f"{what}: the API server refused it ({status}): {message}")
+
+
+def _prune_order(ref: ObjectRef) -> tuple[int, str, str, str]:
+    """Reverse of apply order: workloads before the namespaces and CRDs they live in."""
+    kind_order = {"Namespace": 2, "CustomResourceDefinition": 1}
+    return kind_order.get(ref.kind, 0), ref.kind, ref.namespace or "", ref.name
+
+
+def _unified(ref: ObjectRef, before: Manifest | None, after: Manifest | None) -> str:
+    old, new = _comparable(before), _comparable(after)
+    if ref.kind == "Secret":
+        old, new = _mask_secret(old, new)
+    lines = difflib.unified_diff(
+        _yaml_lines(old), _yaml_lines(new), fromfile=f"live/{ref}", tofile=f"desired/{ref}", lineterm=""
+    )
+    return "\n".join(lines)
+
+
+def _comparable(obj: Manifest | None) -> Manifest | None:
+    if obj is None:
+        return None
+    obj = copy.deepcopy(obj)
+    for key in VOLATILE_METADATA:
+        obj.get("metadata", {}).pop(key, None)
+    return obj
+
+
+def _mask_secret(old: Manifest | None, new: Manifest | None) -> tuple[Manifest | None, Manifest | None]:
+    """Secret values as `***`, marked (before)/(after) where they differ, so a diff shows that but not what changed."""
+    for section in ("data", "stringData"):
+        before = (old or {}).get(section) or {}
+        after = (new or {}).get(section) or {}
+        if old is not None and section in old:
+            old[section] = {k: MASK if after.get(k) == v else f"{MASK} (before)" for k, v in before.items()}
+        if new is not None and section in new:
+            new[section] = {k: MASK if before.get(k) == v else f"{MASK} (after)" for k, v in after.items()}
+    return old, new
+
+
+def _yaml_lines(obj: Manifest | None) -> list[str]:
+    return [] if obj is None else yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines()
