@@ -1,0 +1,299 @@
+"""The kubernetes cluster target against the Kubernetes API stand-in via the official client; kustomize via kubectl."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promoflow.clusters.health import rollout_status
+from promoflow.clusters.kubernetes import KubernetesTarget, ObjectRef, Throttled
+from promoflow.clusters.render import render
+from promoflow.errors import TerminalError, TransientError
+from promoflow.sandbox.kube import KubeStandIn
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[KubeStandIn]:
+    with KubeStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def target(kube: KubeStandIn, tmp_path: Path) -> Iterator[KubernetesTarget]:
+    kube.cluster.rollouts.reset()
+    kube.cluster.faults.clear()
+    with KubernetesTarget(str(kube.write_kubeconfig(tmp_path / "kubeconfig", "sandbox")), "sandbox") as cluster:
+        yield cluster
+
+
+def deployment(name: str, image: str, replicas: int = 2) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+
+
+def configmap(name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def secret(name: str, **data: str) -> dict[str, Any]:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
+
+
+def versions(target: KubernetesTarget, refs: list[ObjectRef]) -> dict[ObjectRef, str]:
+    found = {ref: target.get(ref) for ref in refs}
+    return {ref: obj["metadata"]["resourceVersion"] for ref, obj in found.items() if obj}
+
+
+# --- render ------------------------------------------------------------------------------------------------
+
+
+def test_render_plain_directory_multi_document_namespaces_first(tmp_path: Path) -> None:
+    (tmp_path / "app.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config, namespace: shop}\n"
+    )
+    (tmp_path / "ns.yml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n")
+    (tmp_path / "README.md").write_text("not a manifest")
+    assert [(o["kind"], o["metadata"]["name"]) for o in render(tmp_path)] == [
+        ("Namespace", "shop"),
+        ("Deployment", "web"),
+        ("ConfigMap", "web-config"),
+    ]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl for kustomize")
+def test_render_kustomization_with_kubectl(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "deployment.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+        "spec:\n  template:\n    spec:\n      containers: [{name: app, image: shop/web:1.0}]\n"
+    )
+    (base / "kustomization.yaml").write_text("resources: [deployment.yaml]\n")
+    overlay = tmp_path / "prod"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../base]\nnamespace: prod\nnamePrefix: prod-\nimages: [{name: shop/web, newTag: '2.0'}]\n"
+    )
+    [web] = render(overlay)
+    assert web["metadata"] == {"name": "prod-web", "namespace": "prod"}
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:2.0"
+
+    (overlay / "kustomization.yaml").write_text("resources: [../missing]\n")
+    with pytest.raises(TerminalError, match="kubectl kustomize failed"):
+        render(overlay)
+
+
+def test_render_chart_without_helm_names_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "Chart.yaml").write_text("apiVersion: v2\nname: web\nversion: 0.1.0\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(TerminalError, match="helm is not installed"):
+        render(tmp_path)
+    (tmp_path / "Chart.yaml").unlink()
+    (tmp_path / "kustomization.yaml").write_text("resources: []\n")
+    with pytest.raises(TerminalError, match="neither kubectl nor kustomize is installed"):
+        render(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "kind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: Web}\n",
+            "bad.yaml: object 1: apiVersion must be a non-empty string",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\n"
+            "metadata: {name: Web_1}\n",
+            "bad.yaml: object 2 (Deployment Web_1): metadata.name must be a DNS-1123 subdomain",
+        ),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 7}\n", "object 1 (ConfigMap): metadata.name must be"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: a.b}\n", "(Service a.b): metadata.name must be a DNS-1123"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: Prod}\n", "metadata.namespace must be"),
+        ("- just\n- a list\n", "bad.yaml: object 1: must be a mapping"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n  bad: indent\n", "bad.yaml:4: invalid YAML"),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\n"
+            "metadata: {name: a}\n",
+            "bad.yaml: object 2 (ConfigMap a): duplicate of bad.yaml: object 1 (ConfigMap a)",
+        ),
+    ],
+)
+def test_render_refuses_invalid_objects_with_their_location(tmp_path: Path, text: str, error: str) -> None:
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(TerminalError) as refused:
+        render(tmp_path)
+    assert error in str(refused.value)
+
+
+# --- apply, prune, conflicts -------------------------------------------------------------------------------
+
+
+def test_apply_creates_reapply_changes_nothing_and_image_change_changes_one(target: KubernetesTarget) -> None:
+    manifests = [deployment("shop-web", "shop/web:1.0"), deployment("shop-api", "shop/api:1.0"), configmap("shop-cfg")]
+    first = target.apply("shop", "dev", manifests)
+    assert first.changed == first.applied and len(first.applied) == 3
+    web = ObjectRef("apps/v1", "Deployment", "default", "shop-web")
+    live = target.get(web)
+    assert live is not None and live["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "promoflow",
+        "promoflow.dev/app": "shop",
+        "promoflow.dev/environment": "dev",
+    }
+    assert [e["manager"] for e in live["metadata"]["managedFields"] if e["operation"] == "Apply"] == ["promoflow"]
+    assert all(r.healthy for r in rollout_status(target, first.applied, timeout_seconds=5, poll_seconds=0.05))
+
+    settled = versions(target, first.applied)
+    again = target.apply("shop", "dev", manifests, previous=first.applied)
+    assert again.changed == [] and again.pruned == []
+    assert versions(target, first.applied) == settled  # no resourceVersion moved
+    assert again.requests == 2 + 3  # one list per kind, one apply per object
+
+    manifests[0] = deployment("shop-web", "shop/web:1.1")
+    upgraded = target.apply("shop", "dev", manifests, previous=again.applied)
+    assert upgraded.changed == [web]
+    after = target.get(web)
+    assert after is not None and after["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1.1"
+    assert after["metadata"]["generation"] == 2
+
+
+def test_prune_removes_what_was_dropped_and_only_this_apps(target: KubernetesTarget) -> None:
+    target.apply("other", "dev", [configmap("other-cfg")])
+    first = target.apply("cart", "dev", [deployment("cart", "shop/cart:1.0"), configmap("cart-cfg")])
+    dry = target.apply("cart", "dev", [deployment("cart", "shop/cart:1.0")], previous=first.applied, dry_run=True)
+    cfg = ObjectRef("v1", "ConfigMap", "default", "cart-cfg")
+    assert dry.pruned == [cfg] and target.get(cfg) is not None  # a dry run deletes nothing
+
+    # the ConfigMap kind is no longer rendered at all: found through the previous inventory
+    second = target.apply("cart", "dev", [deployment("cart", "shop/cart:1.0")], previous=first.applied)
+    assert second.pruned == [cfg]
+    assert target.get(cfg) is None
+    assert target.get(ObjectRef("v1", "ConfigMap", "default", "other-cfg")) is not None
+
+
+def test_conflict_with_another_manager_is_terminal_and_force_takes_over(
+    target: KubernetesTarget, kube: KubeStandIn, tmp_path: Path
+) -> None:
+    target.apply("pay", "dev", [deployment("pay", "shop/pay:1.0")])
+    from kubernetes import dynamic
+    from kubernetes.client import ApiClient, Configuration
+
+    api = ApiClient(Configuration(host=kube.url))  # someone edits replicas with their own field manager
+    dyn = dynamic.DynamicClient(api, cache_file=str(tmp_path / "discovery.json"))
+    edit = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pay", "namespace": "default"}}
+    edit["spec"] = {"replicas": 5}
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    deployments.server_side_apply(body=edit, field_manager="kubectl-edit", force_conflicts=True)
+    api.close()
+
+    with pytest.raises(TerminalError) as conflict:
+        target.apply("pay", "dev", [deployment("pay", "shop/pay:1.0", replicas=3)])
+    assert ".spec.replicas owned by kubectl-edit: re-run with force or fix the manifest" in str(conflict.value)
+    assert not isinstance(conflict.value, TransientError)
+
+    forced = target.apply("pay", "dev", [deployment("pay", "shop/pay:1.0", replicas=3)], force=True)
+    live = target.get(forced.applied[0])
+    assert live is not None and live["spec"]["replicas"] == 3
+
+
+def test_diff_shows_image_change_masks_secrets_and_lists_prunes(target: KubernetesTarget) -> None:
+    first = target.apply(
+        "blog",
+        "dev",
+        [deployment("blog", "shop/blog:1.0"), secret("blog-db", password="hunter2-old"), configmap("blog-extra")],
+    )
+    before = versions(target, first.applied)
+    desired = [deployment("blog", "shop/blog:2.0"), secret("blog-db", password="hunter2-new")]
+    changes = target.diff("blog", "dev", desired, previous=first.applied)
+    by_name = {(d.ref.name, d.action): d.diff for d in changes}
+    assert set(by_name) == {("blog", "update"), ("blog-db", "update"), ("blog-extra", "prune")}
+    image = by_name["blog", "update"]
+    assert "-      - image: shop/blog:1.0\n+      - image: shop/blog:2.0" in image
+    masked = by_name["blog-db", "update"]
+    assert "*** (before)" in masked and "*** (after)" in masked
+    assert "hunter2" not in masked and base64.b64encode(b"hunter2-new").decode() not in masked
+    assert versions(target, first.applied) == before  # a diff persists nothing
+    live = target.get(ObjectRef("apps/v1", "Deployment", "default", "blog"))
+    assert live is not None and live["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/blog:1.0"
+    unchanged = target.diff("blog", "dev", [deployment("blog", "shop/blog:1.0")], previous=first.applied)
+    assert [(d.ref.name, d.action) for d in unchanged] == [("blog-db", "prune"), ("blog-extra", "prune")]
+
+
+# --- rollout status --------------------------------------------------------------------------------------
+
+
+def test_rollout_status_healthy_slow_and_never_ready(target: KubernetesTarget, kube: KubeStandIn) -> None:
+    kube.cluster.rollouts.behave("slow-*", "slow", seconds=0.6)
+    kube.cluster.rollouts.behave("*:broken", "never_ready", seconds=0.3)
+    applied = target.apply(
+        "roll", "dev", [deployment("fine", "shop/fine:1"), deployment("slow-one", "shop/slow:1", replicas=3)]
+    ).applied
+    results = rollout_status(target, applied, timeout_seconds=5, poll_seconds=0.05)
+    assert [(r.ref.name, r.healthy) for r in results] == [("fine", True), ("slow-one", True)]
+
+    target.apply("roll", "dev", [deployment("fine", "shop/fine:broken"), deployment("slow-one", "shop/slow:1", 3)])
+    started = time.monotonic()
+    [fine, slow] = rollout_status(target, applied, timeout_seconds=10, poll_seconds=0.05)
+    assert time.monotonic() - started < 3  # failed at the deadline the controller reported, not the timeout
+    assert not fine.healthy and fine.message.startswith(
+        'Deployment default/fine exceeded its progress deadline: ReplicaSet "fine-'
+    )
+    assert slow.healthy  # unchanged: nothing to roll out
+
+
+def test_rollout_status_timeout_reports_what_was_last_seen(target: KubernetesTarget, kube: KubeStandIn) -> None:
+    kube.cluster.rollouts.behave("*:crawl", "slow", seconds=5)
+    applied = target.apply("crawl", "dev", [deployment("crawl", "shop/crawl:crawl", replicas=4)]).applied
+    [result] = rollout_status(target, applied, timeout_seconds=0.3, poll_seconds=0.05)
+    assert not result.healthy and result.message.startswith("not rolled out within 0.3 s: Deployment default/crawl:")
+
+
+# --- errors --------------------------------------------------------------------------------------------------
+
+
+def test_server_errors_are_transient_and_refusals_terminal(target: KubernetesTarget, kube: KubeStandIn) -> None:
+    target.apply("err", "dev", [configmap("err-cfg")])
+    kube.cluster.faults.fail(500, verb="patch", path="/configmaps/err-cfg")
+    with pytest.raises(TransientError, match="500"):
+        target.apply("err", "dev", [configmap("err-cfg", a="1")])
+
+    kube.cluster.faults.throttle(retry_after=2, verb="list", path="/configmaps")
+    with pytest.raises(Throttled) as throttled:
+        target.apply("err", "dev", [configmap("err-cfg", a="1")])
+    assert throttled.value.retry_after == 2
+
+    with pytest.raises(TerminalError, match=r"does not serve kind Widget in example\.com/v1"):
+        target.apply("err", "dev", [{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}])
+    with pytest.raises(TerminalError, match="app name 'a b' cannot be a Kubernetes label value"):
+        target.apply("a b", "dev", [configmap("x")])
+
+
+def test_unreachable_cluster_is_transient(tmp_path: Path) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
+        "clusters: [{name: gone, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: gone, user: {}}]\ncontexts: [{name: gone, context: {cluster: gone, user: gone}}]\n"
+    )
+    with KubernetesTarget(str(config)) as target, pytest.raises(TransientError, match="cannot reach the cluster"):
+        target.apply("x", "dev", [configmap("x")])
+    with pytest.raises(TerminalError, match="cannot load the kubeconfig"):
+        KubernetesTarget(str(config), "nope").apply("x", "dev", [configmap("x")])
