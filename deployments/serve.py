@@ -23,6 +23,7 @@ def deployments() -> list[RunnerDeployment]:
     from flows.promote import promote
     from flows.rollback import rollback
     from flows.watch import watch
+    from promoflow.webhooks import trigger
 
     config = str(settings.config_path())
     interval = float(os.environ.get("PROMOFLOW_WATCH_INTERVAL", "60"))
@@ -36,6 +37,10 @@ def deployments() -> list[RunnerDeployment]:
                 tags=TAGS,
                 parameters={"config": config},
                 interval=interval if flow is watch else None,
+                # a registry push (promoflow webhook) runs watch at once for the apps it concerns
+                triggers=[trigger()] if flow is watch else None,
+                # an interval run and a triggered one must not both take the same new release for new
+                concurrency_limit=1 if flow is watch else None,
             ),
         )
         for flow in (promote, pipeline, rollback, watch)

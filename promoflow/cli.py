@@ -7,6 +7,7 @@ commands that run flows import it when they run.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -321,6 +322,21 @@ def watch(
             out.print(f"New release of {release.app}: {release.label} ({release.id})")
         if not found:
             out.print("No new releases.")
+
+
+@app.command()
+def webhook(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8480,
+    config: ConfigOption = None,
+) -> None:
+    """Receive registry push webhooks (Distribution, Docker Hub, GHCR, Harbor) and run `watch` for the apps
+    they concern, within seconds of a push. The secret comes from $PROMOFLOW_WEBHOOK_SECRET; see
+    docs/webhooks.md."""
+    from promoflow import webhooks
+
+    with _user_errors():
+        webhooks.serve(settings.config_path(config), host, port, os.environ.get(webhooks.SECRET_ENV, ""))
 
 
 def _check_promotable(project: Project, app_name: str, env: str, release: str | None) -> str:

@@ -75,9 +75,26 @@ class RollbackPolicy(Strict):
 
 
 class ClusterTarget(Strict):
-    target: Literal["none"] = Field(
-        "none", description="`none`: the merge ends the change (a GitOps controller syncs it)."
+    target: Literal["none", "kubernetes"] = Field(
+        "none",
+        description="`none`: the merge ends the change (a GitOps controller syncs it). `kubernetes`: promoflow "
+        "renders the app (plain YAML, kustomize, helm) and server-side applies it, pruning what it applied "
+        "before and no longer renders, then waits for the rollout.",
     )
+    kubeconfig: str | None = Field(
+        None, description="kubeconfig file (relative to promotions.yaml) [default: $KUBECONFIG or ~/.kube/config]."
+    )
+    context: str | None = Field(None, description="kubeconfig context of this environment's cluster.")
+    force: bool = Field(False, description="Take over fields another field manager owns (server-side apply force).")
+    rollout_timeout_seconds: float = Field(
+        300, gt=0, le=86400, description="How long Deployments, StatefulSets and DaemonSets may take to roll out."
+    )
+
+    @model_validator(mode="after")
+    def _kubernetes_only(self) -> ClusterTarget:
+        if self.target != "kubernetes" and (self.kubeconfig or self.context or self.force):
+            raise ValueError("`kubeconfig`, `context` and `force` belong to the `kubernetes` target")
+        return self
 
 
 class Environment(Strict):

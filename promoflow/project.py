@@ -5,13 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from promoflow import settings
-from promoflow.config import Image, Promotions
+from promoflow.config import Environment, Image, Promotions
 from promoflow.config_loader import load
 from promoflow.gitops.workspace import Workspace
 from promoflow.records import Database
 from promoflow.sources import OciLayoutSource, RegistrySource, Source
+
+if TYPE_CHECKING:
+    from promoflow.clusters.kubernetes import KubernetesTarget
 
 
 @dataclass
@@ -46,6 +50,14 @@ class Project:
         if "://" in url or url.startswith("git@"):
             return url
         return str((self.base_dir / url).resolve())
+
+    def cluster(self, environment: Environment) -> KubernetesTarget:
+        """A client of the environment's cluster (target `kubernetes`)."""
+        from promoflow.clusters.kubernetes import KubernetesTarget
+
+        cluster = environment.cluster
+        kubeconfig = str((self.base_dir / cluster.kubeconfig).resolve()) if cluster.kubeconfig else None
+        return KubernetesTarget(kubeconfig, cluster.context)
 
     def source(self, image: Image) -> Source:
         config = image.source

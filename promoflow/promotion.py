@@ -24,7 +24,9 @@ def sources(project: Project, app: App) -> dict[str, Source]:
 
 
 def request_branch(promotion: Promotion, release: Release) -> str:
-    return f"promoflow/{promotion.environment}/{promotion.app}/{release.label}-{release.id[:7]}"
+    """`promoflow/<env>/<app>/<release>`, suffixed with the promotion: a release promoted again later (a
+    rollback to it) gets its own branch instead of finding the old, merged one."""
+    return f"promoflow/{promotion.environment}/{promotion.app}/{release.label}-{release.id[:7]}-p{promotion.id}"
 
 
 def runner_id() -> str:

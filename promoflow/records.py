@@ -313,6 +313,18 @@ class Database:
                 select(Step).where(Step.promotion_id == promotion_id, Step.name == name).order_by(col(Step.id).desc())
             ).first()
 
+    def last_outcome(self, app: str, environment: str, name: str) -> dict[str, Any] | None:
+        """The detail of the newest succeeded `name` step of any promotion of this app into this environment."""
+        with self.session() as s:
+            row = s.exec(
+                select(Step)
+                .join(Promotion, col(Step.promotion_id) == col(Promotion.id))
+                .where(Promotion.app == app, Promotion.environment == environment)
+                .where(Step.name == name, Step.outcome == "succeeded")
+                .order_by(col(Step.id).desc())
+            ).first()
+        return json.loads(row.detail) if row else None
+
     # -- approvals ----------------------------------------------------------------------------
     def add_approval(self, approval: Approval) -> Approval:
         approval.created_at = now()
@@ -380,7 +392,8 @@ class Database:
                 select(Promotion)
                 .where(Promotion.app == app, Promotion.environment == environment)
                 .where(Promotion.state == "succeeded")
-                .order_by(col(Promotion.id).desc())
+                # by when each became good: a baseline is adopted inside the first promotion, so ids mislead
+                .order_by(col(Promotion.ended_at).desc(), col(Promotion.id).desc())
             ).all()
         for row in rows:
             if row.release_id != current and row.release_id not in rejected:

@@ -55,16 +55,6 @@ DOCKER_HUB = "docker.io"
 GHCR = "ghcr.io"
 _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 _EVENT_IDS = uuid.UUID("6f0c7f55-52c4-4a55-9c1e-3f4d1c0e2a71")  # namespace: event id = uuid5(this, delivery)
-MANIFEST_TYPES = frozenset(
-    {
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    }
-)
 
 logger = logging.getLogger("promoflow.webhooks")
 
@@ -157,7 +147,11 @@ def _body_key(source: str, body: bytes) -> str:
 
 
 def distribution_pushes(body: dict[str, Any]) -> list[Push]:
-    """`{"events": [...]}` of CNCF Distribution: the pushes of a tag or of a manifest (not of blobs)."""
+    """`{"events": [...]}` of CNCF Distribution: the pushes of a tag.
+
+    Pushes without a tag are blobs, or manifests pushed by digest (each platform of a multi-platform image
+    comes before its tagged index): no tag moved, so no tag policy can pick anything new from them.
+    """
     events = body.get("events")
     if not isinstance(events, list):
         raise BadDelivery("A registry notification is a JSON object with an `events` list.")
@@ -167,9 +161,9 @@ def distribution_pushes(body: dict[str, Any]) -> list[Push]:
         if event.get("action") != "push":
             continue
         target = _object(event.get("target"), "A push event's `target`")
-        tag, media_type = _text(target.get("tag")), target.get("mediaType")
-        if tag is None and media_type not in MANIFEST_TYPES:
-            continue  # a layer or config blob
+        tag = _text(target.get("tag"))
+        if tag is None:
+            continue
         repository, event_id = _text(target.get("repository")), _text(event.get("id"))
         if repository is None or event_id is None:
             raise BadDelivery("A push event needs an `id` and a `target.repository`.")
@@ -234,10 +228,13 @@ def harbor_pushes(body: dict[str, Any], raw: bytes) -> list[Push]:
     pushes = []
     for resource in resources:
         resource = _object(resource, "Each Harbor resource")
+        tag = _text(resource.get("tag"))
+        if tag is None:
+            continue  # pushed by digest: no tag moved
         url = _text(resource.get("resource_url"))  # `harbor.example.com/library/nginx:1.2`
         first = url.split("/", 1)[0] if url and "/" in url else ""
         host = first if "." in first or ":" in first or first == "localhost" else None  # docker's rule
-        pushes.append(Push(key, name, host, _text(resource.get("tag")), _text(resource.get("digest"))))
+        pushes.append(Push(key, name, host, tag, _text(resource.get("digest"))))
     return pushes
 
 

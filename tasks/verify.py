@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from promoflow.clusters.health import rollout_status
+from promoflow.clusters.kubernetes import ObjectRef
+from promoflow.config import Environment
 from promoflow.errors import TerminalError
 from promoflow.health import run_check
+from promoflow.project import Project
 from tasks._shared import project
 
 
@@ -24,6 +29,8 @@ def verify(config: str, promotion_id: int) -> None:
     app = p.config.app(promotion.app)
     env = p.config.environment(promotion.environment)
     with db.step(promotion_id, "verify", checks=len(app.health_checks), soak_seconds=env.soak_seconds) as detail:
+        if env.cluster.target == "kubernetes":
+            detail["rollouts"] = _rollouts(p, promotion_id, env)
         deadline = time.monotonic() + env.soak_seconds
         rounds = 0
         while True:
@@ -40,3 +47,18 @@ def verify(config: str, promotion_id: int) -> None:
                 break
             time.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
         db.update_promotion(promotion_id, state="verified")
+
+
+def _rollouts(p: Project, promotion_id: int, env: Environment) -> list[dict[str, object]]:
+    """Wait for the workloads this promotion applied to roll out; the first that cannot fails the promotion."""
+    applied = p.db.last_step(promotion_id, "apply")
+    refs = [ObjectRef.from_dict(r) for r in json.loads(applied.detail).get("applied", [])] if applied else []
+    with p.cluster(env) as cluster:
+        results = rollout_status(cluster, refs, env.cluster.rollout_timeout_seconds)
+    failed = [r for r in results if not r.healthy]
+    if failed:
+        raise VerificationFailed(
+            f"{p.db.promotion(promotion_id).app} did not roll out in {env.name}: "
+            + "; ".join(f"{r.ref}: {r.message}" for r in failed)
+        )
+    return [r.as_dict() for r in results]

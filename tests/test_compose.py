@@ -54,7 +54,9 @@ def test_compose_file_is_valid_against_the_compose_spec() -> None:
 
 def test_topology() -> None:
     services = _compose()["services"]
-    assert set(services) == {"postgres", "prefect-server", "promoflow"}
+    assert set(services) == {"postgres", "prefect-server", "promoflow", "webhook"}
+    assert services["webhook"]["command"][:2] == ["promoflow", "webhook"]
+    assert _depends_on(services["webhook"]) == {"prefect-server": "service_healthy"}
 
     assert services["postgres"]["image"].startswith("postgres:15")
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])

@@ -90,3 +90,14 @@ def test_a_cli_decision_waits_for_the_flow_to_judge_it(db: Database) -> None:
     assert sent.id is not None
     db.update_approval(sent.id, True, "counted")
     assert db.pending_approval(pid, "carl", "approve") is None
+
+
+def test_the_rollback_target_is_the_release_that_was_good_most_recently(db: Database) -> None:
+    first = _promotion(db, "r2")  # created first...
+    baseline = _promotion(db, "r1")  # ...the baseline is adopted while it runs, so it has the higher id
+    db.update_promotion(baseline, state="succeeded")
+    db.update_promotion(first, state="succeeded")  # r2 became good after r1
+    third = _promotion(db, "r3")
+    db.update_promotion(third, state="succeeded")
+    db.set_current("web", "dev", "r3", third)
+    assert db.rollback_target("web", "dev") == "r2"

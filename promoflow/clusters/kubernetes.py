@@ -70,6 +70,11 @@ class ObjectRef:
     def as_dict(self) -> dict[str, str | None]:
         return {"apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace, "name": self.name}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ObjectRef:
+        """The inverse of `as_dict` (what the records keep)."""
+        return cls(str(data["apiVersion"]), str(data["kind"]), data.get("namespace"), str(data["name"]))
+
 
 @dataclass(frozen=True)
 class ApplyResult:

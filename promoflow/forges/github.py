@@ -297,7 +297,8 @@ class GitHubForge:
                     return self._repo().get_pull(number).merge_commit_sha
                 if error.status == 405:
                     raise TerminalError(
-                        f"Pull request #{number} in {self.repository} is not mergeable: {_message(error)}. "
+                        f"Pull request #{number} in {self.repository} is not mergeable: "
+                        f"{self._clean(_message(error))}. "
                         "Resolve it on GitHub (conflicts, branch protection, draft), then re-run."
                     ) from None
                 if error.status == 409:

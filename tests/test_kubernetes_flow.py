@@ -1,0 +1,75 @@
+"""The `kubernetes` target end to end: render, server-side apply, rollout verification, automatic rollback.
+
+The cluster is promoflow's Kubernetes API stand-in (no real API server can run here); kubectl renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from promoflow.sandbox.kube import KubeStandIn
+from tests.conftest import Sandbox
+
+pytestmark = pytest.mark.prefect
+REQUESTER = {"PROMOFLOW_USER": "rita"}
+
+
+@pytest.fixture
+def kube(sandbox: Sandbox, prefect_api: str) -> Iterator[KubeStandIn]:
+    with KubeStandIn() as cluster:
+        cluster.write_kubeconfig(sandbox.base / "sandbox.kubeconfig", context="sandbox")
+        sandbox.edit_config(
+            "    branch: env/dev\n",
+            "    branch: env/dev\n    cluster: {target: kubernetes, kubeconfig: sandbox.kubeconfig, "
+            "context: sandbox, rollout_timeout_seconds: 20}\n",
+        )
+        yield cluster
+
+
+def _image(kube: KubeStandIn) -> str:
+    deployment = kube.cluster.find("deployments.apps", "default", "web")
+    assert deployment is not None
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_apply_verify_and_roll_back_a_release_that_never_gets_ready(sandbox: Sandbox, kube: KubeStandIn) -> None:
+    good = sandbox.publish("1.2.0")
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert promoted.returncode == 0, promoted.stderr
+    assert _image(kube) == f"registry.example.com/demo/web:1.2.0@{good}"
+    service = kube.cluster.find("services", "default", "web")
+    assert service is not None and service["metadata"]["labels"]["promoflow.dev/app"] == "web"
+
+    (promotion,) = [p for p in sandbox.cli_json("history") if p["kind"] == "promotion"]  # type: ignore[union-attr, index]
+    steps = {s["name"]: s for s in promotion["steps"]}
+    assert steps["apply"]["detail"]["changed"] == ["Service default/web", "Deployment default/web"]
+    assert {r["kind"] for r in steps["apply"]["detail"]["applied"]} == {"Deployment", "Service"}
+    assert steps["verify"]["detail"]["rollouts"] == [
+        {
+            "object": "Deployment default/web",
+            "healthy": True,
+            "message": steps["verify"]["detail"]["rollouts"][0]["message"],
+        }
+    ]
+
+    bad = sandbox.publish("1.3.0")
+    kube.cluster.rollouts.behave(f"*{bad}", "never_ready", seconds=0.5)
+    failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert failed.returncode == 1
+    assert "did not roll out in dev" in failed.stderr and "exceeded its progress deadline" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+    entries = sandbox.cli_json("history", "web", "--env", "dev")
+    by_release = {(p["kind"], p["release"]["label"]): p for p in entries}  # type: ignore[union-attr, index]
+    assert by_release[("promotion", "1.3.0")]["state"] == "rolled_back", [
+        (p["kind"], p["state"], p["error"]) for p in entries
+    ]  # type: ignore[index]
+    rollback = by_release[("rollback", "1.2.0")]
+    assert rollback["state"] == "succeeded"
+    assert rollback["rollback_of"] == by_release[("promotion", "1.3.0")]["id"]
+    assert _image(kube) == f"registry.example.com/demo/web:1.2.0@{good}"  # the cluster runs the good release again
+    status = {s["environment"]: s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
+    assert status["dev"]["current_release"]["label"] == "1.2.0"
+    assert len(status["dev"]["rejected_releases"]) == 1
