@@ -353,6 +353,55 @@ def _check_promotable(project: Project, app_name: str, env: str, release: str | 
 
 
 @app.command()
+def diff(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="App to compare.")],
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment (its cluster target must be kubernetes).")],
+    release: Annotated[
+        str | None, typer.Option(help="Preview promoting this release instead of the environment branch as it is.")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What applying APP to ENV would change in the cluster: a server-side dry run, Secret data masked.
+
+    Without --release it compares the environment branch with the cluster (drift); with --release,
+    the branch as that release's promotion would leave it. Nothing is changed anywhere.
+    """
+    from promoflow import releases
+    from promoflow.clusters.kubernetes import ObjectRef
+    from promoflow.clusters.render import render
+    from promoflow.gitops.manifests import pin_images
+    from promoflow.promotion import sources
+
+    with _user_errors():
+        project = _project(config)
+        app_config = project.config.app(app_name)
+        project.config.previous(app_name, env)
+        environment = project.config.environment(env)
+        if environment.cluster.target != "kubernetes":
+            raise TerminalError(f"{env} has cluster target {environment.cluster.target}: there is no cluster to diff.")
+        chosen = (
+            releases.resolve(project.db, app_config, sources(project, app_config), release, "diff") if release else None
+        )
+        with project.workspace.checkout(environment.branch) as tree:
+            if chosen:  # the throwaway worktree only
+                pin_images(tree / app_config.path, releases.pins_of(chosen))
+            objects = render(tree / app_config.path)
+        before = project.db.last_outcome(app_name, env, "apply") or {}
+        previous = [ObjectRef.from_dict(r) for r in before.get("applied", [])]
+        with project.cluster(environment) as cluster:
+            changes = cluster.diff(app_name, env, objects, previous=previous)
+    if as_json:
+        out.print_json(json.dumps([{"object": str(c.ref), "action": c.action, "diff": c.diff} for c in changes]))
+        return
+    if not changes:
+        out.print(f"No changes: the cluster matches {app_name} in {env}.")
+    for change in changes:
+        out.rule(f"{change.action}: {change.ref}")
+        out.print(change.diff, markup=False, highlight=False)
+
+
+@app.command()
 def approve(
     promotion: Annotated[int, typer.Argument(help="Promotion id (see `promoflow history`).")],
     comment: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",

@@ -17,7 +17,7 @@ COMMANDS = [
     [], ["validate"], ["schema"], ["status"], ["history"], ["promote"], ["pipeline"], ["approve"], ["reject"],
     ["rollback"], ["demo"], ["release"], ["release", "unreject"], ["server"], ["server", "start"],
     ["server", "stop"], ["server", "status"], ["images"], ["images", "select"], ["images", "preview"], ["watch"],
-    ["sandbox"], ["sandbox", "github"], ["sandbox", "kube"], ["webhook"],
+    ["sandbox"], ["sandbox", "github"], ["sandbox", "kube"], ["webhook"], ["diff"],
 ]  # fmt: skip
 
 

@@ -73,3 +73,22 @@ def test_apply_verify_and_roll_back_a_release_that_never_gets_ready(sandbox: San
     status = {s["environment"]: s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
     assert status["dev"]["current_release"]["label"] == "1.2.0"
     assert len(status["dev"]["rejected_releases"]) == 1
+
+
+def test_diff_previews_a_promotion_and_shows_drift_without_changing_anything(
+    sandbox: Sandbox, kube: KubeStandIn
+) -> None:
+    good = sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    assert "No changes: the cluster matches web in dev." in sandbox.cli("diff", "web", "--env", "dev").stdout
+
+    nxt = sandbox.publish("1.3.0")
+    preview = sandbox.cli_json("diff", "web", "--env", "dev", "--release", "1.3.0")
+    (change,) = preview  # type: ignore[misc]
+    assert change["object"] == "Deployment default/web" and change["action"] == "update"
+    assert f"-      - image: registry.example.com/demo/web:1.2.0@{good}" in change["diff"], change["diff"]
+    assert f"+      - image: registry.example.com/demo/web:1.3.0@{nxt}" in change["diff"]
+    assert _image(kube) == f"registry.example.com/demo/web:1.2.0@{good}"  # a dry run: nothing applied
+
+    none = sandbox.cli("diff", "web", "--env", "staging")
+    assert none.returncode == 1 and "staging has cluster target none" in none.stderr
