@@ -164,6 +164,20 @@ class KubernetesTarget:
             self._api = api
         return self._client
 
+    def merge_patch(self, ref: ObjectRef, body: Manifest) -> None:
+        """One JSON merge patch (what `argocd app sync` and `flux reconcile` send to their custom resources)."""
+        resource = self._resource(ref.api_version, ref.kind, str(ref))
+        self._call(
+            str(ref),
+            lambda: resource.patch(
+                body=body,
+                name=ref.name,
+                namespace=ref.namespace,
+                content_type="application/merge-patch+json",
+                field_manager=self.field_manager,
+            ),
+        )
+
     # --- reading -----------------------------------------------------------------------------------------
 
     def get(self, ref: ObjectRef) -> Manifest | None:
