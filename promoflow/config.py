@@ -75,12 +75,20 @@ class RollbackPolicy(Strict):
 
 
 class ClusterTarget(Strict):
-    target: Literal["none", "kubernetes"] = Field(
+    target: Literal["none", "kubernetes", "argocd", "flux"] = Field(
         "none",
-        description="`none`: the merge ends the change (a GitOps controller syncs it). `kubernetes`: promoflow "
-        "renders the app (plain YAML, kustomize, helm) and server-side applies it, pruning what it applied "
-        "before and no longer renders, then waits for the rollout.",
+        description="`none`: the merge ends the change. `kubernetes`: promoflow renders the app (plain YAML, "
+        "kustomize, helm) and server-side applies it, pruning what it applied before and no longer renders, then "
+        "waits for the rollout. `argocd` / `flux`: the controller syncs the merged commit; promoflow asks it to "
+        "(unless `sync: false`) and waits until it reports that commit healthy.",
     )
+    name: str | None = Field(
+        None, description="The Argo CD Application or Flux Kustomization of this app and environment."
+    )
+    namespace: str | None = Field(
+        None, description="Its namespace [default: `argocd` for Argo CD, `flux-system` for Flux]."
+    )
+    sync: bool = Field(True, description="Ask the controller to sync now rather than at its next poll.")
     kubeconfig: str | None = Field(
         None, description="kubeconfig file (relative to promotions.yaml) [default: $KUBECONFIG or ~/.kube/config]."
     )
@@ -91,9 +99,16 @@ class ClusterTarget(Strict):
     )
 
     @model_validator(mode="after")
-    def _kubernetes_only(self) -> ClusterTarget:
-        if self.target != "kubernetes" and (self.kubeconfig or self.context or self.force):
-            raise ValueError("`kubeconfig`, `context` and `force` belong to the `kubernetes` target")
+    def _fits_the_target(self) -> ClusterTarget:
+        if self.target == "none" and (self.kubeconfig or self.context):
+            raise ValueError("`kubeconfig` and `context` name a cluster: the `none` target has none")
+        if self.target != "kubernetes" and self.force:
+            raise ValueError("`force` belongs to the `kubernetes` target")
+        gitops = self.target in ("argocd", "flux")
+        if gitops and not self.name:
+            raise ValueError(f"the `{self.target}` target needs the `name` of the object to wait for")
+        if not gitops and (self.name or self.namespace):
+            raise ValueError("`name` and `namespace` belong to the `argocd` and `flux` targets")
         return self
 
 

@@ -1,7 +1,8 @@
 """Step: apply the merged change to the environment's cluster.
 
 Target `none`: the merge is the change. Target `kubernetes`: render the app from the environment
-branch, server-side apply it, prune what promoflow applied before and no longer renders.
+branch, server-side apply it, prune what promoflow applied before and no longer renders. Targets
+`argocd` / `flux`: ask the controller to sync the merged commit (verify waits for it).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from promoflow.clusters.gitops import request_sync
 from promoflow.clusters.kubernetes import ObjectRef
 from promoflow.clusters.render import render
 from tasks._shared import project
@@ -24,6 +26,14 @@ def apply(config: str, promotion_id: int) -> None:
     with db.step(promotion_id, "apply", target=env.cluster.target) as detail:
         if env.cluster.target == "none":
             detail["note"] = "cluster target none: a GitOps controller or a person applies the merged branch"
+        elif env.cluster.target in ("argocd", "flux"):
+            detail["revision"] = revision = promotion.merge_commit or p.workspace.branch_head(env.branch)
+            if env.cluster.sync:
+                with p.cluster(env) as cluster:
+                    request_sync(cluster, env.cluster, revision)
+            detail["note"] = f"{env.cluster.target} syncs {env.branch}" + (
+                " (asked to now)" if env.cluster.sync else ""
+            )
         else:
             with p.workspace.checkout(env.branch) as tree:
                 objects = render(tree / app.path)

@@ -8,6 +8,7 @@ import time
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from promoflow.clusters.gitops import wait_synced
 from promoflow.clusters.health import rollout_status
 from promoflow.clusters.kubernetes import ObjectRef
 from promoflow.config import Environment
@@ -31,6 +32,8 @@ def verify(config: str, promotion_id: int) -> None:
     with db.step(promotion_id, "verify", checks=len(app.health_checks), soak_seconds=env.soak_seconds) as detail:
         if env.cluster.target == "kubernetes":
             detail["rollouts"] = _rollouts(p, promotion_id, env)
+        elif env.cluster.target in ("argocd", "flux"):
+            detail["sync"] = _synced(p, promotion_id, env)
         deadline = time.monotonic() + env.soak_seconds
         rounds = 0
         while True:
@@ -62,3 +65,16 @@ def _rollouts(p: Project, promotion_id: int, env: Environment) -> list[dict[str,
             + "; ".join(f"{r.ref}: {r.message}" for r in failed)
         )
     return [r.as_dict() for r in results]
+
+
+def _synced(p: Project, promotion_id: int, env: Environment) -> dict[str, object]:
+    """Wait until Argo CD or Flux reports the merged commit synced and healthy."""
+    applied = p.db.last_step(promotion_id, "apply")
+    revision = json.loads(applied.detail).get("revision") if applied else None
+    if not revision:
+        raise TerminalError(f"Promotion {promotion_id} has no merged revision to wait for: re-run it.")
+    with p.cluster(env) as cluster:
+        result = wait_synced(cluster, env.cluster, revision)
+    if not result.healthy:
+        raise VerificationFailed(f"{env.cluster.target} did not sync {revision[:12]} in {env.name}: {result.message}")
+    return result.as_dict()
