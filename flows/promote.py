@@ -53,7 +53,7 @@ def promote(
             approvers = await_approvals(p, pid, env.approval, description) if needs_approval else []
             merge.with_options(**retrying)(config, pid, approvers)
         apply.with_options(**retrying)(config, pid)
-        verify(config, pid)
+        verify.with_options(**retrying)(config, pid)  # terminal failures (unhealthy) are not retried
         finalize.with_options(**retrying)(config, pid)
     except ApprovalRejected as error:
         db.update_promotion(pid, state="rejected", error=str(error))
