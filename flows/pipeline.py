@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.promote import promote
+from flows.promote import run_promotion
 from promoflow import releases, settings
 from promoflow.promotion import sources
 from tasks._shared import project
@@ -39,7 +39,7 @@ def pipeline(
             logger.info("%s already runs %s", env.name, chosen.label)
             continue
         done.append(
-            promote(
+            run_promotion(
                 app,
                 env.name,
                 release=chosen.id,

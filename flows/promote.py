@@ -33,6 +33,21 @@ def promote(
 
     Re-running it after a crash resumes the same promotion: every step finds what it already did.
     """
+    return run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
+
+
+def run_promotion(
+    app: str,
+    environment: str,
+    release: str | None = None,
+    requested_by: str | None = None,
+    reason: str = "",
+    config: str = "promotions.yaml",
+    kind: str = "promotion",
+    rollback_of: int | None = None,
+) -> int:
+    """The steps of one promotion, inside whichever flow run calls it (`promote`, or `pipeline` for each
+    environment: one run for the whole walk, its approval waits pausing that run)."""
     p = project(config)
     db = p.db
     promotion = start(p, app, environment, release, requested_by or settings.current_user(), kind, reason, rollback_of)

@@ -706,7 +706,10 @@ class _Flows:
 
 
 def _flows(project: Project) -> _Flows:
+    from promoflow import server
+
     _connect_prefect(project, start=True)
+    server.without_heartbeat()
     return _Flows()
 
 

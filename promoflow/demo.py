@@ -141,6 +141,7 @@ def run(base: Path, out: Console, *, yes: bool, reset: bool, keep_server: bool) 
     # The Prefect server $PREFECT_API_URL names, else the local one (started here if need be).
     already_running = server.running(project.state_dir)
     local = server.connect(project.state_dir, launch=True)
+    server.without_heartbeat()
     ours = local if local and not already_running else None
     ui = local.url if local else os.environ["PREFECT_API_URL"].removesuffix("/api")
     out.print(f"Prefect UI: {ui}")

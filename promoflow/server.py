@@ -148,3 +148,15 @@ def connect(state: Path, launch: bool) -> LocalServer | None:
         raise TerminalError("No Prefect server: set PREFECT_API_URL or run `promoflow server start`.")
     os.environ["PREFECT_API_URL"] = local.api_url
     return local
+
+
+def without_heartbeat() -> None:
+    """Run this process's flows without Prefect's flow heartbeat (call after `connect`, before running flows).
+
+    A sync flow run joins its heartbeat thread when it ends, which rounds every run up to a whole second
+    (bench/promotion). promoflow does not need it to notice a crashed run: each promotion records the
+    process running it, and a re-run resumes it. For the rest of this process only (a CLI command).
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}).__enter__()
