@@ -116,11 +116,24 @@ def validate(
     file: Annotated[
         str | None, typer.Argument(help="File to check [default: ./promotions.yaml]", show_default=False)
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Check promotions.yaml: every problem with file:line:column (exit 2 if any)."""
-    from promoflow.config_loader import load
+    from dataclasses import asdict
+
+    from promoflow.config_loader import ConfigError, load
 
     path = settings.config_path(file, resolve=False)
+    if as_json:
+        try:
+            load(path)
+            problems = []
+        except ConfigError as error:
+            problems = [asdict(problem) for problem in error.problems]
+        out.print_json(json.dumps({"file": str(path), "valid": not problems, "problems": problems}))
+        if problems:
+            raise typer.Exit(EXIT_BAD_INPUT)
+        return
     with _user_errors():
         config = load(path)
     out.print(f"{path}: valid ({len(config.environments)} environments, {len(config.apps)} apps)")

@@ -77,3 +77,15 @@ def test_a_broken_config_stops_every_command_with_exit_2(sandbox: Sandbox) -> No
         result = sandbox.cli(*args)
         assert result.returncode == 2, args
         assert "promotions.yaml:" in result.stderr and "expected an integer" in result.stderr
+
+
+def test_validate_reports_problems_as_json_for_editors_and_ci(sandbox: Sandbox) -> None:
+    assert sandbox.cli_json("validate") == {"file": "promotions.yaml", "valid": True, "problems": []}
+    sandbox.edit_config("required: 1", "required: one")
+    broken = sandbox.cli("validate", "--json")
+    assert broken.returncode == 2
+    report = json.loads(broken.stdout)
+    assert report["valid"] is False and len(report["problems"]) == 2
+    first = report["problems"][0]
+    assert (first["line"], first["path"]) == (24, "environments[1].approval.required")
+    assert "expected an integer" in first["message"]
