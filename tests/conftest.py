@@ -108,39 +108,14 @@ def sandbox(tmp_path: Path) -> Sandbox:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A real PostgreSQL cluster in a temporary directory on 127.0.0.1; yields its base URL."""
-    import glob
-    import shutil
-    import tempfile
+    from promoflow.errors import TerminalError
+    from promoflow.sandbox.postgres import throwaway_postgres
 
-    from promoflow.server import free_port
-
-    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdbs:
-        pytest.fail("PostgreSQL is not installed: scripts/test installs Debian's `postgresql` package.")
-    bindir = Path(initdbs[-1]).parent
-    data = Path(tempfile.mkdtemp(prefix="promoflow-pg-"))
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-        data.chmod(0o755)
-        shutil.chown(data, "postgres", "postgres")
-    port = free_port(0)
-    subprocess.run(
-        [*as_postgres, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "-A", "trust", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data / "db")]
-    subprocess.run(
-        [*pg_ctl, "-o", f"-h 127.0.0.1 -p {port} -k {data} -F", "-l", str(data / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        with throwaway_postgres() as cluster:
+            yield cluster.url("psycopg").rsplit("/", 1)[0]
+    except TerminalError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture

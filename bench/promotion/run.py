@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import importlib.metadata
 import json
 import multiprocessing
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -370,50 +367,17 @@ def markdown(results: dict[str, Any]) -> str:
 
 @contextlib.contextmanager
 def postgres() -> Iterator[tuple[str, int]]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 with database `prefect`, as tests/conftest.py's
-    `postgres_server` builds it; yields the Prefect database URL and the postmaster's pid."""
-    from promoflow.server import free_port
+    """A throwaway PostgreSQL cluster with database `prefect`; yields the Prefect database URL and the
+    postmaster's pid."""
+    from promoflow.errors import TerminalError
+    from promoflow.sandbox.postgres import throwaway_postgres
 
-    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdbs:
-        raise SystemExit("PostgreSQL is not installed: scripts/test installs Debian's `postgresql` package.")
-    bindir = Path(initdbs[-1]).parent
-    data = Path(tempfile.mkdtemp(prefix="promoflow-bench-pg-"))
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-        data.chmod(0o755)
-        shutil.chown(data, "postgres", "postgres")
-    port = free_port(0)
-    pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data / "db")]
     try:
-        subprocess.run(
-            [
-                *as_postgres,
-                str(bindir / "initdb"),
-                "-D",
-                str(data / "db"),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [*pg_ctl, "-o", f"-h 127.0.0.1 -p {port} -k {data} -F", "-l", str(data / "log"), "-w", "start"],
-            check=True,
-            capture_output=True,
-        )
-        createdb = [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "prefect"]
-        subprocess.run(createdb, check=True, capture_output=True)
-        postmaster = int((data / "db" / "postmaster.pid").read_text().split()[0])
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect", postmaster
-    finally:
-        subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        with throwaway_postgres() as cluster:
+            cluster.create_database("prefect")
+            yield cluster.url("asyncpg", "prefect"), cluster.pid
+    except TerminalError as error:
+        raise SystemExit(str(error)) from None
 
 
 @contextlib.contextmanager
