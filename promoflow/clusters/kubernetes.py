@@ -193,10 +193,6 @@ class KubernetesTarget:
             return None
         return dict(live.to_dict())
 
-    def list_managed(self, app: str, environment: str, kinds: Iterable[tuple[str, str]]) -> list[Manifest]:
-        """Live objects of `kinds` ((apiVersion, kind) pairs) labelled as applied by promoflow for this app and env."""
-        return list(self._inventory(app, environment, kinds).values())
-
     # --- writing -----------------------------------------------------------------------------------------
 
     def apply(

@@ -183,11 +183,6 @@ class Workspace:
         with self._locked() as repo:
             return repo.git.diff(f"refs/remotes/origin/{base}...{head}")
 
-    def delete_branch(self, branch: str) -> None:
-        with self._locked() as repo:
-            if self._remote_head(repo, branch):
-                self._run(lambda: repo.git.push("origin", "--delete", branch), "push")
-
 
 def _bot_identity() -> dict[str, str]:
     return {
