@@ -484,9 +484,24 @@ def _migrate(engine: Engine) -> None:
     with engine.connect() as connection:
         if MigrationContext.configure(connection).get_current_revision() == head:
             return
-    with engine.begin() as connection:
+    # Two processes meeting a new database must not both create the tables: PostgreSQL takes an advisory
+    # lock in the migration's transaction, SQLite a lock file beside the database. The upgrade itself
+    # starts from the revision it finds once it holds the lock.
+    with _sqlite_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            # Two processes meeting a new database must not both create the tables.
             connection.execute(text("SELECT pg_advisory_xact_lock(7261001)"))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+@contextmanager
+def _sqlite_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database:
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

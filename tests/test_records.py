@@ -101,3 +101,14 @@ def test_the_rollback_target_is_the_release_that_was_good_most_recently(db: Data
     db.update_promotion(third, state="succeeded")
     db.set_current("web", "dev", "r3", third)
     assert db.rollback_target("web", "dev") == "r2"
+
+
+def test_processes_meeting_a_new_sqlite_database_migrate_it_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = f"from promoflow.records import Database; Database({url!r}).promotions()"
+    processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    failures = [p.communicate()[1] for p in processes if p.wait() != 0]
+    assert failures == []
