@@ -464,9 +464,8 @@ def _engine(url: str) -> Engine:
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    # WAL lets the CLI read while a flow writes; foreign keys are off by default in SQLite.
+    # Foreign keys are off by default in SQLite; wait for a busy database rather than fail.
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
@@ -481,17 +480,22 @@ def _migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     head = ScriptDirectory.from_config(config).get_current_head()
-    with engine.connect() as connection:
-        if MigrationContext.configure(connection).get_current_revision() == head:
-            return
-    # Two processes meeting a new database must not both create the tables: PostgreSQL takes an advisory
-    # lock in the migration's transaction, SQLite a lock file beside the database. The upgrade itself
-    # starts from the revision it finds once it holds the lock.
-    with _sqlite_lock(engine), engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(7261001)"))
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    # Two processes meeting a new database must not both create the tables: SQLite takes a lock file
+    # beside the database, PostgreSQL an advisory lock in the migration's transaction. The upgrade starts
+    # from the revision it finds once it holds the lock.
+    with _sqlite_lock(engine):
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                # WAL lets the CLI read while a flow writes; it is kept in the file. Switching needs
+                # the database to itself, hence here, under the lock, rather than on every connect.
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            if MigrationContext.configure(connection).get_current_revision() == head:
+                return
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(7261001)"))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
 
 
 @contextmanager
