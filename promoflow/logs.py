@@ -5,10 +5,17 @@ from __future__ import annotations
 import logging
 
 from promoflow.errors import PromoflowError
+from promoflow.redact import redact
 
 
 class _DropUserErrorTraceback(logging.Filter):
+    """Also masks secrets in the message: a token must not reach the console or the Prefect API."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
         if record.exc_info and isinstance(record.exc_info[1], PromoflowError):
             record.exc_info = None
             record.exc_text = None

@@ -11,6 +11,13 @@ _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+(
 _TOKENS = re.compile(r"(?i)(authorization:\s*(bearer|basic|token)\s+|(token|password|secret)=)[^\s&\"']+")
 _SECRET_ENV = re.compile(r"(TOKEN|PASSWORD|SECRET|API_KEY|AUTH_STRING)$")
 MASK = "***"
+_KNOWN: set[str] = set()  # values read from secret stores (promoflow.secrets): masked wherever they appear
+
+
+def register(secret: str) -> None:
+    """Mask `secret` from now on, whatever its name or shape (a token read from a Prefect Secret block)."""
+    if len(secret) >= 4:
+        _KNOWN.add(secret)
 
 
 def redact(text: str) -> str:
@@ -19,4 +26,7 @@ def redact(text: str) -> str:
     for name, value in os.environ.items():
         if len(value) >= 8 and _SECRET_ENV.search(name) and value in text:
             text = text.replace(value, MASK)
+    for secret in _KNOWN:
+        if secret in text:
+            text = text.replace(secret, MASK)
     return text
