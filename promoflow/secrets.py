@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import cast
 
 from promoflow.errors import TerminalError, TransientError
 from promoflow.redact import register
@@ -42,7 +43,7 @@ def _prefect_secret(name: str, purpose: str) -> str | None:
     from prefect.blocks.system import Secret  # only here: importing prefect costs a second
 
     try:
-        block = Secret.load(name)
+        block = cast(Secret, Secret.load(name))  # a sync caller gets the block, not a coroutine
     except ValueError:  # Prefect's way of saying there is no such block
         return None
     except Exception as error:  # the server is down or unreachable
