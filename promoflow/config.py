@@ -8,6 +8,7 @@ Loading (with file:line:column errors) lives in `promoflow.config_loader`.
 from __future__ import annotations
 
 import difflib
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,17 +28,66 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class GitHub(Strict):
+    """Where the promotion pull requests live (`forge: github`)."""
+
+    repository: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="The repository on GitHub, `OWNER/NAME`."
+    )
+    api_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="API base URL: empty for github.com, `https://HOST/api/v3` for GitHub Enterprise Server.",
+    )
+    token: str = Field(
+        "env:GITHUB_TOKEN",
+        description="Where the token is: `env:VARIABLE` or `prefect:BLOCK` (a Prefect Secret block). It needs "
+        "contents, pull requests and commit statuses write, checks read (members read for `@org/team` approvers).",
+    )
+    merge_method: Literal["merge", "squash", "rebase"] = Field(
+        "merge", description="How promoflow merges an approved pull request."
+    )
+    poll_seconds: float = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="Longest pause between two looks at reviews and checks (webhooks wake it sooner).",
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        from promoflow.secrets import check_reference
+
+        return check_reference(value)
+
+
 class Repository(Strict):
     url: str = Field(
         description="Git URL or path of the repository holding the environments. "
         "A relative path is relative to promotions.yaml."
     )
-    forge: Literal["local"] = Field(
+    forge: Literal["local", "github"] = Field(
         "local",
-        description="Where promotion requests live. `local`: a branch plus a record, "
-        "approved from the Prefect UI or the CLI, merged by promoflow.",
+        description="Where promotion requests live. `local`: a branch plus a record, approved from the Prefect "
+        "UI or the CLI, merged by promoflow. `github`: a pull request; reviews are approvals (`sources: "
+        "[forge]`), required statuses and checks are gates, GitHub merges it.",
     )
-    layout: Literal["branches"] = Field("branches", description="`branches`: one git branch per environment.")
+    github: GitHub | None = Field(None, description="The GitHub side of `forge: github`.")
+    layout: Literal["branches", "directories"] = Field(
+        "branches",
+        description="`branches`: one git branch per environment. `directories`: one branch (`branch`), one "
+        "directory per environment (each environment's `path`).",
+    )
+    branch: str | None = Field(
+        None, min_length=1, description="The branch holding every environment (`layout: directories`) [main]."
+    )
+    promote: Literal["edit", "branch"] = Field(
+        "edit",
+        description="`edit`: a request branch cut from the environment with the release's image references "
+        "pinned. `branch`: the request merges the previous environment's branch as it is (environment "
+        "branches stay identical; the first environment is still edited).",
+    )
 
 
 ApprovalSource = Literal["ui", "cli", "forge"]
@@ -56,7 +106,8 @@ class ApprovalPolicy(Strict):
     sources: list[ApprovalSource] = Field(
         default_factory=_default_sources,
         min_length=1,
-        description="Where an approval may come from: `ui` (Prefect UI form), `cli`, `forge`.",
+        description="Where an approval may come from: `ui` (Prefect UI form), `cli`, `forge` (pull request "
+        "reviews) [ui, cli; with `forge: github`: forge].",
     )
     allow_self_approval: bool = Field(
         False, description="Whether the person who requested the promotion may approve it."
@@ -114,7 +165,20 @@ class ClusterTarget(Strict):
 
 class Environment(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="Environment name, e.g. `staging`.")
-    branch: str = Field(min_length=1, description="Git branch holding this environment.")
+    branch: str = Field(
+        min_length=1,
+        description="Git branch holding this environment (`layout: directories`: the repository's `branch`).",
+    )
+    path: str = Field(
+        "",
+        description="Directory of this environment in the repository (`layout: directories`) "
+        "[clusters/<name>]; the apps' paths are inside it.",
+    )
+    checks: list[str] = Field(
+        default_factory=list,
+        description="Commit statuses or check runs that must pass on the request's head before the merge "
+        "(`forge: github`), e.g. `ci/test`.",
+    )
     cluster: ClusterTarget = Field(default_factory=ClusterTarget)
     auto_promote: bool = Field(
         True,
@@ -127,6 +191,11 @@ class Environment(Strict):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        return relative_path(value) if value else value
 
 
 class TagPolicy(Strict):
@@ -255,9 +324,11 @@ class App(Strict):
     @field_validator("path")
     @classmethod
     def _relative_path(cls, value: str) -> str:
-        if value.startswith("/") or ".." in Path(value).parts:
-            raise ValueError("must be a relative path inside the repository, without `..`")
-        return value
+        return relative_path(value)
+
+    def directory(self, environment: Environment) -> str:
+        """Where this app's manifests are in the environment's branch."""
+        return posixpath.join(environment.path, self.path) if environment.path else self.path
 
     @model_validator(mode="after")
     def _unique_images(self) -> App:
@@ -265,6 +336,12 @@ class App(Strict):
         if issues:
             raise NameIssues(issues)
         return self
+
+
+def relative_path(value: str) -> str:
+    if value.startswith("/") or ".." in Path(value).parts:
+        raise ValueError("must be a relative path inside the repository, without `..`")
+    return value
 
 
 class Promotions(Strict):
@@ -277,9 +354,15 @@ class Promotions(Strict):
     )
     apps: list[App] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _repository_defaults(cls, data: object) -> object:
+        """Fill in what the repository's layout and forge imply, so the rest of promoflow sees one shape."""
+        return with_defaults(data)
+
     @model_validator(mode="after")
     def _unique_names(self) -> Promotions:
-        issues = promotions_name_issues(self)
+        issues = promotions_name_issues(self) + layout_issues(self)
         if issues:
             raise NameIssues(issues)
         return self
@@ -380,6 +463,90 @@ def _duplicates(items: list[object], key: str, list_loc: Loc, what: str) -> list
     return issues
 
 
+DEFAULT_BRANCH = "main"
+
+
+def with_defaults(data: object) -> object:
+    """Raw promotions.yaml data with the defaults that depend on the repository filled in.
+
+    `layout: directories`: each environment's branch is the repository's, its path `clusters/<name>`.
+    `forge: github`: approvals come from pull request reviews unless an environment says otherwise.
+    Entries it cannot read are left as they are, for validation to report.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    repository = data.get("repository")
+    environments = data.get("environments")
+    if not isinstance(repository, Mapping) or not isinstance(environments, list):
+        return data
+    directories = repository.get("layout") == "directories"
+    github = repository.get("forge") == "github"
+    branch = repository.get("branch") or DEFAULT_BRANCH
+    filled = []
+    for env in environments:
+        if isinstance(env, Mapping):
+            env = {**env}
+            if directories:
+                env.setdefault("branch", branch)
+                if "path" not in env and isinstance(env.get("name"), str):
+                    env["path"] = f"clusters/{env['name']}"
+            approval = env.get("approval")
+            if github and isinstance(approval, Mapping) and "sources" not in approval:
+                env["approval"] = {**approval, "sources": ["forge"]}
+        filled.append(env)
+    return {**data, "environments": filled}
+
+
+def layout_issues(promotions: object) -> list[NameIssue]:
+    """Environments that do not fit the repository's layout or forge (after `with_defaults`)."""
+    repository = _get(promotions, "repository")
+    directories = _get(repository, "layout") == "directories"
+    branch = _get(repository, "branch") or DEFAULT_BRANCH
+    issues = []
+    github = _get(repository, "github") is not None
+    if (_get(repository, "forge") == "github") != github:
+        where = ("repository", "github") if github else ("repository", "forge")
+        issues.append(NameIssue(where, "`forge: github` and a `github:` section go together"))
+    if directories and _get(repository, "promote") == "branch":
+        issues.append(
+            NameIssue(
+                ("repository", "promote"),
+                "`promote: branch` merges environment branches: it needs `layout: branches`",
+            )
+        )
+    if not directories and _get(repository, "branch") is not None:
+        issues.append(
+            NameIssue(
+                ("repository", "branch"),
+                "`branch` is the one branch of `layout: directories`; with branches, each environment names its own",
+            )
+        )
+    for index, env in enumerate(_items(promotions, "environments")):
+        if directories and _get(env, "branch") not in (None, branch):
+            issues.append(
+                NameIssue(
+                    ("environments", index, "branch"),
+                    f"with `layout: directories` every environment lives on the repository's branch {branch!r}: "
+                    "remove this `branch`",
+                )
+            )
+        if not directories and _get(env, "path"):
+            issues.append(
+                NameIssue(("environments", index, "path"), "an environment `path` needs `layout: directories`")
+            )
+        if _get(repository, "forge") != "github":
+            if _items(env, "checks"):
+                issues.append(NameIssue(("environments", index, "checks"), "`checks` are read from `forge: github`"))
+            if "forge" in _items(_get(env, "approval"), "sources"):
+                issues.append(
+                    NameIssue(
+                        ("environments", index, "approval", "sources"),
+                        "approvals from `forge` are pull request reviews: they need `forge: github`",
+                    )
+                )
+    return issues
+
+
 def image_name_issues(app: object) -> list[NameIssue]:
     """Duplicate image names in one app (locations relative to the app)."""
     return _duplicates(_items(app, "images"), "name", ("images",), "image name")
@@ -390,7 +557,10 @@ def promotions_name_issues(promotions: object) -> list[NameIssue]:
     environments = _items(promotions, "environments")
     apps = _items(promotions, "apps")
     issues = _duplicates(environments, "name", ("environments",), "environment name")
-    issues += _duplicates(environments, "branch", ("environments",), "environment branch")
+    if _get(_get(promotions, "repository"), "layout") == "directories":
+        issues += _duplicates(environments, "path", ("environments",), "environment path")
+    else:
+        issues += _duplicates(environments, "branch", ("environments",), "environment branch")
     issues += _duplicates(apps, "name", ("apps",), "app name")
     known = list(dict.fromkeys(n for n in (_get(env, "name") for env in environments) if isinstance(n, str)))
     for a, app in enumerate(apps):
@@ -409,7 +579,7 @@ def promotions_name_issues(promotions: object) -> list[NameIssue]:
 
 def name_issues(promotions: object) -> list[NameIssue]:
     """All uniqueness/reference issues of a whole promotions.yaml, relative to its top."""
-    issues = promotions_name_issues(promotions)
+    issues = promotions_name_issues(promotions) + layout_issues(promotions)
     for a, app in enumerate(_items(promotions, "apps")):
         for issue in image_name_issues(app):
             first = ("apps", a, *issue.first) if issue.first is not None else None

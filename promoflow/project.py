@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -10,12 +11,15 @@ from typing import TYPE_CHECKING
 from promoflow import settings
 from promoflow.config import Environment, Image, Promotions
 from promoflow.config_loader import load
+from promoflow.errors import TerminalError
 from promoflow.gitops.workspace import Workspace
 from promoflow.records import Database
+from promoflow.redact import register
 from promoflow.sources import OciLayoutSource, RegistrySource, Source
 
 if TYPE_CHECKING:
     from promoflow.clusters.kubernetes import KubernetesTarget
+    from promoflow.forges.github import GitHubForge
 
 
 @dataclass
@@ -42,7 +46,32 @@ class Project:
 
     @cached_property
     def workspace(self) -> Workspace:
-        return Workspace(self.repository_url, self.state_dir)
+        auth = None
+        if self.config.repository.forge == "github" and self.repository_url.startswith("https://"):
+            # GitHub takes the token as the password of `x-access-token`, as actions/checkout sends it.
+            credentials = base64.b64encode(f"x-access-token:{self.github_token}".encode()).decode()
+            register(credentials)
+            auth = f"Authorization: Basic {credentials}"
+        return Workspace(self.repository_url, self.state_dir, auth)
+
+    @cached_property
+    def github_token(self) -> str:
+        from promoflow import secrets
+
+        github = self.config.repository.github
+        if github is None:
+            raise TerminalError("This project's forge is local: it has no GitHub token.")
+        return secrets.resolve(github.token, "GitHub token")
+
+    @cached_property
+    def github(self) -> GitHubForge:
+        """The pull-request side of `forge: github`."""
+        from promoflow.forges.github import GitHubForge
+
+        github = self.config.repository.github
+        if github is None:
+            raise TerminalError("This project's forge is local: promotion requests are not pull requests.")
+        return GitHubForge(github.repository, github.api_url, self.github_token)
 
     @property
     def repository_url(self) -> str:

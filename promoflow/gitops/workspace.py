@@ -35,8 +35,15 @@ class Change:
 
 
 class Workspace:
-    def __init__(self, url: str, cache_dir: Path) -> None:
+    def __init__(self, url: str, cache_dir: Path, auth_header: str | None = None) -> None:
         self.url = url
+        # An HTTP Authorization header for the remote, given to git through its environment so that it is
+        # never written to a config file or a URL (both end up in logs).
+        self._env = (
+            {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader", "GIT_CONFIG_VALUE_0": auth_header}
+            if auth_header
+            else {}
+        )
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.path = cache_dir / "workspaces" / key
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +55,8 @@ class Workspace:
             fcntl.flock(lock, fcntl.LOCK_EX)
             repo = self._open()
             try:
-                self._run(lambda: repo.git.fetch("origin", "--prune", "--quiet"), "fetch")
+                with repo.git.custom_environment(**self._env):
+                    self._run(lambda: repo.git.fetch("origin", "--prune", "--quiet"), "fetch")
                 yield repo
             finally:
                 repo.git.worktree("prune")
@@ -57,7 +65,7 @@ class Workspace:
         if (self.path / "HEAD").exists():
             return git.Repo(self.path)
         tmp = Path(tempfile.mkdtemp(dir=self.path.parent))
-        self._run(lambda: git.Repo.clone_from(self.url, tmp, bare=True), "clone")
+        self._run(lambda: git.Repo.clone_from(self.url, tmp, bare=True, env=self._env or None), "clone")
         repo = git.Repo(tmp)
         # A bare clone has no remote-tracking refs; ask for them so fetch keeps origin/* current.
         repo.git.config("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
@@ -141,8 +149,18 @@ class Workspace:
                 with worktree.git.custom_environment(**_bot_identity()):
                     worktree.git.commit("--quiet", "-m", message)
                 head = worktree.head.commit.hexsha
-                self._run(lambda: worktree.git.push("origin", f"{head}:refs/heads/{branch}"), "push")
+                with worktree.git.custom_environment(**self._env):
+                    self._run(lambda: worktree.git.push("origin", f"{head}:refs/heads/{branch}"), "push")
         return Change(branch, head, tuple(files), created=True)
+
+    def compare(self, base: str, branch: str) -> tuple[str, list[str]]:
+        """The head of `branch` and the files it would change in `base` (nothing once merged)."""
+        with self._locked() as repo:
+            head = self._remote_head(repo, branch)
+            if head is None or self._remote_head(repo, base) is None:
+                missing = branch if head is None else base
+                raise TerminalError(f"Branch {missing!r} does not exist in {redact(self.url)}.")
+            return head, repo.git.diff("--name-only", f"refs/remotes/origin/{base}...{head}").split()
 
     def merge(self, base: str, branch: str, head: str, message: str) -> str:
         """Merge `head` of `branch` into `base` with a merge commit; return that commit.
@@ -167,7 +185,8 @@ class Workspace:
                     ) from None
                 merged = worktree.head.commit.hexsha
                 # A non-fast-forward rejection means base moved meanwhile: transient, the retry re-merges.
-                self._run(lambda: worktree.git.push("origin", f"{merged}:refs/heads/{base}"), "push")
+                with worktree.git.custom_environment(**self._env):
+                    self._run(lambda: worktree.git.push("origin", f"{merged}:refs/heads/{base}"), "push")
         return merged
 
     @staticmethod
