@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.approval import ApprovalRejected, await_approvals, current_flow_run_id
+from flows.github_approval import await_reviews
 from promoflow import settings
 from promoflow.errors import PromoflowError
 from promoflow.promotion import runner_id, start
@@ -15,6 +16,7 @@ from tasks.merge import merge
 from tasks.open_request import open_request
 from tasks.preflight import preflight
 from tasks.prepare import prepare
+from tasks.report import report
 from tasks.verify import VerificationFailed, verify
 
 
@@ -64,17 +66,24 @@ def run_promotion(
             return pid
         if prepare.with_options(**retrying)(config, pid):
             description = open_request.with_options(**retrying)(config, pid)
-            needs_approval = env.approval.required > 0 and (kind != "rollback" or env.rollback.require_approval)
-            approvers = await_approvals(p, pid, env.approval, description) if needs_approval else []
+            wanted = kind != "rollback" or env.rollback.require_approval
+            if p.config.repository.forge == "github" and wanted and (env.approval.required or env.checks):
+                approvers = await_reviews(p, pid, env, description)
+            elif wanted and env.approval.required:
+                approvers = await_approvals(p, pid, env.approval, description)
+            else:
+                approvers = []
             merge.with_options(**retrying)(config, pid, approvers)
         apply.with_options(**retrying)(config, pid)
         verify.with_options(**retrying)(config, pid)  # terminal failures (unhealthy) are not retried
         finalize.with_options(**retrying)(config, pid)
     except ApprovalRejected as error:
         db.update_promotion(pid, state="rejected", error=str(error))
+        report(p, pid, "failure", f"Promotion {pid} was rejected: {error}", comment=True)
         raise
     except VerificationFailed as error:
         db.update_promotion(pid, state="failed", error=str(error))
+        report(p, pid, "failure", f"Promotion {pid} failed verification: {error}", comment=True)
         if env.rollback.automatic and kind != "rollback":
             from flows.rollback import rollback
 
@@ -90,6 +99,7 @@ def run_promotion(
         raise
     except PromoflowError as error:
         db.update_promotion(pid, state="failed", error=str(error))
+        report(p, pid, "failure", f"Promotion {pid} failed: {error}", comment=True)
         raise
     except Exception as error:  # a bug or an unforeseen failure must not hold the slot forever
         db.update_promotion(pid, state="failed", error=f"unexpected {type(error).__name__}: {error}")

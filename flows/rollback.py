@@ -9,6 +9,7 @@ from promoflow import settings
 from promoflow.errors import PromoflowError, TerminalError
 from promoflow.promotion import rollback_target
 from tasks._shared import project
+from tasks.report import report
 
 
 @flow(name="rollback", flow_run_name="roll back {app} in {environment}")
@@ -54,4 +55,5 @@ def rollback(
         ) from None
     if culprit:
         db.update_promotion(culprit, state="rolled_back")
+        report(p, culprit, "failure", f"Rolled back by promotion {pid}: {why}", comment=True)
     return pid

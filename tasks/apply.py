@@ -36,7 +36,7 @@ def apply(config: str, promotion_id: int) -> None:
             )
         else:
             with p.workspace.checkout(env.branch) as tree:
-                objects = render(tree / app.path)
+                objects = render(tree / app.directory(env))
             before = db.last_outcome(promotion.app, promotion.environment, "apply") or {}
             previous = [ObjectRef.from_dict(r) for r in before.get("applied", [])]
             with p.cluster(env) as cluster:

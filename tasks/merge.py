@@ -1,4 +1,5 @@
-"""Step: merge the promotion branch into the environment branch with a merge commit naming it."""
+"""Step: merge the promotion request into the environment branch: local, a merge commit naming it; github, the
+pull request merged by GitHub with the configured method, guarded by the approved head."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from promoflow import failpoints
 from promoflow.forges import local
-from tasks._shared import project
+from tasks._shared import project, pull_request, run_url
 
 
 @task(name="merge", cache_policy=NO_CACHE)
@@ -17,14 +18,19 @@ def merge(config: str, promotion_id: int, approvers: list[str]) -> str:
     promotion = db.promotion(promotion_id)
     release = db.get_release(promotion.release_id)
     env = p.config.environment(promotion.environment)
+    github = p.config.repository.github
     assert promotion.request_branch and promotion.request_head
+    message = local.merge_message(promotion, release, promotion.request_branch, approvers)
     with db.step(promotion_id, "merge", into=env.branch, head=promotion.request_head) as detail:
-        commit = p.workspace.merge(
-            env.branch,
-            promotion.request_branch,
-            promotion.request_head,
-            local.merge_message(promotion, release, promotion.request_branch, approvers),
-        )
+        if github is None:
+            commit = p.workspace.merge(env.branch, promotion.request_branch, promotion.request_head, message)
+        else:
+            number = pull_request(db, promotion_id)
+            commit = p.github.merge(number, github.merge_method, promotion.request_head, message)
+            detail.update(number=number, method=github.merge_method)
+            p.github.set_commit_status(
+                commit, "pending", f"promoflow/{env.name}", "Merged; applying and verifying", run_url(promotion)
+            )
         detail["merge_commit"] = commit
         db.update_promotion(promotion_id, state="merged", merge_commit=commit)
         db.set_current(promotion.app, promotion.environment, release.id, promotion_id)

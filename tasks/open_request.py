@@ -1,4 +1,5 @@
-"""Step: open the promotion request on the forge (local: record it and publish its description)."""
+"""Step: open the promotion request on the forge: local, record it and publish its description; github, open
+(or find) the pull request."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from promoflow import failpoints, releases
 from promoflow.forges import local
-from tasks._shared import project
+from tasks._shared import project, run_url
 
 
 @task(name="open-request", cache_policy=NO_CACHE)
@@ -19,10 +20,22 @@ def open_request(config: str, promotion_id: int) -> str:
     promotion = db.promotion(promotion_id)
     release = db.get_release(promotion.release_id)
     env = p.config.environment(promotion.environment)
+    forge = p.config.repository.forge
     assert promotion.request_branch and promotion.request_head
-    with db.step(promotion_id, "open_request", forge="local", branch=promotion.request_branch):
+    with db.step(promotion_id, "open_request", forge=forge, branch=promotion.request_branch) as detail:
         diff = p.workspace.diff(env.branch, promotion.request_head)
-        description = local.describe(promotion, release, releases.pins_of(release), promotion.request_branch, diff)
+        pins = releases.pins_of(release)
+        description = local.describe(promotion, release, pins, promotion.request_branch, diff, run_url(promotion))
+        if forge == "github":
+            pull = p.github.open_request(
+                promotion.request_branch,
+                env.branch,
+                local.title(promotion, release),
+                description,
+                ["promotion", f"env:{env.name}"],
+            )
+            detail.update(number=pull.number, url=pull.url, head=pull.head_sha, created=pull.created)
+            description = f"Pull request: [#{pull.number}]({pull.url})\n\n{description}"
         create_markdown_artifact(
             key=f"promotion-{promotion_id}", markdown=description, description=local.title(promotion, release)
         )

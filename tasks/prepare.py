@@ -1,4 +1,5 @@
-"""Step: cut the promotion branch from the environment branch with only the image references changed."""
+"""Step: the promotion request's branch: cut from the environment with only the image references changed, or
+(`promote: branch`) the previous environment's branch as it is."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from promoflow import releases
 from promoflow.errors import TerminalError
 from promoflow.forges import local
 from promoflow.gitops.manifests import ManifestError, pin_images
+from promoflow.project import Project
 from promoflow.promotion import request_branch
+from promoflow.records import Promotion
 from tasks._shared import project
 
 
@@ -19,28 +22,58 @@ from tasks._shared import project
 def prepare(config: str, promotion_id: int) -> list[str]:
     """Returns the files changed; empty when the environment already runs this release."""
     p = project(config)
+    promotion = p.db.promotion(promotion_id)
+    previous = p.config.previous(promotion.app, promotion.environment)
+    if p.config.repository.promote == "branch" and previous is not None and promotion.kind == "promotion":
+        return _from_previous_branch(p, promotion, previous.name)
+    return _edited_branch(p, promotion)
+
+
+def _edited_branch(p: Project, promotion: Promotion) -> list[str]:
     db = p.db
-    promotion = db.promotion(promotion_id)
+    assert promotion.id is not None
     release = db.get_release(promotion.release_id)
     app = p.config.app(promotion.app)
     env = p.config.environment(promotion.environment)
+    directory = app.directory(env)
     pins = releases.pins_of(release)
     branch = request_branch(promotion, release)
 
     def edit(tree: Path) -> list[str]:
-        if not (tree / app.path).is_dir():
+        if not (tree / directory).is_dir():
             raise TerminalError(
-                f"App {app.name}'s path {app.path} does not exist in branch {env.branch}: "
+                f"App {app.name}'s path {directory} does not exist in branch {env.branch}: "
                 "fix the app's path in promotions.yaml or add the manifests there."
             )
         try:
-            return [f"{app.path}/{name}" for name in pin_images(tree / app.path, pins)]
+            return [f"{directory}/{name}" for name in pin_images(tree / directory, pins)]
         except ManifestError as error:  # name files as `branch:path`, not by the throwaway worktree
             raise ManifestError(str(error).replace(f"{tree}/", f"{env.branch}:")) from None
 
-    with db.step(promotion_id, "prepare", branch=branch, base=env.branch) as detail:
+    with db.step(promotion.id, "prepare", branch=branch, base=env.branch) as detail:
         change = p.workspace.prepare(env.branch, branch, edit, local.commit_message(promotion, release, pins))
         detail.update(head=change.head, files=list(change.files), reused=not change.created)
     if change.files:
-        db.update_promotion(promotion_id, request_branch=branch, request_head=change.head)
+        db.update_promotion(promotion.id, request_branch=branch, request_head=change.head)
     return list(change.files)
+
+
+def _from_previous_branch(p: Project, promotion: Promotion, previous: str) -> list[str]:
+    """Branch mode: the request is the previous environment's branch, which must run this release."""
+    db = p.db
+    assert promotion.id is not None
+    state = db.environment_state(promotion.app, previous)
+    if state is None or state.current_release != promotion.release_id:
+        running = state.current_release if state else "nothing promoflow knows"
+        raise TerminalError(
+            f"With `promote: branch` a release moves on as its environment's branch: {previous} runs {running}, "
+            f"not {promotion.release_id}; promote that release to {previous} first."
+        )
+    source = p.config.environment(previous).branch
+    target = p.config.environment(promotion.environment).branch
+    with db.step(promotion.id, "prepare", branch=source, base=target, mode="branch") as detail:
+        head, files = p.workspace.compare(target, source)
+        detail.update(head=head, files=files)
+    if files:
+        db.update_promotion(promotion.id, request_branch=source, request_head=head)
+    return files

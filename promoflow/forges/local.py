@@ -36,14 +36,22 @@ def merge_message(promotion: Promotion, release: Release, branch: str, approvers
     return "\n".join(lines) + "\n"
 
 
-def describe(promotion: Promotion, release: Release, pins: list[ImagePin], branch: str, diff: str) -> str:
-    """Markdown for the request (shown as a Prefect artifact and in the approval form)."""
-    images = "\n".join(f"| `{p.name}` | `{p.tag}` | `{p.digest[:19]}…` |" for p in pins)
+def describe(
+    promotion: Promotion,
+    release: Release,
+    pins: list[ImagePin],
+    branch: str,
+    diff: str,
+    run_url: str | None = None,
+) -> str:
+    """Markdown for the request (a Prefect artifact, the approval form, a pull request's body)."""
+    images = "\n".join(f"| `{p.name}` | `{p.tag}` | `{p.digest}` |" for p in pins)
     reason = f"\n**Reason:** {promotion.reason}\n" if promotion.reason else ""
+    run = f" [Prefect run]({run_url})." if run_url else ""
     return (
         f"## {title(promotion, release)}\n\n"
-        f"Promotion **{promotion.id}**, requested by **{promotion.requested_by}**, "
-        f"branch `{branch}`.\n{reason}\n"
+        f"Promotion **{promotion.id}** of release `{release.id}`, requested by **{promotion.requested_by}**, "
+        f"branch `{branch}`.{run}\n{reason}\n"
         f"| image | tag | digest |\n|---|---|---|\n{images}\n\n"
         f"```diff\n{diff.strip()[:6000]}\n```\n"
     )
