@@ -700,14 +700,14 @@ def demo(
     ] = None,
     kubeconfig: Annotated[
         Path | None,
-        typer.Option(help="The kubeconfig holding --kube-context [default: $KUBECONFIG or ~/.kube/config]."),
+        typer.Option(help="The kubeconfig holding --kube-context (default: $KUBECONFIG or ~/.kube/config)."),
     ] = None,
     registry: Annotated[
         bool | None,
         typer.Option(
             "--registry/--no-registry",
             help="Serve the images from a local registry (Debian's docker-registry) or read the OCI layout "
-            "directory [default: the registry when docker-registry is installed].",
+            "directory (default: the registry when docker-registry is installed).",
             show_default=False,
         ),
     ] = None,

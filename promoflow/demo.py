@@ -169,7 +169,7 @@ def write_config(base: Path, *, cluster: bool = False) -> Path:
     if not path.exists():
         text = CONFIG_TEMPLATE.read_text()
         if not cluster:
-            text = re.sub(r"(?m)^    cluster: .*\n", "", text)
+            text = re.sub(r"(?m)^    cluster:.*\n(?:      .*\n)*", "", text)
         path.write_text(text)
     return path
 
