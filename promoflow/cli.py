@@ -691,16 +691,47 @@ def demo(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every step automatically (unattended).")] = False,
     reset: Annotated[bool, typer.Option(help="Throw away the demo's sandbox and records first.")] = False,
     keep_server: Annotated[bool, typer.Option(help="Leave the Prefect server running afterwards.")] = False,
+    kube_context: Annotated[
+        str | None,
+        typer.Option(
+            help="Deploy into this context of your kubeconfig (kind, minikube) instead of the simulated cluster: "
+            "namespaces promoflow-demo-dev, -staging and -prod, web at 0 replicas."
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="The kubeconfig holding --kube-context (default: $KUBECONFIG or ~/.kube/config)."),
+    ] = None,
+    registry: Annotated[
+        bool | None,
+        typer.Option(
+            "--registry/--no-registry",
+            help="Serve the images from a local registry (Debian's docker-registry) or read the OCI layout "
+            "directory (default: the registry when docker-registry is installed).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the whole story on this machine: a new version goes dev -> staging -> prod, then a rollback.
+    """Run the whole story on this machine: a new version goes dev -> staging -> prod, then rollbacks.
 
     Builds a sandbox in ./.promoflow (a git repo with env/dev, env/staging and env/prod branches, an
-    OCI image-layout source), writes ./promotions.yaml if there is none, starts a local Prefect server.
+    OCI image-layout source), writes ./promotions.yaml if there is none, starts a local Prefect server
+    and a simulated cluster (promoflow's Kubernetes API stand-in), each environment in its own namespace.
+    Everything started is stopped at the end. Needs kubectl or kustomize (the manifests are a kustomization).
     """
     from promoflow import demo as demo_story
 
     with _user_errors():
-        demo_story.run(Path.cwd(), out, yes=yes, reset=reset, keep_server=keep_server)
+        demo_story.run(
+            Path.cwd(),
+            out,
+            yes=yes,
+            reset=reset,
+            keep_server=keep_server,
+            kube_context=kube_context,
+            kubeconfig=kubeconfig,
+            registry=registry,
+        )
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
