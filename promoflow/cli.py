@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -686,6 +687,11 @@ def server_status(config: ConfigOption = None) -> None:
 # -- the demo ---------------------------------------------------------------------------------------------
 
 
+class Forge(StrEnum):
+    local = "local"
+    github = "github"
+
+
 @app.command()
 def demo(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every step automatically (unattended).")] = False,
@@ -711,6 +717,13 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    forge: Annotated[
+        Forge,
+        typer.Option(
+            help="Where promotion requests live: `local` (branches + records) or `github` (pull requests on "
+            "promoflow's GitHub stand-in, approved by reviews; started for the run)."
+        ),
+    ] = Forge.local,
 ) -> None:
     """Run the whole story on this machine: a new version goes dev -> staging -> prod, then rollbacks.
 
@@ -731,6 +744,7 @@ def demo(
             kube_context=kube_context,
             kubeconfig=kubeconfig,
             registry=registry,
+            forge=forge.value,
         )
 
 

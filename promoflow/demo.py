@@ -34,6 +34,7 @@ from promoflow.sources import oci_layout, semver
 
 if TYPE_CHECKING:
     from promoflow.project import Project
+    from promoflow.sandbox.github import GitHubStandIn
     from promoflow.sandbox.kube import KubeStandIn
 
 IMAGE = "registry.example.com/demo/web"
@@ -47,6 +48,10 @@ SIMULATED_CONTEXT = "promoflow-demo"  # the context the template's environments 
 NAMESPACE_PREFIX = "promoflow-demo-"  # each environment's namespace: promoflow-demo-dev, ...
 REGISTRY_REPOSITORY = "demo/web"
 ROLLOUT_SECONDS = 0.6  # simulated pods become ready one after another over this long
+GITHUB_SIMULATED = "simulated GitHub (promoflow's GitHub REST stand-in)"
+GITHUB_REPOSITORY = "acme/demo-environments"
+GITHUB_TOKEN_ENV = "PROMOFLOW_DEMO_GITHUB_TOKEN"
+GITHUB_TOKEN = "demo-token-for-the-stand-in"  # the stand-in accepts any token; this one names the bot
 NEVER_READY_SECONDS = 1.5  # until the simulated controller reports ProgressDeadlineExceeded
 
 KUSTOMIZATION = """\
@@ -230,6 +235,7 @@ def run(
     kube_context: str | None = None,
     kubeconfig: Path | None = None,
     registry: bool | None = None,
+    forge: str = "local",
 ) -> None:
     # Bad options fail before anything is built or started.
     real = real_cluster(kube_context, kubeconfig) if kube_context else None
@@ -272,15 +278,25 @@ def run(
                 f"Image source: local registry {registry_url}/{REGISTRY_REPOSITORY} (Debian's docker-registry, "
                 "started for this run and stopped at the end; --no-registry reads the OCI layout instead)"
             )
-        if real or registry_url:
-            config_path = _run_config(base, config_path, real, registry_url)
+        github = stack.enter_context(_github_stand_in(base)) if forge == "github" else None
+        if github is not None:
+            out.print(
+                f"Forge: {GITHUB_SIMULATED} at {github.url} (repository {GITHUB_REPOSITORY}): every promotion is a "
+                "pull request, reviews are the approvals, GitHub merges it."
+            )
+        if real or registry_url or github:
+            config_path = _run_config(base, config_path, real, registry_url, github)
             out.print(f"This run's promotions.yaml: {config_path} (./promotions.yaml, pointed at the above)")
             stack.enter_context(_state_beside(base))
-        _tour(base, out, config_path, tag, kube, registry_url, yes=yes, keep_server=keep_server)
+        _tour(base, out, config_path, tag, kube, registry_url, github, yes=yes, keep_server=keep_server)
         if kube is not None:
             out.print(f"The {SIMULATED} stopped with the demo; `promoflow sandbox kube` serves one that stays.")
         if registry_url:
             out.print(f"The local registry at {registry_url} stopped with the demo.")
+        if github is not None:
+            out.print(
+                f"The {GITHUB_SIMULATED} stopped with the demo; `promoflow sandbox github` serves one that stays."
+            )
 
 
 def _tour(
@@ -290,6 +306,7 @@ def _tour(
     tag: str,
     kube: KubeStandIn | None,
     registry_url: str | None,
+    github: GitHubStandIn | None,
     *,
     yes: bool,
     keep_server: bool,
@@ -316,7 +333,7 @@ def _tour(
 
     config = str(config_path)
     stop = threading.Event()
-    approver = threading.Thread(target=_approvals, args=(project, out, ui, yes, stop), daemon=True)
+    approver = threading.Thread(target=_approvals, args=(project, out, ui, yes, stop, github), daemon=True)
     approver.start()
     try:
         pipeline("web", release=tag, requested_by=REQUESTER, config=config)
@@ -331,6 +348,8 @@ def _tour(
         out.rule("Status")
         cli.status(config=config, as_json=False)
         _show_cluster(project, out)
+        if github is not None:
+            _show_pull_requests(github, out)
         out.print("Explore: `promoflow history --json`, `promoflow status`, the runs in the Prefect UI.")
     finally:
         stop.set()
@@ -494,7 +513,13 @@ def _blob(layout: Path, digest: str) -> bytes:
     return (layout / "blobs" / algorithm / hexdigest).read_bytes()
 
 
-def _run_config(base: Path, config_path: Path, real: RealCluster | None, registry_url: str | None) -> Path:
+def _run_config(
+    base: Path,
+    config_path: Path,
+    real: RealCluster | None,
+    registry_url: str | None,
+    github: GitHubStandIn | None = None,
+) -> Path:
     """./promotions.yaml with the environments pointed at the real cluster and the demo image at the registry.
 
     Written into the sandbox (paths made absolute); the records stay in ./.promoflow (see `_state_beside`).
@@ -504,7 +529,17 @@ def _run_config(base: Path, config_path: Path, real: RealCluster | None, registr
     repository = data["repository"]
     if "://" not in repository["url"] and not repository["url"].startswith("git@"):
         repository["url"] = str((base / repository["url"]).resolve())
+    if github is not None:
+        repository["forge"] = "github"
+        repository["github"] = {
+            "repository": GITHUB_REPOSITORY,
+            "api_url": github.url,
+            "token": f"env:{GITHUB_TOKEN_ENV}",
+            "poll_seconds": 2,
+        }
     for env in data["environments"]:
+        if github is not None and "approval" in env:  # reviews count, and the UI and CLI still do
+            env["approval"]["sources"] = ["forge", "ui", "cli"]
         cluster = env.get("cluster") or {}
         if real is not None:
             cluster = {"target": "kubernetes", "context": real.context}
@@ -584,8 +619,11 @@ def _flush_to_prefect() -> None:
         worker.drain_all(timeout=5)
 
 
-def _approvals(project: Project, out: Console, ui: str, yes: bool, stop: threading.Event) -> None:
-    """Announce each promotion that waits for approval; with --yes, approve it as the CLI would."""
+def _approvals(
+    project: Project, out: Console, ui: str, yes: bool, stop: threading.Event, github: GitHubStandIn | None
+) -> None:
+    """Announce each promotion that waits for approval; with --yes, approve it as the CLI would (or, with
+    the GitHub forge, as a reviewer of its pull request)."""
     from flows.approval import send_decision
 
     announced: set[int] = set()
@@ -594,7 +632,9 @@ def _approvals(project: Project, out: Console, ui: str, yes: bool, stop: threadi
             if promotion.state != "awaiting_approval" or promotion.id in announced or promotion.id is None:
                 continue
             announced.add(promotion.id)
-            if yes:
+            if github is not None:
+                _review(project, out, github, promotion.id, yes)
+            elif yes:
                 out.print(f"[bold]--yes:[/] approving promotion {promotion.id} ({promotion.environment}) as {APPROVER}")
                 send_decision(project, promotion.id, APPROVER, "approve", "approved by `promoflow demo --yes`")
             else:
@@ -603,6 +643,52 @@ def _approvals(project: Project, out: Console, ui: str, yes: bool, stop: threadi
                     f"approval.[/]\n  In the Prefect UI: {ui}/runs/flow-run/{promotion.flow_run_id} -> Resume\n"
                     f"  Or in another terminal here: promoflow approve {promotion.id} --as YOUR_NAME\n"
                 )
+
+
+def _review(project: Project, out: Console, github: GitHubStandIn, promotion_id: int, yes: bool) -> None:
+    """With --yes, approve the promotion's pull request as a reviewer; else say how to."""
+    from tasks._shared import pull_request
+
+    number = pull_request(project.db, promotion_id)
+    if yes:
+        out.print(f"[bold]--yes:[/] {APPROVER} approves pull request #{number} on the {GITHUB_SIMULATED}")
+        github.review(GITHUB_REPOSITORY, number, APPROVER, "APPROVE", body="approved by `promoflow demo --yes`")
+        return
+    out.print(
+        f"\n[bold]Pull request #{number} waits for a review.[/] Approve it as a reviewer:\n"
+        f"  curl -s -X POST -H 'Authorization: token {APPROVER}' "
+        f'{github.url}/repos/{GITHUB_REPOSITORY}/pulls/{number}/reviews -d \'{{"event": "APPROVE"}}\'\n'
+        f"  (or click Resume on the paused run in the Prefect UI, or `promoflow approve {promotion_id} --as NAME`)\n"
+    )
+
+
+def _show_pull_requests(github: GitHubStandIn, out: Console) -> None:
+    import github as pygithub
+
+    client = pygithub.Github(base_url=github.url, auth=pygithub.Auth.Token(GITHUB_TOKEN))
+    table = Table("pull request", "from", "into", "state", title=f"Pull requests on the {GITHUB_SIMULATED}")
+    for pull in client.get_repo(GITHUB_REPOSITORY).get_pulls(state="all", sort="created", direction="asc"):
+        state = "merged" if pull.merged else pull.state
+        table.add_row(f"#{pull.number} {pull.title}", pull.head.ref, pull.base.ref, state)
+    out.print(table)
+
+
+@contextlib.contextmanager
+def _github_stand_in(base: Path) -> Iterator[GitHubStandIn]:
+    """The GitHub stand-in serving the demo repository, its token in this process's environment."""
+    from promoflow.sandbox.github import GitHubStandIn
+
+    previous = os.environ.get(GITHUB_TOKEN_ENV)
+    os.environ[GITHUB_TOKEN_ENV] = GITHUB_TOKEN
+    tokens = {GITHUB_TOKEN: "promoflow-bot", APPROVER: APPROVER}
+    try:
+        with GitHubStandIn({GITHUB_REPOSITORY: sandbox_dir(base) / "repo.git"}, tokens=tokens) as standin:
+            yield standin
+    finally:
+        if previous is None:
+            os.environ.pop(GITHUB_TOKEN_ENV, None)
+        else:
+            os.environ[GITHUB_TOKEN_ENV] = previous
 
 
 def _git(*args: str) -> None:

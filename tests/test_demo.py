@@ -46,7 +46,7 @@ def _url_after(text: str, label: str) -> str:
     return found.group(1)
 
 
-def test_demo_runs_twice_on_the_simulated_cluster_from_the_layout_then_the_registry(tmp_path: Path) -> None:
+def test_demo_runs_twice_on_the_simulated_cluster_from_the_layout_then_the_registry_and_github(tmp_path: Path) -> None:
     first = _run(tmp_path, "demo", "--yes", "--no-registry")
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
@@ -61,8 +61,11 @@ def test_demo_runs_twice_on_the_simulated_cluster_from_the_layout_then_the_regis
     assert _refused(_url_after(out, "(promoflow's Kubernetes API stand-in) at"))
     assert (tmp_path / "promotions.yaml").read_text() == demo.CONFIG_TEMPLATE.read_text()
 
-    second = _run(tmp_path, "demo", "--yes", "--registry")
+    second = _run(tmp_path, "demo", "--yes", "--registry", "--forge", "github")
     assert second.returncode == 0, second.stdout + second.stderr
+    assert "Pull requests on the simulated GitHub" in second.stdout
+    github = _url_after(second.stdout, "(promoflow's GitHub REST stand-in) at")
+    assert _refused(github), "the GitHub stand-in outlived it"
     registry = _url_after(second.stdout, "Image source: local registry")
     assert f"Published registry.example.com/demo/web:1.4.0 to the local registry {registry}/demo/web" in second.stdout
     assert _refused(registry), "the demo's docker-registry outlived it"
@@ -81,8 +84,10 @@ def test_demo_runs_twice_on_the_simulated_cluster_from_the_layout_then_the_regis
         namespace = f"promoflow-demo-{promotion['environment']}"
         assert steps["verify"]["detail"]["rollouts"][0]["object"] == f"Deployment {namespace}/web"
         assert steps["verify"]["detail"]["rollouts"][0]["healthy"] is True
-    approvals = [a for p in history for a in p["approvals"]]
-    assert approvals and all(a["source"] == "cli" and a["approver"] == "demo-approver" for a in approvals)
+    approvals = {
+        (p["release"]["label"], a["source"], a["approver"], a["counted"]) for p in history for a in p["approvals"]
+    }
+    assert approvals == {("1.2.0", "cli", "demo-approver", True), ("1.4.0", "forge", "demo-approver", True)}
     rollbacks = [(p["environment"], p["state"]) for p in history if p["kind"] == "rollback"]
     assert sorted(rollbacks) == [("dev", "succeeded")] * 2 + [("prod", "succeeded")] * 2
 
