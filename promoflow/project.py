@@ -64,4 +64,4 @@ class Project:
         if config.oci_layout is not None:
             return OciLayoutSource(image.name, (self.base_dir / config.oci_layout).resolve())
         assert config.registry and config.repository  # the config model guarantees both
-        return RegistrySource(image.name, config.registry, config.repository, config.platform)
+        return RegistrySource(image.name, config.registry, config.repository, config.platform, config.credentials)
