@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from promoflow import settings
-from promoflow.config import Environment, Image, Promotions
+from promoflow.config import App, Environment, Image, Promotions
 from promoflow.config_loader import load
 from promoflow.gitops.workspace import Workspace
 from promoflow.records import Database
 from promoflow.sources import OciLayoutSource, RegistrySource, Source
+from promoflow.sources.git import GitSource
 
 if TYPE_CHECKING:
     from promoflow.clusters.kubernetes import KubernetesTarget
@@ -46,7 +47,10 @@ class Project:
 
     @property
     def repository_url(self) -> str:
-        url = self.config.repository.url
+        return self._url(self.config.repository.url)
+
+    def _url(self, url: str) -> str:
+        """A git URL as is; a path relative to promotions.yaml made absolute."""
         if "://" in url or url.startswith("git@"):
             return url
         return str((self.base_dir / url).resolve())
@@ -58,6 +62,11 @@ class Project:
         cluster = environment.cluster
         kubeconfig = str((self.base_dir / cluster.kubeconfig).resolve()) if cluster.kubeconfig else None
         return KubernetesTarget(kubeconfig, cluster.context)
+
+    def git_source(self, app: App) -> GitSource | None:
+        if app.git is None:
+            return None
+        return GitSource(app.name, app.git, self._url(app.git.url), self.state_dir)
 
     def source(self, image: Image) -> Source:
         config = image.source
