@@ -26,7 +26,7 @@ def watch(config: str = "promotions.yaml", apps: list[str] | None = None, promot
     pipeline for each one not seen before, or for its group's bundle once. Returns the new releases' ids."""
     p = project(config)
     chosen = [p.config.app(name) for name in apps] if apps else list(p.config.apps)
-    groups = list(dict.fromkeys(g for g in map(p.config.group_of, (a.name for a in chosen)) if g is not None))
+    groups = list({g.name: g for g in map(p.config.group_of, (a.name for a in chosen)) if g is not None}.values())
     # a group's bundle needs the newest release of every member, watched or not
     chosen += [p.config.app(name) for g in groups for name in g.apps if name not in {a.name for a in chosen}]
     with ThreadPoolExecutor(max_workers=min(8, len(chosen)) or 1) as pool:  # sources wait on I/O

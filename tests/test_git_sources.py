@@ -191,3 +191,86 @@ def test_a_combined_release_copies_the_config_then_pins_the_images(sandbox: Sand
     assert "# pinned by promoflow" in files["kustomization.yaml"]
     (promotion,) = history(sandbox, "web")
     assert promotion["release"]["label"] == f"1.2.0+{commit[:7]}" and promotion["release"]["commit"] == commit
+
+
+# -- groups: one bundle, every member into each environment before the next --------------------------------
+
+GROUP = """\
+version: 1
+repository: {url: .promoflow/demo/repo.git}
+environments:
+  - {name: dev, branch: env/dev}
+  - {name: staging, branch: env/staging}
+  - {name: prod, branch: env/prod, auto_promote: false}
+apps:
+  - name: conf
+    path: apps/conf
+    git: {url: config-src, directory: conf}
+  - name: web
+    path: apps/web
+    images:
+      - name: registry.example.com/demo/web
+        source: {oci_layout: .promoflow/demo/oci/web}
+groups:
+  - name: shop
+    apps: [conf, web]
+"""
+
+
+@pytest.mark.prefect
+def test_a_group_is_promoted_as_one_bundle_and_a_failing_member_rolls_the_others_back(
+    sandbox: Sandbox, prefect_api: str
+) -> None:
+    sandbox.config.write_text(GROUP)
+    repo = ConfigRepo(sandbox.base / "config-src")
+    first = repo.commit("conf 1", {"conf/a.yaml": "a: 1\n"})
+    sandbox.publish("1.2.0")
+
+    piped = sandbox.cli("pipeline", "shop", env=REQUESTER)
+    assert piped.returncode == 0, piped.stderr
+    promotions = [p for p in reversed(history(sandbox)) if p["kind"] == "promotion"]
+    assert [(p["app"], p["environment"]) for p in promotions] == [
+        ("conf", "dev"),
+        ("web", "dev"),
+        ("conf", "staging"),
+        ("web", "staging"),
+    ]  # every member into dev before staging; prod is not automatic
+    assert all(p["state"] == "succeeded" for p in promotions)
+    (bundle_id,) = {p["bundle_id"] for p in promotions}
+    assert bundle_id
+    assert env_files(sandbox, "env/staging", "apps/conf") == {"a.yaml": "a: 1"}
+    assert 'newTag: "1.2.0"' in sandbox.git("show", "env/staging:apps/web/kustomization.yaml")
+
+    # a new release of one member: the watch hands the group's new bundle to the pipeline, once
+    repo.commit("conf 2", {"conf/a.yaml": "a: 2\n"})
+    watched = sandbox.cli("watch", env=REQUESTER)
+    assert watched.returncode == 0, watched.stderr
+    assert env_files(sandbox, "env/staging", "apps/conf") == {"a.yaml": "a: 2"}
+    second = [p for p in history(sandbox) if p["kind"] == "promotion" and p["bundle_id"] != bundle_id]
+    assert sorted((p["app"], p["environment"]) for p in second) == [("conf", "dev"), ("conf", "staging")]
+    assert "No new releases." in sandbox.cli("watch").stdout
+
+    # conf changes, then web fails verification in dev: web rolls itself back, the bundle rolls conf back
+    third = repo.commit("conf 3", {"conf/a.yaml": "a: 3\n"})
+    sandbox.publish("1.3.0")
+    sandbox.config.write_text(
+        GROUP.replace(
+            "        source: {oci_layout: .promoflow/demo/oci/web}\n",
+            "        source: {oci_layout: .promoflow/demo/oci/web}\n"
+            "    health_checks:\n      - {url: 'http://127.0.0.1:9/down', attempts: 1, timeout_seconds: 1}\n",
+        )
+    )
+    failed = sandbox.cli("pipeline", "shop", env=REQUESTER)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    conf_second_label = next(p for p in second if p["environment"] == "dev")["release"]["label"]
+    assert "stopped in dev: web failed" in failed.stderr
+    assert f"conf was rolled back to {conf_second_label}" in failed.stderr
+    assert env_files(sandbox, "env/dev", "apps/conf") == {"a.yaml": "a: 2"}
+    assert env_files(sandbox, "env/staging", "apps/conf") == {"a.yaml": "a: 2"}  # never reached
+    dev = {(p["app"], p["kind"]): p for p in history(sandbox, "--env", "dev") if p["release"]["label"] != "1.1.0"}
+    assert dev[("conf", "rollback")]["state"] == "succeeded"
+    changed = next(p for p in history(sandbox, "conf", "--env", "dev") if p["release"]["commit"] == third)
+    assert changed["state"] == "rolled_back"
+    assert dev[("conf", "rollback")]["rollback_of"] == changed["id"]
+    assert status(sandbox)[("conf", "dev")]["current_release"]["label"] == conf_second_label
+    assert first  # the first commit stays in the records
