@@ -47,12 +47,14 @@ def run_promotion(
     config: str = "promotions.yaml",
     kind: str = "promotion",
     rollback_of: int | None = None,
+    bundle_id: str | None = None,
 ) -> int:
     """The steps of one promotion, inside whichever flow run calls it (`promote`, or `pipeline` for each
     environment: one run for the whole walk, its approval waits pausing that run)."""
     p = project(config)
     db = p.db
-    promotion = start(p, app, environment, release, requested_by or settings.current_user(), kind, reason, rollback_of)
+    requester = requested_by or settings.current_user()
+    promotion = start(p, app, environment, release, requester, kind, reason, rollback_of, bundle_id)
     pid = promotion.id
     assert pid is not None
     db.update_promotion(pid, flow_run_id=current_flow_run_id(), runner=runner_id())

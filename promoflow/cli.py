@@ -290,17 +290,28 @@ def promote(
 
 @app.command()
 def pipeline(
-    app_name: Annotated[str, typer.Argument(metavar="APP", help="App to promote.")],
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="App (or group of apps) to promote.")],
     release: Annotated[
-        str | None, typer.Option(help="Release id, label or tag [default: newest allowed by the tag policy].")
+        str | None,
+        typer.Option(
+            help="Release id, label, tag or config commit; for a group, a bundle id or label "
+            "[default: newest allowed by the tag policy and the newest config commit]."
+        ),
     ] = None,
     as_user: AsOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Walk a release of APP through its environments in order, stopping at the first failure."""
+    """Walk a release of APP (or a bundle of a GROUP: every member into each environment before the next)
+    through its environments in order, stopping at the first failure."""
     with _user_errors():
         project = _project(config)
-        chosen = _check_promotable(project, app_name, project.config.route(app_name)[0].name, release)
+        group = project.config.group(app_name)
+        if group is not None:
+            from promoflow.promotion import resolve_bundle
+
+            chosen = resolve_bundle(project, group, release, "pipeline").id
+        else:
+            chosen = _check_promotable(project, app_name, project.config.route(app_name)[0].name, release)
         flows = _flows(project)
         pids = flows.pipeline(
             app_name,
@@ -792,7 +803,8 @@ def _release_ref(db: Database, release_id: str | None) -> dict[str, str] | None:
     if not release_id:
         return None
     release = db.get_release(release_id)
-    return {"id": release.id, "label": release.label}
+    ref = {"id": release.id, "label": release.label}
+    return ref | {"commit": release.commit} if release.commit else ref
 
 
 def _label(ref: dict[str, str] | None) -> str:

@@ -13,9 +13,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from promoflow.errors import NotFound
 
@@ -257,6 +257,35 @@ class TagPolicy(Strict):
         return self
 
 
+class RegistryCredentials(Strict):
+    """Who promoflow is at a registry, as references to secrets (never the secrets themselves)."""
+
+    username: str = Field(
+        min_length=1,
+        description="The user name: as is (`robot$ci`), or a secret reference `env:VARIABLE` / `prefect:BLOCK`.",
+    )
+    password: str = Field(
+        description="The password or access token: a secret reference, `env:VARIABLE` (an environment "
+        "variable) or `prefect:BLOCK` (a Prefect Secret block).",
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _a_reference(cls, value: str) -> str:
+        from promoflow.secrets import REFERENCE, REFERENCE_HELP
+
+        if not REFERENCE.match(value):
+            raise ValueError(f"write where the password is, {REFERENCE_HELP}, not the password itself")
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _plain_or_reference(cls, value: str) -> str:
+        from promoflow.secrets import check_reference
+
+        return check_reference(value) if value.startswith(("env:", "prefect:")) else value
+
+
 class ImageSource(Strict):
     """Where an image's releases come from: an OCI image-layout directory or a registry."""
 
@@ -269,7 +298,7 @@ class ImageSource(Strict):
         None,
         pattern=r"^https?://[^/@\s]+/?$",
         description="Registry base URL, e.g. `https://ghcr.io` or `http://127.0.0.1:5000`. Credentials come "
-        "from PROMOFLOW_REGISTRY_<HOST>_USERNAME/_PASSWORD or docker's config.json, never from this file.",
+        "from `credentials`, else PROMOFLOW_REGISTRY_<HOST>_USERNAME/_PASSWORD, else docker's config.json.",
     )
     repository: str | None = Field(
         None,
@@ -281,6 +310,11 @@ class ImageSource(Strict):
         pattern=r"^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$",
         description="Pin the digest of this platform's image (`linux/amd64`) instead of the index's.",
     )
+    credentials: RegistryCredentials | None = Field(
+        None,
+        description="Credentials of a `registry` source, e.g. `{username: ci-bot, password: prefect:ghcr-token}`; "
+        "they take precedence over environment variables and docker's config.json.",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> ImageSource:
@@ -288,8 +322,8 @@ class ImageSource(Strict):
             raise ValueError("set exactly one of `oci_layout` or `registry`")
         if self.registry is not None and self.repository is None:
             raise ValueError("a `registry` source needs the `repository` to watch")
-        if self.oci_layout is not None and (self.repository or self.platform):
-            raise ValueError("`repository` and `platform` belong to a `registry` source")
+        if self.oci_layout is not None and (self.repository or self.platform or self.credentials):
+            raise ValueError("`repository`, `platform` and `credentials` belong to a `registry` source")
         return self
 
 
@@ -312,10 +346,59 @@ class HealthCheck(Strict):
     attempts: int = Field(10, ge=1, le=1000, description="Tries before the check fails.")
 
 
+def relative_path(value: str) -> str:
+    if value.startswith("/") or ".." in Path(value).parts:
+        raise ValueError("must be a relative path inside the repository, without `..`")
+    return value
+
+
+def _glob(pattern: str) -> str:
+    if not pattern or pattern.startswith("/") or ".." in pattern.split("/"):
+        raise ValueError("must be a glob relative to `directory`, without a leading `/` or `..`")
+    return pattern
+
+
+Glob = Annotated[str, AfterValidator(_glob)]
+
+
+class ConfigSource(Strict):
+    """Config releases: commits on a branch of a git repository. Each new commit that touches an included
+    (and not excluded) file of `directory` is a release; promoting it makes the app's path in the
+    environment a copy of that directory at that commit, with the app's image pins applied on top."""
+
+    url: str = Field(
+        min_length=1,
+        description="Git URL or path of the repository. A relative path is relative to promotions.yaml.",
+    )
+    branch: str = Field("main", min_length=1, description="Branch whose commits are releases.")
+    directory: str = Field(".", min_length=1, description="Directory in that repository holding the app's config.")
+    include: list[Glob] = Field(
+        default_factory=lambda: ["**"],
+        min_length=1,
+        description="Globs of paths (relative to `directory`; `*` stays within one directory, `**` crosses "
+        "them) whose changes make a release.",
+    )
+    exclude: list[Glob] = Field(
+        default_factory=list, description="Globs of paths whose changes alone never make a release, e.g. `**/*.md`."
+    )
+
+    @field_validator("directory")
+    @classmethod
+    def _relative_directory(cls, value: str) -> str:
+        return relative_path(value)
+
+
 class App(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="App name, e.g. `web`.")
     path: str = Field(min_length=1, description="Directory of the app's manifests inside each environment branch.")
-    images: list[Image] = Field(min_length=1, description="Images released together as one release.")
+    images: list[Image] = Field(
+        default_factory=list, description="Images released together as one release (pinned by digest)."
+    )
+    git: ConfigSource | None = Field(
+        None,
+        description="Where the app's config comes from, if promoflow releases it too: a branch of a git "
+        "repository. An app without images has config-only releases.",
+    )
     health_checks: list[HealthCheck] = Field(default_factory=list)
     environments: list[str] | None = Field(
         None, description="Environments this app passes through, by name (default: all, in order)."
@@ -332,16 +415,22 @@ class App(Strict):
 
     @model_validator(mode="after")
     def _unique_images(self) -> App:
+        if not self.images and self.git is None:
+            raise ValueError("an app needs `images`, a `git` config source, or both")
         issues = image_name_issues(self)
         if issues:
             raise NameIssues(issues)
         return self
 
 
-def relative_path(value: str) -> str:
-    if value.startswith("/") or ".." in Path(value).parts:
-        raise ValueError("must be a relative path inside the repository, without `..`")
-    return value
+class Group(Strict):
+    """Apps promoted as one release: each environment gets every member before the next environment
+    gets any, and a member that fails there stops the group (members already changed are rolled back)."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN, description="Group name, e.g. `shop`; it must differ from every app's name."
+    )
+    apps: list[str] = Field(min_length=2, description="Member apps, by name; an app belongs to one group at most.")
 
 
 class Promotions(Strict):
@@ -353,6 +442,10 @@ class Promotions(Strict):
         min_length=1, description="Environments in promotion order, e.g. dev, staging, prod."
     )
     apps: list[App] = Field(min_length=1)
+    groups: list[Group] = Field(
+        default_factory=list,
+        description="Apps promoted together as one release (a bundle): `promoflow pipeline GROUP`.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -385,6 +478,17 @@ class Promotions(Strict):
                 return app
         known = ", ".join(a.name for a in self.apps)
         raise UnknownName(f"Unknown app {name!r}: promotions.yaml defines {known}.")
+
+    def group(self, name: str) -> Group | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    def group_of(self, app: str) -> Group | None:
+        return next((g for g in self.groups if app in g.apps), None)
+
+    def group_route(self, group: Group) -> list[Environment]:
+        """The environments any member passes through, in promotion order."""
+        names = {e.name for app in group.apps for e in self.route(app)}
+        return [e for e in self.environments if e.name in names]
 
     def previous(self, app: str, env: str) -> Environment | None:
         route = [e.name for e in self.route(app)]
@@ -562,6 +666,26 @@ def promotions_name_issues(promotions: object) -> list[NameIssue]:
     else:
         issues += _duplicates(environments, "branch", ("environments",), "environment branch")
     issues += _duplicates(apps, "name", ("apps",), "app name")
+    groups = _items(promotions, "groups")
+    issues += _duplicates(groups, "name", ("groups",), "group name")
+    app_names = list(dict.fromkeys(n for n in (_get(app, "name") for app in apps) if isinstance(n, str)))
+    member_of: dict[str, Loc] = {}
+    for g, group in enumerate(groups):
+        name = _get(group, "name")
+        if isinstance(name, str) and name in app_names:
+            issues.append(NameIssue(("groups", g, "name"), f"group name {name!r} is also an app's name"))
+        for m, member in enumerate(_items(group, "apps")):
+            if not isinstance(member, str):
+                continue
+            loc: Loc = ("groups", g, "apps", m)
+            if member not in app_names:
+                close = difflib.get_close_matches(member, app_names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                issues.append(NameIssue(loc, f"unknown app {member!r}{hint} (defined: {', '.join(app_names)})"))
+            elif member in member_of:
+                issues.append(NameIssue(loc, f"app {member!r} is already in a group", member_of[member]))
+            else:
+                member_of[member] = loc
     known = list(dict.fromkeys(n for n in (_get(env, "name") for env in environments) if isinstance(n, str)))
     for a, app in enumerate(apps):
         for r, name in enumerate(_items(app, "environments")):

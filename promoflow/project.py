@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from promoflow import settings
-from promoflow.config import Environment, Image, Promotions
+from promoflow.config import App, Environment, Image, Promotions
 from promoflow.config_loader import load
 from promoflow.errors import TerminalError
 from promoflow.gitops.workspace import Workspace
 from promoflow.records import Database
 from promoflow.redact import register
 from promoflow.sources import OciLayoutSource, RegistrySource, Source
+from promoflow.sources.git import GitSource
 
 if TYPE_CHECKING:
     from promoflow.clusters.kubernetes import KubernetesTarget
@@ -75,7 +76,10 @@ class Project:
 
     @property
     def repository_url(self) -> str:
-        url = self.config.repository.url
+        return self._url(self.config.repository.url)
+
+    def _url(self, url: str) -> str:
+        """A git URL as is; a path relative to promotions.yaml made absolute."""
         if "://" in url or url.startswith("git@"):
             return url
         return str((self.base_dir / url).resolve())
@@ -88,9 +92,14 @@ class Project:
         kubeconfig = str((self.base_dir / cluster.kubeconfig).resolve()) if cluster.kubeconfig else None
         return KubernetesTarget(kubeconfig, cluster.context)
 
+    def git_source(self, app: App) -> GitSource | None:
+        if app.git is None:
+            return None
+        return GitSource(app.name, app.git, self._url(app.git.url), self.state_dir)
+
     def source(self, image: Image) -> Source:
         config = image.source
         if config.oci_layout is not None:
             return OciLayoutSource(image.name, (self.base_dir / config.oci_layout).resolve())
         assert config.registry and config.repository  # the config model guarantees both
-        return RegistrySource(image.name, config.registry, config.repository, config.platform)
+        return RegistrySource(image.name, config.registry, config.repository, config.platform, config.credentials)

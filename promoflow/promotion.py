@@ -9,18 +9,19 @@ import os
 import socket
 
 from promoflow import releases
-from promoflow.config import App
-from promoflow.errors import TerminalError
+from promoflow.config import App, Group
+from promoflow.errors import NotFound, TerminalError
 from promoflow.gitops.manifests import find_images
 from promoflow.project import Project
-from promoflow.records import Promotion, Release
-from promoflow.sources import Source
+from promoflow.records import Bundle, Promotion, Release
+from promoflow.releases import AppSources
 
 Kind = str  # "promotion" | "rollback" | "baseline"
 
 
-def sources(project: Project, app: App) -> dict[str, Source]:
-    return {image.name: project.source(image) for image in app.images}
+def sources(project: Project, app: App) -> AppSources:
+    images = {image.name: project.source(image) for image in app.images}
+    return AppSources(images, project.git_source(app))
 
 
 def request_branch(promotion: Promotion, release: Release) -> str:
@@ -42,6 +43,7 @@ def start(
     kind: Kind = "promotion",
     reason: str = "",
     rollback_of: int | None = None,
+    bundle_id: str | None = None,
 ) -> Promotion:
     """The promotion to run: the unfinished one of this release (resumed after a crash), or a new one.
 
@@ -64,8 +66,26 @@ def start(
             requested_by=requested_by,
             reason=reason,
             rollback_of=rollback_of,
+            bundle_id=bundle_id,
         )
     )
+
+
+def resolve_bundle(project: Project, group: Group, ref: str | None, origin: str) -> Bundle:
+    """A group's bundle by id or label; with no ref, the newest release of every member. Recorded once."""
+    db = project.db
+    if ref:
+        known = db.bundle(group.name, ref)
+        if known is None:
+            raise NotFound(
+                f"Unknown bundle {ref!r} of group {group.name}: name it by id or label, or leave it out to take "
+                "the newest release of every member."
+            )
+        return known
+    members = [project.config.app(name) for name in group.apps]
+    chosen = [releases.resolve(db, app, sources(project, app), None, origin) for app in members]
+    bundle, _ = db.save_bundle(releases.bundle(group.name, chosen, origin))
+    return bundle
 
 
 def _refuse_if_running_elsewhere(promotion: Promotion) -> None:
@@ -130,6 +150,8 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
     if db.environment_state(app, environment) is not None:
         return None
     app_config = project.config.app(app)
+    if app_config.git is not None:
+        return None  # which config commit a branch runs cannot be told from its files
     env = project.config.environment(environment)
     with project.workspace.checkout(env.branch) as tree:
         app_dir = tree / app_config.directory(env)

@@ -61,7 +61,22 @@ class Release(SQLModel, table=True):
     label: str = Field(max_length=255)
     images: str = Field(description="JSON list of {name, tag, digest}")
     origin: str = Field(max_length=255, description="where it was discovered")
+    commit: str | None = Field(default=None, max_length=64, description="config commit of a git-sourced app")
     created_at: datetime = _timestamp()
+
+
+class Bundle(SQLModel, table=True):
+    """A group's release: one release of every member app. The id is derived from the members' ids."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    group: str = Field(index=True, max_length=63)
+    label: str = Field(max_length=255)
+    releases: str = Field(description="JSON object {app: release id}")
+    origin: str = Field(max_length=255, description="where it was discovered")
+    created_at: datetime = _timestamp()
+
+    def members(self) -> dict[str, str]:
+        return dict(json.loads(self.releases))
 
 
 class Promotion(SQLModel, table=True):
@@ -76,6 +91,7 @@ class Promotion(SQLModel, table=True):
     requested_by: str = Field(max_length=255)
     reason: str = Field(default="", max_length=2000)
     rollback_of: int | None = Field(default=None, foreign_key="promotion.id")
+    bundle_id: str | None = Field(default=None, foreign_key="bundle.id", max_length=64)
     # Holds "<app>/<environment>" while the promotion runs; unique, so only one runs at a time.
     slot: str | None = Field(default=None, unique=True, max_length=130)
     flow_run_id: str | None = Field(default=None, max_length=64)
@@ -192,6 +208,44 @@ class Database:
             found = s.get(Release, release_id)
         if not found:
             raise NotFound(f"Release {release_id} is not in the records.")
+        return found
+
+    # -- bundles ------------------------------------------------------------------------------
+    def save_bundle(self, bundle: Bundle) -> tuple[Bundle, bool]:
+        """Insert once; also says whether this call recorded it (a watch hands a bundle on only then)."""
+        with self.session() as s:
+            existing = s.get(Bundle, bundle.id)
+            if existing:
+                return existing, False
+            bundle.created_at = now()
+            s.add(bundle)
+            try:
+                s.commit()
+            except IntegrityError:  # a concurrent discovery won
+                s.rollback()
+                found = s.get(Bundle, bundle.id)
+                assert found is not None
+                return found, False
+            return bundle, True
+
+    def bundle(self, group: str, ref: str) -> Bundle | None:
+        """A bundle by id, id prefix (at least 6 characters) or label."""
+        with self.session() as s:
+            exact = s.get(Bundle, ref)
+            if exact and exact.group == group:
+                return exact
+            rows = s.exec(select(Bundle).where(Bundle.group == group).order_by(col(Bundle.created_at).desc())).all()
+        by_label = [b for b in rows if b.label == ref]
+        if by_label:
+            return by_label[0]
+        by_prefix = [b for b in rows if len(ref) >= 6 and b.id.startswith(ref)]
+        return by_prefix[0] if len(by_prefix) == 1 else None
+
+    def get_bundle(self, bundle_id: str) -> Bundle:
+        with self.session() as s:
+            found = s.get(Bundle, bundle_id)
+        if not found:
+            raise NotFound(f"Bundle {bundle_id} is not in the records.")
         return found
 
     # -- promotions ---------------------------------------------------------------------------

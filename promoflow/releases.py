@@ -1,35 +1,66 @@
-"""Releases: every image of an app pinned by digest, with an id derived from that content."""
+"""Releases: every image of an app pinned by digest, and the config commit of a git-sourced app, with an
+id derived from that content. A group's release (a bundle) is one release of each member."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 
 from promoflow.config import App
 from promoflow.errors import NotFound, TerminalError
 from promoflow.gitops.manifests import ImagePin, ImageUse
-from promoflow.records import Database, Release
+from promoflow.records import Bundle, Database, Release
 from promoflow.sources import Source, policy
+from promoflow.sources.git import GitSource
 
 
-def release_id(app: str, pins: list[ImagePin]) -> str:
-    content = "\n".join([app, *sorted(f"{p.name}@{p.digest}" for p in pins)])
-    return hashlib.sha256(content.encode()).hexdigest()[:12]
+@dataclass
+class AppSources:
+    """Where an app's releases come from: its image sources by image name, and its git config source."""
+
+    images: dict[str, Source] = field(default_factory=dict)
+    git: GitSource | None = None
 
 
-def label(pins: list[ImagePin]) -> str:
+def release_id(app: str, pins: list[ImagePin], commit: str | None = None) -> str:
+    content = [app, *sorted(f"{p.name}@{p.digest}" for p in pins)]
+    if commit:
+        content.append(f"commit {commit}")
+    return hashlib.sha256("\n".join(content).encode()).hexdigest()[:12]
+
+
+def label(pins: list[ImagePin], commit: str | None = None) -> str:
     tags = {p.tag for p in pins}
     if len(tags) == 1:
-        return tags.pop()
-    return ",".join(f"{p.name.rsplit('/', 1)[-1]}:{p.tag}" for p in sorted(pins, key=lambda p: p.name))
+        images = tags.pop()
+    else:
+        images = ",".join(f"{p.name.rsplit('/', 1)[-1]}:{p.tag}" for p in sorted(pins, key=lambda p: p.name))
+    if commit is None:
+        return images
+    return f"{images}+{commit[:7]}" if images else commit[:7]
 
 
-def record(app: str, pins: list[ImagePin], origin: str) -> Release:
+def record(app: str, pins: list[ImagePin], origin: str, commit: str | None = None) -> Release:
     return Release(
-        id=release_id(app, pins),
+        id=release_id(app, pins, commit),
         app=app,
-        label=label(pins),
+        label=label(pins, commit),
         images=json.dumps([{"name": p.name, "tag": p.tag, "digest": p.digest} for p in pins]),
+        origin=origin,
+        commit=commit,
+    )
+
+
+def bundle(group: str, members: list[Release], origin: str) -> Bundle:
+    """A group's release; its id comes from the members' release ids."""
+    by_app = {r.app: r.id for r in sorted(members, key=lambda r: r.app)}
+    content = "\n".join([group, *(f"{app}={rid}" for app, rid in by_app.items())])
+    return Bundle(
+        id=hashlib.sha256(content.encode()).hexdigest()[:12],
+        group=group,
+        label=",".join(f"{r.app}:{r.label}" for r in sorted(members, key=lambda r: r.app))[:255],
+        releases=json.dumps(by_app),
         origin=origin,
     )
 
@@ -38,8 +69,13 @@ def pins_of(release: Release) -> list[ImagePin]:
     return [ImagePin(**image) for image in json.loads(release.images)]
 
 
-def discover(app: App, sources: dict[str, Source]) -> list[ImagePin]:
-    """The newest allowed tag of every image, by each image's tag policy."""
+def discover(app: App, sources: AppSources, origin: str) -> Release:
+    """The newest allowed tag of every image by its tag policy, and the newest config commit (not recorded)."""
+    commit = sources.git.newest() if sources.git else None
+    return record(app.name, newest_pins(app, sources.images), origin, commit)
+
+
+def newest_pins(app: App, sources: dict[str, Source]) -> list[ImagePin]:
     pins = []
     for image in app.images:
         source = sources[image.name]
@@ -53,33 +89,43 @@ def discover(app: App, sources: dict[str, Source]) -> list[ImagePin]:
     return pins
 
 
-def by_tag(app: App, sources: dict[str, Source], tag: str) -> list[ImagePin]:
+def by_tag(app: App, sources: dict[str, Source], tag: str) -> list[ImagePin] | None:
     """Pins for an explicitly named version: every image of the app must carry that tag."""
     pins = []
     for image in app.images:
         source = sources[image.name]
         if tag not in source.tags():
-            raise NotFound(
-                f"Unknown release {tag!r} of {app.name}: {image.name} has no such tag "
-                f"(`promoflow history {app.name}` lists known releases)."
-            )
+            return None
         pins.append(ImagePin(image.name, tag, source.digest(tag)))
     return pins
 
 
-def resolve(db: Database, app: App, sources: dict[str, Source], ref: str | None, origin: str) -> Release:
-    """A release by id, label or tag; the newest by policy when no ref is given. Recorded once."""
+def named(app: App, sources: AppSources, ref: str, origin: str) -> Release:
+    """A release named by an image tag (the config at its newest commit), or by a commit, branch or tag of
+    the config repository (the images at their newest allowed tags)."""
+    pins = by_tag(app, sources.images, ref) if app.images else None
+    if pins is not None:
+        return record(app.name, pins, origin, sources.git.newest() if sources.git else None)
+    commit = sources.git.commit(ref) if sources.git else None
+    if commit is not None:
+        return record(app.name, newest_pins(app, sources.images), origin, commit)
+    what = "image tag" + (" or config commit" if sources.git else "") if app.images else "config commit"
+    raise NotFound(
+        f"Unknown release {ref!r} of {app.name}: no such {what} (`promoflow history {app.name}` lists known releases)."
+    )
+
+
+def resolve(db: Database, app: App, sources: AppSources, ref: str | None, origin: str) -> Release:
+    """A release by id, label, tag or config commit; the newest by policy when no ref is given. Recorded once."""
     if ref:
         known = db.release(app.name, ref)
         if known:
             return known
-        pins = by_tag(app, sources, ref)
-    else:
-        pins = discover(app, sources)
-    return db.save_release(record(app.name, pins, origin))
+        return db.save_release(named(app, sources, ref, origin))
+    return db.save_release(discover(app, sources, origin))
 
 
-def from_manifests(app: App, uses: list[ImageUse], sources: dict[str, Source]) -> list[ImagePin] | None:
+def from_manifests(app: App, uses: list[ImageUse], sources: AppSources) -> list[ImagePin] | None:
     """The release an environment already runs, if every image is pinned to something we can name."""
     pins = []
     for image in app.images:
@@ -89,7 +135,7 @@ def from_manifests(app: App, uses: list[ImageUse], sources: dict[str, Source]) -
         digest = use.digest
         if digest is None and use.tag:
             try:
-                digest = sources[image.name].digest(use.tag)
+                digest = sources.images[image.name].digest(use.tag)
             except NotFound:
                 return None
         if digest is None:

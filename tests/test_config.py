@@ -277,3 +277,9 @@ def test_models_still_reject_duplicates_without_the_loader() -> None:
     assert isinstance(issues, NameIssues)
     assert [(i.loc, i.first) for i in issues.issues] == [(("environments", 1, "name"), ("environments", 0, "name"))]
     assert "duplicate environment name 'dev'" in str(caught.value)
+
+
+def test_a_password_written_into_the_file_is_refused_without_being_echoed() -> None:
+    result = run_validate(CORPUS / "credentials_literal_password.yaml")
+    assert result.returncode == 2
+    assert "not the password itself" in result.stderr and "hunter2" not in result.stdout + result.stderr

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.conftest import Sandbox
-from tests.registry_fixtures import Pushed, pushed_fixture, registry_fixture, registry_storage_fixture
+from tests.registry_fixtures import (
+    BASIC_PASSWORD,
+    BASIC_USER,
+    Pushed,
+    basic_registry_fixture,
+    pushed_fixture,
+    registry_fixture,
+    registry_storage_fixture,
+)
 
-__all__ = ["pushed_fixture", "registry_fixture", "registry_storage_fixture"]  # fixtures used by name below
+__all__ = [  # fixtures used by name below
+    "basic_registry_fixture",
+    "pushed_fixture",
+    "registry_fixture",
+    "registry_storage_fixture",
+]
 
 pytestmark = pytest.mark.prefect
 
@@ -41,3 +55,37 @@ def test_a_release_from_the_registry_is_promoted_pinned_by_its_digest(
 
     unknown = registry_app.cli("promote", "web", "--to", "dev", "--release", "9.9.9")
     assert unknown.returncode == 1 and "Unknown release '9.9.9' of web" in unknown.stderr
+
+
+def test_registry_credentials_come_from_a_prefect_secret_block_ahead_of_the_environment(
+    sandbox: Sandbox, basic_registry: str, pushed: Pushed, prefect_api: str
+) -> None:
+    from prefect.blocks.system import Secret
+
+    from promoflow.sources.registry import env_names
+
+    Secret(value=BASIC_PASSWORD).save("pf-basic-registry", overwrite=True)
+    Secret(value="not-the-password-31").save("pf-basic-wrong", overwrite=True)
+    sandbox.edit_config(
+        "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
+        f"          registry: {basic_registry}\n          repository: team/web\n"
+        f"          credentials: {{username: {BASIC_USER}, password: 'prefect:pf-basic-registry'}}",
+    )
+    # wrong credentials in the environment: the ones promotions.yaml names win
+    user_var, password_var = env_names(urlsplit(basic_registry).netloc)
+    wrong_env = {user_var: BASIC_USER, password_var: "from-the-environment-0"}
+    preview = sandbox.cli("images", "preview", "web", "--json", env=wrong_env)
+    assert preview.returncode == 0, preview.stderr
+    (image,) = json.loads(preview.stdout)
+    assert image["pick"] == "1.2.9" and image["digest"] == pushed.digest("team/web", "1.2.9")
+
+    sandbox.edit_config("prefect:pf-basic-registry", "prefect:pf-basic-wrong")
+    refused = sandbox.cli("images", "preview", "web")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "prefect:pf-basic-wrong" in refused.stderr and "not-the-password-31" not in refused.stderr
+
+    sandbox.edit_config("prefect:pf-basic-wrong", "prefect:pf-basic-absent")
+    missing = sandbox.cli("images", "preview", "web")
+    assert missing.returncode == 1
+    assert "registry password of registry.example.com/demo/web is missing" in missing.stderr
+    assert "Prefect Secret block 'pf-basic-absent'" in missing.stderr

@@ -17,6 +17,7 @@ def commit_message(promotion: Promotion, release: Release, pins: list[ImagePin])
         "",
         f"Release: {release.id} ({release.label})",
         *[f"Image: {p.name}:{p.tag}@{p.digest}" for p in pins],
+        *([f"Config-commit: {release.commit}"] if release.commit else []),
         f"Promotion: {promotion.id}",
         f"Requested-by: {promotion.requested_by}",
     ]

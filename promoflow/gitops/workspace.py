@@ -197,6 +197,49 @@ class Workspace:
                 return commit
         return head  # fast-forwarded by someone else: the head itself is what landed
 
+    def newest_commit(self, branch: str, directory: str, counts: Callable[[str], bool]) -> str | None:
+        """The newest commit of `branch` (first-parent history, a merge as one commit) that changed a file
+        under `directory` for which `counts(path relative to directory)` is true; None if there is none."""
+        prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
+        with self._locked() as repo:
+            if self._remote_head(repo, branch) is None:
+                raise TerminalError(f"Branch {branch!r} does not exist in {redact(self.url)}.")
+            log = repo.git.log(
+                "--first-parent",
+                "-m",
+                "--name-only",
+                "--format=%x00%H",
+                f"refs/remotes/origin/{branch}",
+                "--",
+                prefix or ".",
+            )
+        for entry in log.split("\0")[1:]:
+            commit, *files = entry.split("\n")
+            if any(counts(f.removeprefix(prefix)) for f in files if f.startswith(prefix)):
+                return commit
+        return None
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit a branch, tag or (abbreviated) commit id names; None if it names none."""
+        with self._locked() as repo:
+            for candidate in (f"refs/remotes/origin/{ref}", f"refs/tags/{ref}", ref):
+                try:
+                    return repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}")
+                except git.GitCommandError:
+                    continue
+        return None
+
+    def export(self, commit: str, directory: str, destination: Path) -> None:
+        """Write `directory` as of `commit` to `destination` (which must not exist yet)."""
+        with self._locked() as repo, self._worktree(repo, commit) as tree:
+            source = (tree / directory).resolve()
+            if not source.is_dir() or tree.resolve() not in (source, *source.parents):
+                raise TerminalError(
+                    f"Commit {commit[:12]} of {redact(self.url)} has no directory {directory!r}: "
+                    "fix the app's git.directory in promotions.yaml."
+                )
+            shutil.copytree(source, destination, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+
     def diff(self, base: str, head: str) -> str:
         """The change a request brings, as `git diff base...head`."""
         with self._locked() as repo:

@@ -13,7 +13,8 @@ from promoflow.errors import NotFound, TerminalError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from promoflow.sources.registry import RegistryClient
+    from promoflow.config import RegistryCredentials
+    from promoflow.sources.registry import Credentials, RegistryClient
 
 T = TypeVar("T")
 
@@ -59,23 +60,41 @@ class RegistrySource:
     url: str
     repository: str
     platform: str | None = None
+    credentials: RegistryCredentials | None = None  # references from promotions.yaml, read when first needed
     _digests: dict[str, str] = field(default_factory=dict)
 
     def tags(self) -> list[str]:
-        return asyncio.run(self._call(lambda client: client.list_tags(self.repository)))
+        return self._call(lambda client: client.list_tags(self.repository))
 
     def digest(self, tag: str) -> str:
         if tag not in self._digests:
-            self._digests[tag] = asyncio.run(
-                self._call(lambda client: client.digest(self.repository, tag, self.platform))
-            )
+            self._digests[tag] = self._call(lambda client: client.digest(self.repository, tag, self.platform))
         return self._digests[tag]
 
-    async def _call(self, action: Callable[[RegistryClient], Awaitable[T]]) -> T:
+    def _call(self, action: Callable[[RegistryClient], Awaitable[T]]) -> T:
         from urllib.parse import urlsplit
 
         from promoflow.sources.registry import RegistryClient, find_credentials
 
-        credentials = find_credentials(urlsplit(self.url).netloc)
-        async with RegistryClient(self.url, credentials) as client:
-            return await action(client)
+        # Read before the event loop starts: a Prefect Secret block loads synchronously only outside one.
+        credentials = self._resolved_credentials or find_credentials(urlsplit(self.url).netloc)
+
+        async def call() -> T:
+            async with RegistryClient(self.url, credentials) as client:
+                return await action(client)
+
+        return asyncio.run(call())
+
+    @cached_property
+    def _resolved_credentials(self) -> Credentials | None:
+        from promoflow.secrets import REFERENCE, resolve
+        from promoflow.sources.registry import Credentials
+
+        if self.credentials is None:
+            return None
+        username = self.credentials.username
+        if REFERENCE.match(username):
+            username = resolve(username, f"registry user name of {self.name}")
+        password = resolve(self.credentials.password, f"registry password of {self.name}")
+        where = f"the credentials of {self.name} in promotions.yaml (password from {self.credentials.password})"
+        return Credentials(username, password, source=where)
