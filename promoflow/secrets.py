@@ -43,7 +43,7 @@ def _prefect_secret(name: str, purpose: str) -> str | None:
     from prefect.blocks.system import Secret  # only here: importing prefect costs a second
 
     try:
-        block = cast(Secret, Secret.load(name))  # a sync caller gets the block, not a coroutine
+        block = cast(Secret, Secret.load(name, _sync=True))  # type: ignore[call-arg]  # also inside an event loop
     except ValueError:  # Prefect's way of saying there is no such block
         return None
     except Exception as error:  # the server is down or unreachable
