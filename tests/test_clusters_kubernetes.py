@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -67,7 +68,9 @@ def versions(target: KubernetesTarget, refs: list[ObjectRef]) -> dict[ObjectRef,
 
 def test_render_plain_directory_multi_document_namespaces_first(tmp_path: Path) -> None:
     (tmp_path / "app.yaml").write_text(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n---\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n"
+        "  selector: {matchLabels: {app: web}}\n"
+        "  template: {metadata: {labels: {app: web}}, spec: {containers: [{name: web, image: web}]}}\n---\n"
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config, namespace: shop}\n"
     )
     (tmp_path / "ns.yml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n")
@@ -85,7 +88,8 @@ def test_render_kustomization_with_kubectl(tmp_path: Path) -> None:
     base.mkdir()
     (base / "deployment.yaml").write_text(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
-        "spec:\n  template:\n    spec:\n      containers: [{name: app, image: shop/web:1.0}]\n"
+        "spec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+        "    spec:\n      containers: [{name: app, image: shop/web:1.0}]\n"
     )
     (base / "kustomization.yaml").write_text("resources: [deployment.yaml]\n")
     overlay = tmp_path / "prod"
@@ -135,13 +139,45 @@ def test_render_chart_without_helm_names_helm(tmp_path: Path, monkeypatch: pytes
             "metadata: {name: a}\n",
             "bad.yaml: object 2 (ConfigMap a): duplicate of bad.yaml: object 1 (ConfigMap a)",
         ),
+        (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: three\n  paused: 1\n"
+            "  surprise: yes\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+            "    spec: {containers: [{image: web, ports: [{containerPort: '80'}]}]}\n"
+            "  strategy: {type: Recreate, rollingUpdate: {maxSurge: [1]}}\n",
+            "bad.yaml: object 1 (Deployment web): invalid Deployment (Kubernetes 1.x schema): "
+            'spec.paused: must be true or false, not 1; spec.replicas: must be an integer, not "three"; '
+            "spec.strategy.rollingUpdate.maxSurge: must be a string or an integer, not list; "
+            "spec.surprise: unknown field; spec.template.spec.containers[0].name: required (and 1 more): "
+            "fix the manifest",
+        ),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {tier: 1}}\n", "metadata.labels.tier: must be"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: http}]}\n", "ports[0].port: must"),
     ],
 )
 def test_render_refuses_invalid_objects_with_their_location(tmp_path: Path, text: str, error: str) -> None:
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(TerminalError) as refused:
         render(tmp_path)
-    assert error in str(refused.value)
+    assert error in re.sub(r"\(Kubernetes 1\.\d+ schema\)", "(Kubernetes 1.x schema)", str(refused.value))
+
+
+def test_schemas_check_builtin_kinds_only_and_accept_what_kubectl_accepts(tmp_path: Path) -> None:
+    (tmp_path / "objects.yaml").write_text(
+        # custom resources (and look-alike kinds of other groups) are their CRD's business
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: web}\nspec: {anything: [1, 2]}\n---\n"
+        "apiVersion: apps.example.com/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: many}\n---\n"
+        # a date-looking annotation is a string to kubectl; an int-or-string port takes a name; nulls are allowed
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, annotations: {since: 2024-01-01}}\n"
+        "spec: {selector: {app: web}, ports: [{port: 80, targetPort: http}], clusterIP: null}\n---\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: reader}\n"
+        "rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]\n"
+    )
+    assert [o["kind"] for o in render(tmp_path)] == ["Application", "Deployment", "Service", "Role"]
+    (tmp_path / "objects.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: reader}\nrules: [{verbs: get}]\n"
+    )
+    with pytest.raises(TerminalError, match=r"\(Role reader\): invalid Role .*rules\[0\]\.verbs: must be a list"):
+        render(tmp_path)
 
 
 # --- apply, prune, conflicts -------------------------------------------------------------------------------

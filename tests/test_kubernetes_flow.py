@@ -5,6 +5,7 @@ The cluster is promoflow's Kubernetes API stand-in (no real API server can run h
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -73,6 +74,43 @@ def test_apply_verify_and_roll_back_a_release_that_never_gets_ready(sandbox: San
     status = {s["environment"]: s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
     assert status["dev"]["current_release"]["label"] == "1.2.0"
     assert len(status["dev"]["rejected_releases"]) == 1
+
+
+def _edit_environment(sandbox: Sandbox, branch: str, path: str, old: str, new: str) -> None:
+    """Change one file of an environment branch as a person would: clone, edit, commit, push."""
+    clone = sandbox.base / "clone"
+    if not clone.exists():
+        subprocess.run(["git", "clone", "-q", str(sandbox.repo), str(clone)], check=True, capture_output=True)
+    git = ["git", "-C", str(clone), "-c", "user.name=ed", "-c", "user.email=ed@example.com"]
+    subprocess.run([*git, "checkout", "-q", branch], check=True)
+    subprocess.run([*git, "pull", "-q"], check=True)
+    text = (clone / path).read_text()
+    assert old in text, text
+    (clone / path).write_text(text.replace(old, new))
+    subprocess.run([*git, "commit", "-qam", f"edit {path}"], check=True)
+    subprocess.run([*git, "push", "-q", "origin", branch], check=True)
+
+
+def test_an_invalid_manifest_fails_the_promotion_before_anything_is_applied(
+    sandbox: Sandbox, kube: KubeStandIn
+) -> None:
+    good = sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    before = kube.cluster.resource_version
+    _edit_environment(
+        sandbox, "env/dev", "apps/web/deployment.yaml", "  replicas: 1", '  surprise: true\n  replicas: "three"'
+    )
+    sandbox.publish("1.3.0")
+    failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert failed.returncode == 1
+    assert "web (kustomize output): object 2 (Deployment web): invalid Deployment (Kubernetes 1." in failed.stderr
+    assert 'spec.replicas: must be an integer, not "three"; spec.surprise: unknown field' in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert kube.cluster.resource_version == before  # nothing written: not the Service, not the image
+    assert _image(kube) == f"registry.example.com/demo/web:1.2.0@{good}"
+    entries = sandbox.cli_json("history", "web", "--env", "dev")
+    (failure,) = [p for p in entries if p["release"]["label"] == "1.3.0"]  # type: ignore[union-attr, index]
+    assert failure["state"] == "failed" and "spec.surprise: unknown field" in failure["error"]
 
 
 def test_diff_previews_a_promotion_and_shows_drift_without_changing_anything(
