@@ -130,3 +130,28 @@ def test_diff_previews_a_promotion_and_shows_drift_without_changing_anything(
 
     none = sandbox.cli("diff", "web", "--env", "staging")
     assert none.returncode == 1 and "staging has cluster target none" in none.stderr
+
+
+def test_throttling_conflicts_and_server_errors_are_retried_honouring_retry_after(
+    sandbox: Sandbox, kube: KubeStandIn
+) -> None:
+    good = sandbox.publish("1.2.0")
+    # dev retries 3 times with 1 s, then 2 s backoff; the API server asks for 3 s, then loses a race, then fails
+    kube.cluster.faults.throttle(retry_after=3, verb="patch", path="/deployments/web")
+    kube.cluster.faults.fail(409, verb="patch", path="/deployments/web")
+    kube.cluster.faults.fail(500, verb="get", path="/deployments/web")  # verify reads the rollout
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert promoted.returncode == 0, promoted.stderr
+    assert _image(kube) == f"registry.example.com/demo/web:1.2.0@{good}"
+
+    (promotion,) = [p for p in sandbox.db().promotions("web", "dev") if p.kind == "promotion"]
+    steps = sandbox.db().steps(promotion.id)
+    applies = [s for s in steps if s.name == "apply"]
+    assert [s.outcome for s in applies] == ["failed", "failed", "succeeded"]
+    assert "the API server is throttling requests, retry after 3 s" in applies[0].error
+    assert "answered 409" in applies[1].error
+    waited = (applies[1].started_at - applies[0].ended_at).total_seconds()
+    assert 2.9 <= waited < 6, waited  # the server's 3 s, not the policy's 1 s
+    verifies = [s for s in steps if s.name == "verify"]
+    assert [s.outcome for s in verifies] == ["failed", "succeeded"]
+    assert "answered 500" in verifies[0].error

@@ -94,10 +94,6 @@ class ObjectDiff:
 class Throttled(TransientError):
     """429 Too Many Requests: retry, no sooner than `retry_after` seconds if the server said so."""
 
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
 
 Key = tuple[str, str, str | None, str]  # ObjectRef.key
 Inventory = dict[Key, Manifest]  # live objects labelled as one app's in one environment, by identity
