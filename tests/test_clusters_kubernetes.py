@@ -295,6 +295,45 @@ def test_rollout_status_healthy_slow_and_never_ready(target: KubernetesTarget, k
     assert slow.healthy  # unchanged: nothing to roll out
 
 
+def workload(kind: str, name: str, image: str, replicas: int | None = None) -> dict[str, Any]:
+    obj = deployment(name, image, replicas or 1)
+    obj["kind"] = kind
+    if replicas is None:
+        del obj["spec"]["replicas"]  # a DaemonSet runs one pod per node (the stand-in has one node)
+    if kind == "StatefulSet":
+        obj["spec"]["serviceName"] = name
+    return obj
+
+
+def test_rollout_status_of_statefulsets_and_daemonsets(target: KubernetesTarget, kube: KubeStandIn) -> None:
+    kube.cluster.rollouts.behave("shop/db:2", "slow", seconds=0.6)
+    kube.cluster.rollouts.behave("*:stuck", "never_ready", seconds=0.2)
+    objects = [workload("StatefulSet", "db", "shop/db:1", replicas=3), workload("DaemonSet", "agent", "shop/agent:1")]
+    applied = target.apply("stateful", "dev", objects).applied
+    results = rollout_status(target, applied, timeout_seconds=5, poll_seconds=0.05)
+    assert [(str(r.ref), r.healthy) for r in results] == [
+        ("StatefulSet default/db", True),
+        ("DaemonSet default/agent", True),
+    ]
+    assert results[0].message == "StatefulSet default/db rolled out: 3 of 3 replicas available"
+
+    objects = [
+        workload("StatefulSet", "db", "shop/db:2", replicas=3),
+        workload("DaemonSet", "agent", "shop/agent:stuck"),
+    ]
+    target.apply("stateful", "dev", objects)
+    db, agent = rollout_status(target, applied, timeout_seconds=1.5, poll_seconds=0.05)
+    assert db.healthy, db.message  # pods of the new revision got ready one by one
+    # neither kind has a progress deadline: a stuck one is reported at the timeout, with what was last seen
+    assert not agent.healthy
+    assert agent.message == "not rolled out within 1.5 s: DaemonSet default/agent: 0 of 1 replicas available"
+
+    target.apply("stateful", "dev", [workload("StatefulSet", "db", "shop/db:stuck", replicas=3), objects[1]])
+    [db, _] = rollout_status(target, applied, timeout_seconds=0.5, poll_seconds=0.05)
+    assert not db.healthy  # the first replaced pod never gets ready: 1 updated, the other 2 still the old revision
+    assert db.message == "not rolled out within 0.5 s: StatefulSet default/db: 1 of 3 replicas updated"
+
+
 def test_rollout_status_timeout_reports_what_was_last_seen(target: KubernetesTarget, kube: KubeStandIn) -> None:
     kube.cluster.rollouts.behave("*:crawl", "slow", seconds=5)
     applied = target.apply("crawl", "dev", [deployment("crawl", "shop/crawl:crawl", replicas=4)]).applied

@@ -5,6 +5,7 @@ The cluster is promoflow's Kubernetes API stand-in (no real API server can run h
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 
@@ -155,3 +156,28 @@ def test_throttling_conflicts_and_server_errors_are_retried_honouring_retry_afte
     verifies = [s for s in steps if s.name == "verify"]
     assert [s.outcome for s in verifies] == ["failed", "succeeded"]
     assert "answered 500" in verifies[0].error
+
+
+def test_a_crash_between_apply_and_verify_resumes_at_verify_without_applying_again(
+    sandbox: Sandbox, kube: KubeStandIn
+) -> None:
+    good = sandbox.publish("1.2.0")
+    crashed = sandbox.cli("promote", "web", "--to", "dev", env={**REQUESTER, "PROMOFLOW_FAILPOINTS": "after-apply"})
+    assert crashed.returncode == -9, crashed.stderr  # killed by SIGKILL right after the apply step
+    assert _image(kube) == f"registry.example.com/demo/web:1.2.0@{good}"
+    generation = kube.cluster.find("deployments.apps", "default", "web")["metadata"]["generation"]  # type: ignore[index]
+    writes = {verb: kube.cluster.requests[verb] for verb in ("create", "update", "patch", "delete")}
+
+    rerun = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert rerun.returncode == 0, rerun.stderr
+    assert {verb: kube.cluster.requests[verb] for verb in writes} == writes  # not one write to the cluster
+    assert kube.cluster.find("deployments.apps", "default", "web")["metadata"]["generation"] == generation  # type: ignore[index]
+
+    (promotion,) = [p for p in sandbox.db().promotions("web", "dev") if p.kind == "promotion"]
+    assert promotion.state == "succeeded"
+    steps = sandbox.db().steps(promotion.id)
+    applies = [json.loads(s.detail) for s in steps if s.name == "apply" and s.outcome == "succeeded"]
+    assert len(applies) == 2 and applies[0]["requests"] > 0 and "reused" not in applies[0]
+    assert applies[1]["reused"] is True and applies[1]["requests"] == 0
+    assert applies[1]["applied"] == applies[0]["applied"]
+    assert [s.outcome for s in steps if s.name == "verify"] == ["succeeded"]
