@@ -181,3 +181,31 @@ def test_a_crash_between_apply_and_verify_resumes_at_verify_without_applying_aga
     assert applies[1]["reused"] is True and applies[1]["requests"] == 0
     assert applies[1]["applied"] == applies[0]["applied"]
     assert [s.outcome for s in steps if s.name == "verify"] == ["succeeded"]
+
+
+def test_a_rollback_that_fails_its_own_rollout_leaves_the_environment_marked_and_never_loops(
+    sandbox: Sandbox, kube: KubeStandIn
+) -> None:
+    good = sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    bad = sandbox.publish("1.3.0")
+    for digest in (bad, good):  # from now on neither release's pods get ready: the rollback fails too
+        kube.cluster.rollouts.behave(f"*{digest}", "never_ready", seconds=0.5)
+    failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert failed.returncode == 1
+    assert "The rollback of web in dev failed" in failed.stderr and "did not roll out in dev" in failed.stderr
+    assert "fix the cause and run `promoflow rollback` again" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+    entries = sandbox.cli_json("history", "web", "--env", "dev")
+    newest = [(p["kind"], p["release"]["label"], p["state"]) for p in entries if p["kind"] != "baseline"]  # type: ignore[index, union-attr]
+    assert newest == [
+        ("rollback", "1.2.0", "failed"),
+        ("promotion", "1.3.0", "failed"),
+        ("promotion", "1.2.0", "succeeded"),
+    ]
+    status = {s["environment"]: s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
+    (rejected,) = status["dev"]["rejected_releases"]
+    assert rejected == entries[1]["release"]["id"]  # type: ignore[index]
+    again = sandbox.cli("pipeline", "web", "--release", "1.3.0")
+    assert again.returncode == 1 and "was rejected for dev" in again.stderr
