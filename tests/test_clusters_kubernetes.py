@@ -225,7 +225,7 @@ def test_reapply_sends_what_the_cluster_does_not_hold_yet(target: KubernetesTarg
     force_edit = {**configmap("keep-cfg", a="9"), "metadata": {"name": "keep-cfg", "namespace": "default"}}
     configmaps = target._dynamic().resources.get(api_version="v1", kind="ConfigMap")
     configmaps.server_side_apply(body=force_edit, field_manager="someone", force_conflicts=True)
-    with pytest.raises(TerminalError, match="data.a owned by someone"):  # noticed and sent: the server refuses
+    with pytest.raises(TerminalError, match=r"data\.a owned by someone"):  # noticed and sent: the server refuses
         target.apply("keep", "dev", [configmap("keep-cfg", a="1"), manifests[1]], previous=dropped.applied)
     again = target.apply(
         "keep", "dev", [configmap("keep-cfg", a="1"), manifests[1]], previous=dropped.applied, force=True
