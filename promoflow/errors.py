@@ -12,7 +12,18 @@ class TerminalError(PromoflowError):
 
 
 class TransientError(PromoflowError):
-    """Worth retrying with backoff: a timeout, a 5xx, a lost race."""
+    """Worth retrying with backoff: a timeout, a 5xx, a lost race.
+
+    `retry_after`: the seconds the other side asked us to wait (a 429's Retry-After); a step's retry
+    waits at least that long instead of its own, possibly shorter, backoff.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[type, tuple[str, float | None]]:  # keeps retry_after through pickling (results)
+        return type(self), (str(self), self.retry_after)
 
 
 class NotFound(TerminalError):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from prefect import Task
+from prefect import Task, get_run_logger
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
@@ -15,6 +17,9 @@ from promoflow.errors import TerminalError, TransientError
 from promoflow.project import Project
 from promoflow.records import Database, Promotion
 
+# A server asking for a longer pause than this is not coming back soon: the step fails and says so.
+MAX_RETRY_AFTER_SECONDS = 600.0
+
 
 @cache
 def project(config: str) -> Project:
@@ -22,17 +27,36 @@ def project(config: str) -> Project:
 
 
 def _transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry transient errors; when the other side said how long to wait (429 Retry-After), wait that long.
+
+    Prefect then waits the step's own backoff for this attempt: only the difference is slept here.
+    """
     try:
         state.result()
-    except TransientError:
+    except TransientError as error:
+        if error.retry_after is None:
+            return True
+        if error.retry_after > MAX_RETRY_AFTER_SECONDS:
+            return False
+        extra = error.retry_after - _planned_delay(task.retry_delay_seconds, task_run.run_count)
+        if extra > 0:
+            get_run_logger().info("The server asked to retry after %g s: waiting %.3g s more", error.retry_after, extra)
+            time.sleep(extra)
         return True
     except BaseException:
         return False
     return False
 
 
+def _planned_delay(delays: float | Sequence[float] | None, run_count: int) -> float:
+    """The delay Prefect puts before the next attempt after `run_count` runs (it repeats the last one)."""
+    if isinstance(delays, Sequence):
+        return float(delays[min(run_count - 1, len(delays) - 1)]) if delays else 0.0
+    return float(delays or 0)
+
+
 def retry_options(environment: Environment) -> dict[str, Any]:
-    """Transient errors retried with exponential backoff; terminal ones fail at once."""
+    """Transient errors retried with exponential backoff (or the server's Retry-After); terminal ones fail at once."""
     policy = environment.retry
     delays = [policy.backoff_seconds * 2**i for i in range(policy.attempts - 1)]
     return {

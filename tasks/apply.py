@@ -3,16 +3,23 @@
 Target `none`: the merge is the change. Target `kubernetes`: render the app from the environment
 branch, server-side apply it, prune what promoflow applied before and no longer renders. Targets
 `argocd` / `flux`: ask the controller to sync the merged commit (verify waits for it).
+Idempotent per promotion: once it succeeded, a re-run (after a crash before verify) records the same
+outcome as reused and sends nothing to the cluster.
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from promoflow import failpoints
 from promoflow.clusters.gitops import request_sync
 from promoflow.clusters.kubernetes import ObjectRef
 from promoflow.clusters.render import render
+from promoflow.project import Project
 from tasks._shared import project
 
 
@@ -34,6 +41,9 @@ def apply(config: str, promotion_id: int) -> None:
             detail["note"] = f"{env.cluster.target} syncs {env.branch}" + (
                 " (asked to now)" if env.cluster.sync else ""
             )
+        elif (done := _applied_before(p, promotion_id)) is not None:
+            # re-run after a crash between apply and verify: the cluster has this change; verify it, do not redo it
+            detail.update(done, reused=True, requests=0)
         else:
             with p.workspace.checkout(env.branch) as tree:
                 objects = render(tree / app.directory(env))
@@ -50,3 +60,13 @@ def apply(config: str, promotion_id: int) -> None:
                 requests=result.requests,
             )
         db.update_promotion(promotion_id, state="applied")
+    failpoints.hit("after-apply")
+
+
+def _applied_before(p: Project, promotion_id: int) -> dict[str, Any] | None:
+    """The detail of this promotion's apply if an earlier run of it already succeeded."""
+    for step in reversed(p.db.steps(promotion_id)):
+        if step.name == "apply" and step.outcome == "succeeded":
+            detail: dict[str, Any] = json.loads(step.detail)
+            return {key: value for key, value in detail.items() if key not in ("reused", "requests")}
+    return None

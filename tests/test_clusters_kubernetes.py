@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -67,7 +68,9 @@ def versions(target: KubernetesTarget, refs: list[ObjectRef]) -> dict[ObjectRef,
 
 def test_render_plain_directory_multi_document_namespaces_first(tmp_path: Path) -> None:
     (tmp_path / "app.yaml").write_text(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n---\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n"
+        "  selector: {matchLabels: {app: web}}\n"
+        "  template: {metadata: {labels: {app: web}}, spec: {containers: [{name: web, image: web}]}}\n---\n"
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config, namespace: shop}\n"
     )
     (tmp_path / "ns.yml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n")
@@ -85,7 +88,8 @@ def test_render_kustomization_with_kubectl(tmp_path: Path) -> None:
     base.mkdir()
     (base / "deployment.yaml").write_text(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
-        "spec:\n  template:\n    spec:\n      containers: [{name: app, image: shop/web:1.0}]\n"
+        "spec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+        "    spec:\n      containers: [{name: app, image: shop/web:1.0}]\n"
     )
     (base / "kustomization.yaml").write_text("resources: [deployment.yaml]\n")
     overlay = tmp_path / "prod"
@@ -135,13 +139,45 @@ def test_render_chart_without_helm_names_helm(tmp_path: Path, monkeypatch: pytes
             "metadata: {name: a}\n",
             "bad.yaml: object 2 (ConfigMap a): duplicate of bad.yaml: object 1 (ConfigMap a)",
         ),
+        (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: three\n  paused: 1\n"
+            "  surprise: yes\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+            "    spec: {containers: [{image: web, ports: [{containerPort: '80'}]}]}\n"
+            "  strategy: {type: Recreate, rollingUpdate: {maxSurge: [1]}}\n",
+            "bad.yaml: object 1 (Deployment web): invalid Deployment (Kubernetes 1.x schema): "
+            'spec.paused: must be true or false, not 1; spec.replicas: must be an integer, not "three"; '
+            "spec.strategy.rollingUpdate.maxSurge: must be a string or an integer, not list; "
+            "spec.surprise: unknown field; spec.template.spec.containers[0].name: required (and 1 more): "
+            "fix the manifest",
+        ),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {tier: 1}}\n", "metadata.labels.tier: must be"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: http}]}\n", "ports[0].port: must"),
     ],
 )
 def test_render_refuses_invalid_objects_with_their_location(tmp_path: Path, text: str, error: str) -> None:
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(TerminalError) as refused:
         render(tmp_path)
-    assert error in str(refused.value)
+    assert error in re.sub(r"\(Kubernetes 1\.\d+ schema\)", "(Kubernetes 1.x schema)", str(refused.value))
+
+
+def test_schemas_check_builtin_kinds_only_and_accept_what_kubectl_accepts(tmp_path: Path) -> None:
+    (tmp_path / "objects.yaml").write_text(
+        # custom resources (and look-alike kinds of other groups) are their CRD's business
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: web}\nspec: {anything: [1, 2]}\n---\n"
+        "apiVersion: apps.example.com/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: many}\n---\n"
+        # a date-looking annotation is a string to kubectl; an int-or-string port takes a name; nulls are allowed
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, annotations: {since: 2024-01-01}}\n"
+        "spec: {selector: {app: web}, ports: [{port: 80, targetPort: http}], clusterIP: null}\n---\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: reader}\n"
+        "rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]\n"
+    )
+    assert [o["kind"] for o in render(tmp_path)] == ["Application", "Deployment", "Service", "Role"]
+    (tmp_path / "objects.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: reader}\nrules: [{verbs: get}]\n"
+    )
+    with pytest.raises(TerminalError, match=r"\(Role reader\): invalid Role .*rules\[0\]\.verbs: must be a list"):
+        render(tmp_path)
 
 
 # --- apply, prune, conflicts -------------------------------------------------------------------------------
@@ -165,7 +201,7 @@ def test_apply_creates_reapply_changes_nothing_and_image_change_changes_one(targ
     again = target.apply("shop", "dev", manifests, previous=first.applied)
     assert again.changed == [] and again.pruned == []
     assert versions(target, first.applied) == settled  # no resourceVersion moved
-    assert again.requests == 2 + 3  # one list per kind, one apply per object
+    assert again.requests == 2  # one list per kind; nothing to apply: each object holds its manifest already
 
     manifests[0] = deployment("shop-web", "shop/web:1.1")
     upgraded = target.apply("shop", "dev", manifests, previous=again.applied)
@@ -173,6 +209,31 @@ def test_apply_creates_reapply_changes_nothing_and_image_change_changes_one(targ
     after = target.get(web)
     assert after is not None and after["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1.1"
     assert after["metadata"]["generation"] == 2
+
+
+def test_reapply_sends_what_the_cluster_does_not_hold_yet(target: KubernetesTarget, kube: KubeStandIn) -> None:
+    manifests = [configmap("keep-cfg", a="1", b="2"), configmap("keep-other", c="3")]
+    first = target.apply("keep", "dev", manifests)
+    cfg = first.applied[0]
+
+    # a field dropped from the manifest: the live object still holds every value left, yet b must go
+    dropped = target.apply("keep", "dev", [configmap("keep-cfg", a="1"), manifests[1]], previous=first.applied)
+    assert dropped.changed == [cfg] and dropped.requests == 1 + 1
+    assert target.get(cfg)["data"] == {"a": "1"}  # type: ignore[index]
+
+    # drift: a value changed behind promoflow's back (by a force-apply), then the whole object deleted
+    force_edit = {**configmap("keep-cfg", a="9"), "metadata": {"name": "keep-cfg", "namespace": "default"}}
+    configmaps = target._dynamic().resources.get(api_version="v1", kind="ConfigMap")
+    configmaps.server_side_apply(body=force_edit, field_manager="someone", force_conflicts=True)
+    with pytest.raises(TerminalError, match=r"data\.a owned by someone"):  # noticed and sent: the server refuses
+        target.apply("keep", "dev", [configmap("keep-cfg", a="1"), manifests[1]], previous=dropped.applied)
+    again = target.apply(
+        "keep", "dev", [configmap("keep-cfg", a="1"), manifests[1]], previous=dropped.applied, force=True
+    )
+    assert target.get(cfg)["data"] == {"a": "1"} and again.changed == [cfg]  # type: ignore[index]
+    configmaps.delete(name="keep-cfg", namespace="default")
+    restored = target.apply("keep", "dev", [configmap("keep-cfg", a="1"), manifests[1]], previous=dropped.applied)
+    assert restored.changed == [cfg] and target.get(cfg) is not None
 
 
 def test_prune_removes_what_was_dropped_and_only_this_apps(target: KubernetesTarget) -> None:
@@ -257,6 +318,45 @@ def test_rollout_status_healthy_slow_and_never_ready(target: KubernetesTarget, k
         'Deployment default/fine exceeded its progress deadline: ReplicaSet "fine-'
     )
     assert slow.healthy  # unchanged: nothing to roll out
+
+
+def workload(kind: str, name: str, image: str, replicas: int | None = None) -> dict[str, Any]:
+    obj = deployment(name, image, replicas or 1)
+    obj["kind"] = kind
+    if replicas is None:
+        del obj["spec"]["replicas"]  # a DaemonSet runs one pod per node (the stand-in has one node)
+    if kind == "StatefulSet":
+        obj["spec"]["serviceName"] = name
+    return obj
+
+
+def test_rollout_status_of_statefulsets_and_daemonsets(target: KubernetesTarget, kube: KubeStandIn) -> None:
+    kube.cluster.rollouts.behave("shop/db:2", "slow", seconds=0.6)
+    kube.cluster.rollouts.behave("*:stuck", "never_ready", seconds=0.2)
+    objects = [workload("StatefulSet", "db", "shop/db:1", replicas=3), workload("DaemonSet", "agent", "shop/agent:1")]
+    applied = target.apply("stateful", "dev", objects).applied
+    results = rollout_status(target, applied, timeout_seconds=5, poll_seconds=0.05)
+    assert [(str(r.ref), r.healthy) for r in results] == [
+        ("StatefulSet default/db", True),
+        ("DaemonSet default/agent", True),
+    ]
+    assert results[0].message == "StatefulSet default/db rolled out: 3 of 3 replicas available"
+
+    objects = [
+        workload("StatefulSet", "db", "shop/db:2", replicas=3),
+        workload("DaemonSet", "agent", "shop/agent:stuck"),
+    ]
+    target.apply("stateful", "dev", objects)
+    db, agent = rollout_status(target, applied, timeout_seconds=1.5, poll_seconds=0.05)
+    assert db.healthy, db.message  # pods of the new revision got ready one by one
+    # neither kind has a progress deadline: a stuck one is reported at the timeout, with what was last seen
+    assert not agent.healthy
+    assert agent.message == "not rolled out within 1.5 s: DaemonSet default/agent: 0 of 1 replicas available"
+
+    target.apply("stateful", "dev", [workload("StatefulSet", "db", "shop/db:stuck", replicas=3), objects[1]])
+    [db, _] = rollout_status(target, applied, timeout_seconds=0.5, poll_seconds=0.05)
+    assert not db.healthy  # the first replaced pod never gets ready: 1 updated, the other 2 still the old revision
+    assert db.message == "not rolled out within 0.5 s: StatefulSet default/db: 1 of 3 replicas updated"
 
 
 def test_rollout_status_timeout_reports_what_was_last_seen(target: KubernetesTarget, kube: KubeStandIn) -> None:

@@ -5,6 +5,8 @@ The cluster is promoflow's Kubernetes API stand-in (no real API server can run h
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -75,6 +77,43 @@ def test_apply_verify_and_roll_back_a_release_that_never_gets_ready(sandbox: San
     assert len(status["dev"]["rejected_releases"]) == 1
 
 
+def _edit_environment(sandbox: Sandbox, branch: str, path: str, old: str, new: str) -> None:
+    """Change one file of an environment branch as a person would: clone, edit, commit, push."""
+    clone = sandbox.base / "clone"
+    if not clone.exists():
+        subprocess.run(["git", "clone", "-q", str(sandbox.repo), str(clone)], check=True, capture_output=True)
+    git = ["git", "-C", str(clone), "-c", "user.name=ed", "-c", "user.email=ed@example.com"]
+    subprocess.run([*git, "checkout", "-q", branch], check=True)
+    subprocess.run([*git, "pull", "-q"], check=True)
+    text = (clone / path).read_text()
+    assert old in text, text
+    (clone / path).write_text(text.replace(old, new))
+    subprocess.run([*git, "commit", "-qam", f"edit {path}"], check=True)
+    subprocess.run([*git, "push", "-q", "origin", branch], check=True)
+
+
+def test_an_invalid_manifest_fails_the_promotion_before_anything_is_applied(
+    sandbox: Sandbox, kube: KubeStandIn
+) -> None:
+    good = sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    before = kube.cluster.resource_version
+    _edit_environment(
+        sandbox, "env/dev", "apps/web/deployment.yaml", "  replicas: 1", '  surprise: true\n  replicas: "three"'
+    )
+    sandbox.publish("1.3.0")
+    failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert failed.returncode == 1
+    assert "web (kustomize output): object 2 (Deployment web): invalid Deployment (Kubernetes 1." in failed.stderr
+    assert 'spec.replicas: must be an integer, not "three"; spec.surprise: unknown field' in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert kube.cluster.resource_version == before  # nothing written: not the Service, not the image
+    assert _image(kube) == f"registry.example.com/demo/web:1.2.0@{good}"
+    entries = sandbox.cli_json("history", "web", "--env", "dev")
+    (failure,) = [p for p in entries if p["release"]["label"] == "1.3.0"]  # type: ignore[union-attr, index]
+    assert failure["state"] == "failed" and "spec.surprise: unknown field" in failure["error"]
+
+
 def test_diff_previews_a_promotion_and_shows_drift_without_changing_anything(
     sandbox: Sandbox, kube: KubeStandIn
 ) -> None:
@@ -92,3 +131,81 @@ def test_diff_previews_a_promotion_and_shows_drift_without_changing_anything(
 
     none = sandbox.cli("diff", "web", "--env", "staging")
     assert none.returncode == 1 and "staging has cluster target none" in none.stderr
+
+
+def test_throttling_conflicts_and_server_errors_are_retried_honouring_retry_after(
+    sandbox: Sandbox, kube: KubeStandIn
+) -> None:
+    good = sandbox.publish("1.2.0")
+    # dev retries 3 times with 1 s, then 2 s backoff; the API server asks for 3 s, then loses a race, then fails
+    kube.cluster.faults.throttle(retry_after=3, verb="patch", path="/deployments/web")
+    kube.cluster.faults.fail(409, verb="patch", path="/deployments/web")
+    kube.cluster.faults.fail(500, verb="get", path="/deployments/web")  # verify reads the rollout
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert promoted.returncode == 0, promoted.stderr
+    assert _image(kube) == f"registry.example.com/demo/web:1.2.0@{good}"
+
+    (promotion,) = [p for p in sandbox.db().promotions("web", "dev") if p.kind == "promotion"]
+    steps = sandbox.db().steps(promotion.id)
+    applies = [s for s in steps if s.name == "apply"]
+    assert [s.outcome for s in applies] == ["failed", "failed", "succeeded"]
+    assert "the API server is throttling requests, retry after 3 s" in applies[0].error
+    assert "answered 409" in applies[1].error
+    waited = (applies[1].started_at - applies[0].ended_at).total_seconds()
+    assert 2.9 <= waited < 6, waited  # the server's 3 s, not the policy's 1 s
+    verifies = [s for s in steps if s.name == "verify"]
+    assert [s.outcome for s in verifies] == ["failed", "succeeded"]
+    assert "answered 500" in verifies[0].error
+
+
+def test_a_crash_between_apply_and_verify_resumes_at_verify_without_applying_again(
+    sandbox: Sandbox, kube: KubeStandIn
+) -> None:
+    good = sandbox.publish("1.2.0")
+    crashed = sandbox.cli("promote", "web", "--to", "dev", env={**REQUESTER, "PROMOFLOW_FAILPOINTS": "after-apply"})
+    assert crashed.returncode == -9, crashed.stderr  # killed by SIGKILL right after the apply step
+    assert _image(kube) == f"registry.example.com/demo/web:1.2.0@{good}"
+    generation = kube.cluster.find("deployments.apps", "default", "web")["metadata"]["generation"]  # type: ignore[index]
+    writes = {verb: kube.cluster.requests[verb] for verb in ("create", "update", "patch", "delete")}
+
+    rerun = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert rerun.returncode == 0, rerun.stderr
+    assert {verb: kube.cluster.requests[verb] for verb in writes} == writes  # not one write to the cluster
+    assert kube.cluster.find("deployments.apps", "default", "web")["metadata"]["generation"] == generation  # type: ignore[index]
+
+    (promotion,) = [p for p in sandbox.db().promotions("web", "dev") if p.kind == "promotion"]
+    assert promotion.state == "succeeded"
+    steps = sandbox.db().steps(promotion.id)
+    applies = [json.loads(s.detail) for s in steps if s.name == "apply" and s.outcome == "succeeded"]
+    assert len(applies) == 2 and applies[0]["requests"] > 0 and "reused" not in applies[0]
+    assert applies[1]["reused"] is True and applies[1]["requests"] == 0
+    assert applies[1]["applied"] == applies[0]["applied"]
+    assert [s.outcome for s in steps if s.name == "verify"] == ["succeeded"]
+
+
+def test_a_rollback_that_fails_its_own_rollout_leaves_the_environment_marked_and_never_loops(
+    sandbox: Sandbox, kube: KubeStandIn
+) -> None:
+    good = sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    bad = sandbox.publish("1.3.0")
+    for digest in (bad, good):  # from now on neither release's pods get ready: the rollback fails too
+        kube.cluster.rollouts.behave(f"*{digest}", "never_ready", seconds=0.5)
+    failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert failed.returncode == 1
+    assert "The rollback of web in dev failed" in failed.stderr and "did not roll out in dev" in failed.stderr
+    assert "fix the cause and run `promoflow rollback` again" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+    entries = sandbox.cli_json("history", "web", "--env", "dev")
+    newest = [(p["kind"], p["release"]["label"], p["state"]) for p in entries if p["kind"] != "baseline"]  # type: ignore[index, union-attr]
+    assert newest == [
+        ("rollback", "1.2.0", "failed"),
+        ("promotion", "1.3.0", "failed"),
+        ("promotion", "1.2.0", "succeeded"),
+    ]
+    status = {s["environment"]: s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
+    (rejected,) = status["dev"]["rejected_releases"]
+    assert rejected == entries[1]["release"]["id"]  # type: ignore[index]
+    again = sandbox.cli("pipeline", "web", "--release", "1.3.0")
+    assert again.returncode == 1 and "was rejected for dev" in again.stderr

@@ -5,15 +5,22 @@ live objects carrying all three for this app and environment, so nothing promofl
 deleted. Field manager `promoflow` owns exactly the fields of the manifests: fields set by others (an
 autoscaler's replicas, a `kubectl edit`) conflict instead of being silently overwritten, unless forced.
 
+An object whose live state already holds every field of its manifest, last applied from that very
+manifest (a fingerprint annotation), is not sent again: re-applying an unchanged app costs one list per
+kind instead of one request per object. Anything else (drift, a field dropped from the manifest, an
+object not yet labelled) is applied, so the cluster always ends as server-side apply would leave it.
+
 The `kubernetes` package is imported lazily: it costs about 0.4 s, and most commands never talk to a cluster.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import difflib
 import functools
+import hashlib
 import json
 import re
 import shutil
@@ -34,6 +41,7 @@ from promoflow.redact import MASK, redact
 MANAGED_BY = "app.kubernetes.io/managed-by"
 APP_LABEL = "promoflow.dev/app"
 ENVIRONMENT_LABEL = "promoflow.dev/environment"
+APPLIED_ANNOTATION = "promoflow.dev/applied"  # fingerprint of the manifest last applied: unchanged ones are skipped
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 # Server-set fields that say nothing about what a promotion changes; left out of diffs.
 VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
@@ -93,10 +101,6 @@ class ObjectDiff:
 
 class Throttled(TransientError):
     """429 Too Many Requests: retry, no sooner than `retry_after` seconds if the server said so."""
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 Key = tuple[str, str, str | None, str]  # ObjectRef.key
@@ -216,11 +220,13 @@ class KubernetesTarget:
         applied, changed = [], []
         for obj in desired:
             ref = ObjectRef.of(obj)
-            result = self._apply_one(obj, force=force, dry_run=dry_run)
+            applied.append(ref)
             before = live.get(ref.key)
+            if before is not None and in_effect(obj, before):
+                continue  # applying it again would change nothing
+            result = self._apply_one(obj, force=force, dry_run=dry_run)
             if before is None or before["metadata"]["resourceVersion"] != result["metadata"]["resourceVersion"]:
                 changed.append(ref)
-            applied.append(ref)
         pruned = self._prune(live, {ref.key for ref in applied}, dry_run=dry_run)
         return ApplyResult(applied, changed, pruned, self._requests)
 
@@ -267,6 +273,7 @@ class KubernetesTarget:
                 meta["namespace"] = meta.get("namespace") or self._default_namespace
             else:
                 meta.pop("namespace", None)  # as kubectl does: a namespace on a cluster-scoped object means nothing
+            meta["annotations"] = {**(meta.get("annotations") or {}), APPLIED_ANNOTATION: _fingerprint(obj)}
             prepared.append(obj)
         return sorted(prepared, key=apply_order)
 
@@ -385,6 +392,41 @@ def _api_error(what: str, error: Any, where: str) -> TerminalError | TransientEr
     return TerminalError(f"{what}: the API server refused it ({status}): {message}")
 
 
+def in_effect(desired: Manifest, live: Manifest) -> bool:
+    """Whether `live` was last applied from `desired` (same fingerprint) and still holds each of its values.
+
+    The fingerprint rules out fields dropped from the manifest since (applying would remove them); the
+    comparison rules out drift (someone changed a value promoflow set). Server-added fields do not count.
+    """
+    annotations = live.get("metadata", {}).get("annotations") or {}
+    wanted = desired["metadata"]["annotations"].get(APPLIED_ANNOTATION)
+    return annotations.get(APPLIED_ANNOTATION) == wanted and _holds(live, _as_stored(desired))
+
+
+def _fingerprint(obj: Manifest) -> str:
+    """Of the manifest as promoflow applies it, its own annotation left out."""
+    body = copy.deepcopy(obj)
+    (body["metadata"].get("annotations") or {}).pop(APPLIED_ANNOTATION, None)
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _as_stored(obj: Manifest) -> Manifest:
+    """A Secret's write-only `stringData` is stored base64-encoded in `data`: compare it there."""
+    if obj.get("kind") != "Secret" or not obj.get("stringData"):
+        return obj
+    encoded = {k: base64.b64encode(str(v).encode()).decode() for k, v in obj["stringData"].items()}
+    return {**{k: v for k, v in obj.items() if k != "stringData"}, "data": {**(obj.get("data") or {}), **encoded}}
+
+
+def _holds(live: Any, desired: Any) -> bool:
+    """Every value of `desired` is in `live`; maps may have more keys (defaults), lists must match item by item."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and _holds(live[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(live) == len(desired) and all(map(_holds, live, desired))
+    return type(live) is type(desired) and live == desired
+
+
 def _prune_order(ref: ObjectRef) -> tuple[int, str, str, str]:
     """Reverse of apply order: workloads before the namespaces and CRDs they live in."""
     kind_order = {"Namespace": 2, "CustomResourceDefinition": 1}
@@ -405,8 +447,12 @@ def _comparable(obj: Manifest | None) -> Manifest | None:
     if obj is None:
         return None
     obj = copy.deepcopy(obj)
+    metadata = obj.get("metadata", {})
     for key in VOLATILE_METADATA:
-        obj.get("metadata", {}).pop(key, None)
+        metadata.pop(key, None)
+    (metadata.get("annotations") or {}).pop(APPLIED_ANNOTATION, None)  # bookkeeping, not a change to show
+    if metadata.get("annotations") == {}:
+        del metadata["annotations"]
     return obj
 
 

@@ -2,7 +2,8 @@
 
 An app directory is one of: a kustomization (`kubectl kustomize`, or `kustomize build`), a Helm chart
 (`helm template`), or a plain directory of YAML files. Every object is validated here so that a broken
-manifest fails the promotion with the file and object to fix, before anything reaches the cluster.
+manifest fails the promotion with the file and object to fix, before anything reaches the cluster: names and
+shape here, then each built-in kind against Kubernetes' own schema (`schemas`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from promoflow.clusters import schemas
 from promoflow.errors import TerminalError
 from promoflow.redact import redact
 
@@ -51,6 +53,7 @@ def render(app_dir: Path) -> list[Manifest]:
             if key in seen:
                 raise TerminalError(f"{where}: duplicate of {seen[key]}: each object may be defined once")
             seen[key] = where
+            schemas.check(document, where)
             objects.append(document)
     return sorted(objects, key=apply_order)
 

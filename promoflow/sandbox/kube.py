@@ -25,7 +25,7 @@ import re
 import signal
 import threading
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -832,6 +832,7 @@ class Cluster:
         self.argocd = ArgoCD(self)
         self.flux = Flux(self)
         self.faults = Faults(self._drop_watches, self._expire_watches)
+        self.requests: Counter[str] = Counter()  # resource requests served, by verb (discovery excluded)
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
             self.create(NAMESPACES, None, namespace, WriteOptions("kube-apiserver"))
@@ -1669,6 +1670,7 @@ class _Api:
         }.get((request.method, route.name is not None))
         if verb is None or (route.sub and verb not in ("get", "update", "patch")):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        self.cluster.requests[verb] += 1
         fault = self.cluster.faults.take(verb, request.path)
         if fault:
             raise _fault(*fault)

@@ -260,15 +260,18 @@ def _statefulset_status(obj: Obj, step: _Step) -> Obj:
     wanted = int((obj.get("spec") or {}).get("replicas", 1))
     revision = f"{obj['metadata']['name']}-{template_hash(obj)}"
     current = revision if step.phase == "complete" else (obj.get("status") or {}).get("currentRevision", revision)
+    # pods are replaced one at a time: a new pod that never gets ready stops the rollout, the rest stay old
+    updated = step.updated if step.ready >= step.updated else min(step.updated, step.ready + 1)
+    ready = step.ready + min(step.old, wanted - updated)
     return {
         **_nonzero(
             {
                 "observedGeneration": obj["metadata"].get("generation", 1),
                 "replicas": wanted,
-                "readyReplicas": step.ready + step.old,
-                "availableReplicas": step.ready + step.old,
-                "currentReplicas": wanted if step.phase == "complete" else step.old,
-                "updatedReplicas": step.updated,
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "currentReplicas": wanted if step.phase == "complete" else wanted - updated,
+                "updatedReplicas": updated,
             }
         ),
         "currentRevision": current,
@@ -278,7 +281,8 @@ def _statefulset_status(obj: Obj, step: _Step) -> Obj:
 
 
 def _daemonset_status(obj: Obj, step: _Step) -> Obj:
-    available = min(1, step.ready + step.old)  # one simulated node
+    # one simulated node; the rolling update (maxUnavailable 1, maxSurge 0) removes the old pod first
+    available = min(1, step.ready) if step.updated else min(1, step.old)
     return _nonzero(
         {
             "observedGeneration": obj["metadata"].get("generation", 1),
