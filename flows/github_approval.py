@@ -28,13 +28,12 @@ from pydantic import ValidationError
 from flows.approval import ApprovalForm, ApprovalRejected, receive
 from promoflow.config import Environment, GitHub
 from promoflow.errors import TerminalError
-from promoflow.forges.github import ForgeVerdict, GateStatus, ReviewDecision
+from promoflow.forges.github import EVENT_PREFIX, ForgeVerdict, GateStatus, ReviewDecision
 from promoflow.project import Project
 from promoflow.records import Approval, Database
 from tasks._shared import pull_request
 
 FIRST_POLL_SECONDS = 2.0
-EVENT_PREFIX = "promoflow.github."
 
 
 @dataclass

@@ -39,6 +39,7 @@ from starlette.routing import Route
 
 from promoflow.config import Promotions
 from promoflow.errors import TerminalError
+from promoflow.forges.github import EVENT_PREFIX
 from promoflow.redact import redact
 
 if TYPE_CHECKING:
@@ -249,6 +250,33 @@ class Matched:
     apps: list[str]
 
 
+# GitHub deliveries that can decide a waiting promotion: a review, a commit status, a check run.
+FORGE_EVENTS = ("pull_request_review", "status", "check_run", "check_suite")
+
+
+def forge_event(kind: str, body: dict[str, Any], delivery: str) -> Event | None:
+    """The Prefect event that wakes promotions waiting on this repository's pull requests; None for deliveries
+    without a repository. Only ids and names are kept: the wait reads the reviews and checks from GitHub."""
+    from prefect.events import Event
+
+    repository = body.get("repository")
+    name = repository.get("full_name") if isinstance(repository, dict) else None
+    if not isinstance(name, str) or "/" not in name:
+        return None
+    pull = body.get("pull_request")
+    payload: dict[str, Any] = {"action": body.get("action"), "repository": name}
+    if isinstance(pull, dict) and isinstance(pull.get("number"), int):
+        payload["pull_request"] = pull["number"]
+    if isinstance(body.get("sha"), str):
+        payload["sha"] = body["sha"]
+    return Event(
+        id=uuid.uuid5(_EVENT_IDS, f"github\n{delivery}"),
+        event=f"{EVENT_PREFIX}{kind}",
+        resource={"prefect.resource.id": f"{EVENT_PREFIX}{name}", "prefect.resource.name": name},
+        payload=payload,
+    )
+
+
 def push_event(source: str, matched: list[Matched]) -> Event:
     """ONE event for the watched pushes of a delivery; its id comes from the delivery's."""
     from prefect.events import Event
@@ -450,12 +478,31 @@ def create_app(config_path: str | Path, secret: str, emit: Emit | None = None) -
         if not _same(signature, expected.encode()):
             return _error(401, "X-Hub-Signature-256 does not match: the webhook's secret differs.")
         kind = request.headers.get("x-github-event", "")
-        if kind not in ("package", "registry_package"):
+        if kind not in ("package", "registry_package", *FORGE_EVENTS):
             return JSONResponse({"apps": []})  # `ping` and anything else: nothing to do
         if "json" not in request.headers.get("content-type", ""):
             raise BadDelivery("Set the webhook's content type to application/json.")
         delivery = request.headers.get("x-github-delivery") or _body_key("github", body)
+        if kind in FORGE_EVENTS:
+            return await forge(kind, _json(body), delivery)
         return await handle("github", github_pushes(_json(body), delivery))
+
+    async def forge(kind: str, body: dict[str, Any], delivery: str) -> Response:
+        """A review, status or check run: wake the promotions waiting on that repository."""
+        event = forge_event(kind, body, delivery)
+        if event is None:
+            raise BadDelivery(f"A GitHub `{kind}` delivery names its repository in repository.full_name.")
+        key = f"github-forge:{delivery}"
+        if seen.get(key) is not None:
+            return JSONResponse({"event": str(event.id), "duplicate": True})
+        try:
+            await run_in_threadpool(deliver, event)
+        except Exception as error:
+            logger.error("Prefect did not take event %s: %s", event.id, redact(str(error)))
+            return _error(503, "Prefect did not take the event; deliver again later.")
+        seen.add(key, [])
+        logger.info("GitHub %s on %s -> %s (event %s)", kind, event.resource.name, event.event, event.id)
+        return JSONResponse({"event": str(event.id)})
 
     async def harbor(request: Request) -> Response:
         given = request.headers.get("authorization")

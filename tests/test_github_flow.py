@@ -319,3 +319,49 @@ def test_branch_mode_merges_the_previous_environment_branch(
     if forge == "github":
         (_, into_staging) = pulls(github)
         assert (into_staging.head.ref, into_staging.base.ref, into_staging.merged) == ("env/dev", "env/staging", True)
+
+
+# -- webhooks wake the wait -------------------------------------------------------------------------------
+
+
+def test_a_review_webhook_becomes_the_event_that_wakes_waiting_promotions(sandbox: Sandbox) -> None:
+    """The receiver turns a signed `pull_request_review` delivery into a Prefect event on the real server; the
+    approval wait of that repository sees it (and the wait of another repository does not)."""
+    import asyncio
+    import hashlib
+    import hmac
+    import json
+
+    import httpx
+
+    from flows.github_approval import _Wake
+    from promoflow.config import GitHub
+    from promoflow.webhooks import create_app
+
+    secret = "a-webhook-secret-of-some-length"
+    app = create_app(sandbox.config, secret)
+    ours, theirs = _Wake(GitHub(repository=REPO)), _Wake(GitHub(repository="acme/other"))
+    assert not ours.arrived()
+    body = json.dumps(
+        {"action": "submitted", "repository": {"full_name": REPO}, "pull_request": {"number": 7}, "review": {}}
+    ).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+    async def deliver(signed: str) -> httpx.Response:
+        headers = {
+            "x-github-event": "pull_request_review",
+            "x-github-delivery": "delivery-1",
+            "x-hub-signature-256": signed,
+            "content-type": "application/json",
+        }
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver") as client:
+            return await client.post("/hooks/github", content=body, headers=headers)
+
+    assert asyncio.run(deliver("sha256=" + "0" * 64)).status_code == 401  # unsigned deliveries change nothing
+    time.sleep(1)
+    assert not ours.arrived()
+    answer = asyncio.run(deliver(signature))
+    assert answer.status_code == 200, answer.text
+    assert asyncio.run(deliver(signature)).json()["duplicate"] is True
+    wait_for(ours.arrived, timeout=20, what="the review event")
+    assert not theirs.arrived()

@@ -44,6 +44,9 @@ SECONDS_BETWEEN_WRITES = 0.25
 TIMEOUT_SECONDS = 15
 PER_PAGE = 100
 GITHUB_API = "https://api.github.com"
+# Prefect events the webhook receiver emits for reviews, statuses and check runs of a repository (resource
+# `promoflow.github.OWNER/NAME`); a promotion waiting on that repository looks again when one arrives.
+EVENT_PREFIX = "promoflow.github."
 
 # What the token needs, for the message when GitHub refuses it.
 PERMISSIONS = (
