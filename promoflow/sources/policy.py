@@ -72,12 +72,13 @@ def _extractor(extract: str | None) -> Callable[[re.Match[str]], str]:
 def select(tags: Iterable[str], policy: TagPolicy) -> str | None:
     """The tag the policy picks, or None. Ties go to the alphabetically smallest tag."""
     pairs = candidates(tags, policy)
-    if policy.order == "semver" and policy.direction == "desc" and policy.track is None:
+    if policy.order == "semver" and policy.track is None:
         # The fast path: semver.select compares without building Version objects.
         tags_of: dict[str, list[str]] = {}
         for tag, value in pairs:
             tags_of.setdefault(value, []).append(tag)
-        chosen = semver.select(tags_of, semver.parse_range(policy.semver), policy.prerelease)
+        lowest = policy.direction == "asc"
+        chosen = semver.select(tags_of, semver.parse_range(policy.semver), policy.prerelease, lowest)
         return min(tags_of[chosen]) if chosen is not None else None
     best = _ranked(pairs, policy, 1)
     return best[0] if best else None

@@ -479,8 +479,10 @@ def parse_range(text: str) -> Range:
     return Range(text, _parse_sets(text, False), _parse_sets(text, True))
 
 
-def select(tags: Iterable[str], range_text: str | Range, include_prerelease: bool = False) -> str | None:
-    """The tag naming the highest version that satisfies the range, or None.
+def select(
+    tags: Iterable[str], range_text: str | Range, include_prerelease: bool = False, lowest: bool = False
+) -> str | None:
+    """The tag naming the highest (`lowest`: the lowest) version that satisfies the range, or None.
 
     Tags that are not semver are skipped. Among tags naming equal versions (`1.2.0`, `v1.2.0`,
     `1.2.0+b7`) the one without a `v` prefix wins, then the lexicographically smallest, so the
@@ -505,7 +507,7 @@ def select(tags: Iterable[str], range_text: str | Range, include_prerelease: boo
                 continue
             key = (int(major), int(minor), int(patch), 0, pre_key)
         if best_key is not None:
-            if key < best_key:
+            if (key > best_key) if lowest else (key < best_key):
                 continue
             if key == best_key:  # same precedence: the range verdict is the same too
                 rank = (bool(prefix), tag)
