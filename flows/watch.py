@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from prefect import flow, get_run_logger
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
 from flows.pipeline import pipeline
-from promoflow import releases
-from promoflow.config import App
-from promoflow.project import Project
-from promoflow.promotion import sources
+from promoflow import watching
 from promoflow.records import Release
 from tasks._shared import project
 
@@ -23,28 +18,25 @@ PIPELINE_DEPLOYMENT = "pipeline/pipeline"
 @flow(name="watch", flow_run_name="watch")
 def watch(config: str = "promotions.yaml", apps: list[str] | None = None, promote: bool = True) -> list[str]:
     """Discover the newest release of every app (or of `apps`) by its tag policies; start a pipeline for each
-    one not seen before. Returns the new releases' ids."""
+    one not seen before. Returns the new releases' ids. An app that cannot be looked at fails the run after
+    the others' new releases went on."""
     p = project(config)
     chosen = [p.config.app(name) for name in apps] if apps else list(p.config.apps)
-    with ThreadPoolExecutor(max_workers=min(8, len(chosen)) or 1) as pool:  # sources wait on I/O
-        discovered = list(pool.map(lambda app: _discover(p, app), chosen))
+    cycle = watching.run_cycle(p, chosen)
     logger = get_run_logger()
-    new: list[Release] = [release for release in discovered if release is not None]
-    for release in new:
+    if cycle.requests:
+        logger.info("Registry requests: %s", ", ".join(f"{kind} {n}" for kind, n in sorted(cycle.requests.items())))
+    for release in cycle.new:
         logger.info("New release of %s: %s (%s)", release.app, release.label, release.id)
         if promote:
             _hand_off(release, config)
-    if not new:
+    if not cycle.new:
         logger.info("No new releases")
-    return [release.id for release in new]
-
-
-def _discover(p: Project, app: App) -> Release | None:
-    """The newest release by policy, recorded once (its id comes from its content); None if already known."""
-    candidate = releases.record(app.name, releases.discover(app, sources(p, app)), "watch")
-    if p.db.release(app.name, candidate.id):
-        return None
-    return p.db.save_release(candidate)
+    for app, error in cycle.failed.items():
+        logger.error("Cannot look at %s: %s", app, error)
+    if cycle.failed:
+        raise next(iter(cycle.failed.values()))
+    return [release.id for release in cycle.new]
 
 
 def _hand_off(release: Release, config: str) -> None:
