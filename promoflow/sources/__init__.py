@@ -53,7 +53,10 @@ class OciLayoutSource:
 
 @dataclass
 class RegistrySource:
-    """A repository in an OCI Distribution registry: one tag listing, then one HEAD per picked tag."""
+    """A repository in an OCI Distribution registry: one tag listing, then one HEAD per picked tag.
+
+    Each call is a session of its own; a watch cycle shares one per registry instead
+    (`promoflow.sources.session`)."""
 
     name: str
     url: str
@@ -74,8 +77,8 @@ class RegistrySource:
     async def _call(self, action: Callable[[RegistryClient], Awaitable[T]]) -> T:
         from urllib.parse import urlsplit
 
-        from promoflow.sources.registry import RegistryClient, find_credentials
+        from promoflow.sources.registry import RegistryClient, budget_from_env, find_credentials
 
-        credentials = find_credentials(urlsplit(self.url).netloc)
-        async with RegistryClient(self.url, credentials) as client:
+        host = urlsplit(self.url).netloc
+        async with RegistryClient(self.url, find_credentials(host), budget_from_env(host)) as client:
             return await action(client)
