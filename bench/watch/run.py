@@ -341,7 +341,8 @@ def part_webhook(work: Path, pushes: int) -> dict[str, Any]:
                     60,
                     logs,
                 )[0]
-                watch_run = runs(watch_id, pushed_at)[0]
+                # the run the push triggered (it names the apps), not one of the interval schedule's
+                watch_run = next(r for r in runs(watch_id, pushed_at) if r["parameters"].get("apps"))
                 sample = {
                     "tag": tag,
                     "watch_run_created": stamp(watch_run["created"]) - pushed_at,
@@ -361,7 +362,10 @@ def part_webhook(work: Path, pushes: int) -> dict[str, Any]:
                 if i:
                     samples.append(sample)
                 log(f"push {tag}: " + ", ".join(f"{k} {v:.2f}" for k, v in sample.items() if k != "tag"))
-        return {"pushes": samples, "poll_frequency": os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "default")}
+        from deployments.serve import POLL_FREQUENCY_SECONDS
+
+        poll = os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY") or f"{POLL_FREQUENCY_SECONDS} s (deployments/serve.py)"
+        return {"pushes": samples, "poll_frequency": poll}
     finally:
         for process in processes:
             stop(process)
@@ -385,6 +389,7 @@ def median(values: list[float]) -> float:
 
 
 def spread(values: list[float]) -> str:
+    values = [v for v in values if v == v]  # NaN: not recorded
     return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
@@ -445,7 +450,9 @@ def report(results: dict[str, Any]) -> str:
         goal = f"<= {GOALS['webhook_median_seconds']:g}" if key == "pipeline_run_started" else ""
         lines.append(f"| {key.replace('_', ' ')} | {spread([s[key] for s in hook['pushes']])} | {goal} |")
     pipeline_median = median([s["pipeline_run_started"] for s in hook["pushes"]])
-    hop = {key: median([s[key] for s in hook["pushes"]]) for key in hook["pushes"][0] if key != "tag"}
+    hop = {
+        key: median([s[key] for s in hook["pushes"] if s[key] == s[key]]) for key in hook["pushes"][0] if key != "tag"
+    }
     lines += [
         "",
         f"Where the time goes (medians): the event reaches Prefect and its trigger creates the watch run"
@@ -464,6 +471,8 @@ def report(results: dict[str, Any]) -> str:
     }
     lines += ["", "Goals (medians):", ""]
     lines += [f"- {name}: {'met' if ok else 'NOT met'}" for name, ok in met.items()]
+    if results.get("notes"):
+        lines += ["", "## Notes", "", *results["notes"]]
     return "\n".join(lines) + "\n"
 
 
