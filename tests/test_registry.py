@@ -580,7 +580,7 @@ def test_credential_helper_failures_say_what_to_fix_without_the_secret(helper_pa
         find_credentials("ghcr.io")
     assert "`docker-credential-odd get` failed for ghcr.io (exit 2): the keychain is locked" in str(broken.value)
     assert BASIC_PASSWORD not in str(broken.value)
-    with pytest.raises(TerminalError, match="holds an identity token for quay.io, which promoflow cannot use yet"):
+    with pytest.raises(TerminalError, match=r"holds an identity token for quay\.io, which promoflow cannot use yet"):
         find_credentials("quay.io")
 
     asked = install_helper(helper_path, "hub", {"https://index.docker.io/v1/": ["bob", "hub-tok"]})
