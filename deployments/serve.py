@@ -1,6 +1,7 @@
 """Serve the promoflow flows as Prefect deployments, no work pool needed: `python -m deployments.serve`.
 
 Connects to $PREFECT_API_URL, or to the local server in the state directory (started if none runs).
+The runner looks for runs to start every second ($PREFECT_RUNNER_POLL_FREQUENCY overrides it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
 TAGS = ["promoflow"]
+# How often the runner asks for runs to start. Prefect's default (10 s) is most of the delay between a
+# registry push and the pipeline run, twice (the triggered watch, then the pipeline it starts); one
+# small API request a second is cheap next to that.
+POLL_FREQUENCY_SECONDS = "1"
 
 
 def deployments() -> list[RunnerDeployment]:
@@ -48,6 +53,7 @@ def deployments() -> list[RunnerDeployment]:
 
 
 def main() -> None:
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", POLL_FREQUENCY_SECONDS)  # before Prefect is imported
     server.connect(settings.state_dir(settings.config_path()), launch=True)
     import prefect
 

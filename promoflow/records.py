@@ -190,6 +190,13 @@ class Database:
                 return found
             return release
 
+    def known_releases(self, ids: list[str]) -> set[str]:
+        """Which of these release ids are recorded (one query for a whole watch cycle)."""
+        if not ids:
+            return set()
+        with self.session() as s:
+            return set(s.exec(select(Release.id).where(col(Release.id).in_(ids))).all())
+
     def release(self, app: str, ref: str) -> Release | None:
         """A release by id, id prefix (at least 6 characters) or label."""
         with self.session() as s:

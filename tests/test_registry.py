@@ -7,6 +7,8 @@ import asyncio
 import base64
 import json
 import math
+import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -479,7 +481,6 @@ def test_credentials_from_docker_config(tmp_path: Path) -> None:
                     "quay.io": {},  # kept by a credential helper
                     "bad.example": {"auth": "not base64!"},
                 },
-                "credsStore": "desktop",
             }
         )
     )
@@ -495,6 +496,98 @@ def test_credentials_from_docker_config(tmp_path: Path) -> None:
     config.write_text("{not json")
     with pytest.raises(TerminalError, match=f"Cannot read the docker config {config}"):
         credentials_from_docker_config("ghcr.io", config)
+
+
+# --- docker credential helpers -----------------------------------------------------------------------
+
+HELPER = """#!{python}
+import json, pathlib, sys
+host = sys.stdin.read()
+pathlib.Path({asked!r}).open("a").write(sys.argv[1] + " " + host + "\\n")
+known = json.loads({known!r})
+if sys.argv[1] != "get":
+    sys.exit(3)
+if host not in known:
+    print("credentials not found in native keychain")
+    sys.exit(1)
+if known[host] == "broken":
+    print("the keychain is locked (password=" + {password!r} + ")", file=sys.stderr)
+    sys.exit(2)
+print(json.dumps({{"ServerURL": host, "Username": known[host][0], "Secret": known[host][1]}}))
+"""
+
+
+@pytest.fixture
+def helper_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory first on PATH and a docker config dir; `install_helper` puts helpers in it."""
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    return tmp_path
+
+
+def install_helper(where: Path, name: str, known: dict[str, Any]) -> Path:
+    """`docker-credential-<name>`: answers `get` for the hosts in `known`; logs what it was asked."""
+    asked = where / f"{name}.asked"
+    script = where / "bin" / f"docker-credential-{name}"
+    script.write_text(
+        HELPER.format(python=sys.executable, asked=str(asked), known=json.dumps(known), password=BASIC_PASSWORD)
+    )
+    script.chmod(0o755)
+    return asked
+
+
+def test_credential_helpers_named_by_the_docker_config_log_in(
+    basic_registry: str, pushed: Pushed, helper_path: Path
+) -> None:
+    host = host_of(basic_registry)
+    asked = install_helper(helper_path, "pftest", {host: [BASIC_USER, BASIC_PASSWORD]})
+    wrong = base64.b64encode(f"{BASIC_USER}:wrong-Pa55-0d2b19".encode()).decode()
+    config = helper_path / "config.json"
+
+    async def tags(credentials: Credentials | None) -> list[str]:
+        async with RegistryClient(basic_registry, credentials, retry=FAST) as client:
+            return await client.list_tags("team/web")
+
+    # credHelpers wins over a stale `auths` entry, as in docker
+    config.write_text(json.dumps({"credHelpers": {host: "pftest"}, "auths": {host: {"auth": wrong}}}))
+    found = find_credentials(host)
+    assert found is not None and (found.username, found.password) == (BASIC_USER, BASIC_PASSWORD)
+    assert found.source == f"docker-credential-pftest (docker config {config} (credHelpers[{host!r}]))"
+    assert sorted(run(tags(found))) == sorted(WEB_TAGS)
+    assert asked.read_text().splitlines() == [f"get {host}"]  # the registry host on stdin
+
+    # credsStore: the helper for every registry without a credHelpers entry
+    config.write_text(json.dumps({"credsStore": "pftest", "auths": {host: {}}}))
+    found = find_credentials(host)
+    assert found is not None and found.password == BASIC_PASSWORD and "(credsStore)" in found.source
+    assert find_credentials("elsewhere.example") is None  # "credentials not found": anonymous
+
+
+def test_credential_helper_failures_say_what_to_fix_without_the_secret(helper_path: Path) -> None:
+    config = helper_path / "config.json"
+    config.write_text(json.dumps({"credHelpers": {"ghcr.io": "absent"}}))
+    with pytest.raises(TerminalError) as missing:
+        find_credentials("ghcr.io")
+    assert str(missing.value) == (
+        f"docker config {config} (credHelpers['ghcr.io']) says the credentials for ghcr.io come from"
+        " `docker-credential-absent`, which is not on PATH: install it, or change that entry."
+    )
+
+    install_helper(helper_path, "odd", {"ghcr.io": "broken", "quay.io": ["<token>", "refresh-tok"]})
+    config.write_text(json.dumps({"credsStore": "odd"}))
+    with pytest.raises(TerminalError) as broken:
+        find_credentials("ghcr.io")
+    assert "`docker-credential-odd get` failed for ghcr.io (exit 2): the keychain is locked" in str(broken.value)
+    assert BASIC_PASSWORD not in str(broken.value)
+    with pytest.raises(TerminalError, match=r"holds an identity token for quay\.io, which promoflow cannot use yet"):
+        find_credentials("quay.io")
+
+    asked = install_helper(helper_path, "hub", {"https://index.docker.io/v1/": ["bob", "hub-tok"]})
+    config.write_text(json.dumps({"credsStore": "hub"}))
+    hub = find_credentials("registry-1.docker.io")
+    assert hub is not None and hub.username == "bob"
+    assert asked.read_text().splitlines() == ["get https://index.docker.io/v1/"]  # where `docker login` keeps it
 
 
 def test_registry_urls_carry_no_credentials() -> None:

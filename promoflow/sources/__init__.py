@@ -54,7 +54,10 @@ class OciLayoutSource:
 
 @dataclass
 class RegistrySource:
-    """A repository in an OCI Distribution registry: one tag listing, then one HEAD per picked tag."""
+    """A repository in an OCI Distribution registry: one tag listing, then one HEAD per picked tag.
+
+    Each call is a session of its own; a watch cycle shares one per registry instead
+    (`promoflow.sources.session`)."""
 
     name: str
     url: str
@@ -62,6 +65,7 @@ class RegistrySource:
     platform: str | None = None
     credentials: RegistryCredentials | None = None  # references from promotions.yaml, read when first needed
     _digests: dict[str, str] = field(default_factory=dict)
+    _named: Credentials | None = None
 
     def tags(self) -> list[str]:
         return self._call(lambda client: client.list_tags(self.repository))
@@ -74,19 +78,25 @@ class RegistrySource:
     def _call(self, action: Callable[[RegistryClient], Awaitable[T]]) -> T:
         from urllib.parse import urlsplit
 
-        from promoflow.sources.registry import RegistryClient, find_credentials
+        from promoflow.sources.registry import RegistryClient, budget_from_env, find_credentials
 
         # Read before the event loop starts: a Prefect Secret block loads synchronously only outside one.
-        credentials = self._resolved_credentials or find_credentials(urlsplit(self.url).netloc)
+        host = urlsplit(self.url).netloc
+        credentials = self.named_credentials() or find_credentials(host)
 
         async def call() -> T:
-            async with RegistryClient(self.url, credentials) as client:
+            async with RegistryClient(self.url, credentials, budget_from_env(host)) as client:
                 return await action(client)
 
         return asyncio.run(call())
 
-    @cached_property
-    def _resolved_credentials(self) -> Credentials | None:
+    def named_credentials(self) -> Credentials | None:
+        """The credentials promotions.yaml names for this source, read once; None: look them up by host."""
+        if self.credentials is not None and self._named is None:
+            self._named = self._read_credentials()
+        return self._named
+
+    def _read_credentials(self) -> Credentials | None:
         from promoflow.secrets import REFERENCE, resolve
         from promoflow.sources.registry import Credentials
 

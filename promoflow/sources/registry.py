@@ -18,7 +18,9 @@ message says what to change, with secrets redacted. No Prefect imports.
 Credentials come from environment variables (`PROMOFLOW_REGISTRY_<HOST>_USERNAME` and `..._PASSWORD`,
 where <HOST> is the registry's host[:port] upper-cased with every other character than A-Z and 0-9
 replaced by `_`: `ghcr.io` -> `GHCR_IO`, `127.0.0.1:5000` -> `127_0_0_1_5000`) or from a docker
-`config.json` (`auths`; credential helpers are not consulted).
+`config.json`, as docker reads it: the host's `credHelpers` entry, else `credsStore`, else `auths`
+(a helper is the program `docker-credential-<name>`). The request budget of a registry comes from
+`PROMOFLOW_REGISTRY_<HOST>_RATE` (requests per second) and `..._CONCURRENCY`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import json
 import os
 import random
 import re
+import shutil
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -61,8 +65,10 @@ __all__ = [
     "DigestKey",
     "RegistryClient",
     "RetryPolicy",
+    "budget_from_env",
     "credentials_from_docker_config",
     "credentials_from_env",
+    "credentials_from_helper",
     "env_names",
     "find_credentials",
     "parse_challenge",
@@ -83,6 +89,7 @@ TAGS_PAGE_SIZE = 1000  # the largest page Distribution 3 serves; registries with
 USER_AGENT = "promoflow"
 DEFAULT_RATE_PER_SECOND = 10.0
 DEFAULT_MAX_CONCURRENCY = 4
+CREDENTIAL_HELPER_TIMEOUT_SECONDS = 30.0
 # Renew a bearer token this long before it expires (at most a tenth of its life).
 TOKEN_RENEW_EARLY_SECONDS = 5.0
 # The spec's default lifetime of a token whose response has no expires_in.
@@ -142,11 +149,12 @@ def docker_config_path() -> Path:
 
 
 def credentials_from_docker_config(host: str, path: Path | None = None) -> Credentials | None:
-    """Credentials for `host` from the `auths` of a docker config file; None when it has none.
+    """Credentials for `host` from a docker config file, the way docker picks them; None when it has none.
 
-    An entry's key may be a bare host or a URL (`https://ghcr.io`, `https://index.docker.io/v1/`);
-    its credentials are `auth` (base64 of `user:password`) or `username` and `password`. Entries
-    kept by a credential helper (`credsStore`, `credHelpers`) are empty here and not consulted.
+    The host's `credHelpers` entry wins, then `credsStore`: both name a credential helper, the program
+    `docker-credential-<name>` (`credentials_from_helper`). Else `auths`: an entry's key may be a bare
+    host or a URL (`https://ghcr.io`, `https://index.docker.io/v1/`); its credentials are `auth`
+    (base64 of `user:password`) or `username` and `password`.
     """
     path = path or docker_config_path()
     try:
@@ -155,19 +163,97 @@ def credentials_from_docker_config(host: str, path: Path | None = None) -> Crede
         return None
     except (OSError, ValueError) as exc:
         raise TerminalError(f"Cannot read the docker config {path}: {type(exc).__name__}; fix or remove it.") from None
-    auths = config.get("auths") if isinstance(config, dict) else None
-    if not isinstance(auths, dict):
+    if not isinstance(config, dict):
         return None
     wanted = _canonical_host(host)
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        for key, helper in helpers.items():
+            if _canonical_host(key) == wanted and isinstance(helper, str) and helper:
+                return credentials_from_helper(helper, host, source=f"docker config {path} (credHelpers[{key!r}])")
+    store = config.get("credsStore")
+    if isinstance(store, str) and store:
+        return credentials_from_helper(store, host, source=f"docker config {path} (credsStore)")
+    auths = config.get("auths")
+    if not isinstance(auths, dict):
+        return None
     for key, entry in auths.items():
         if _canonical_host(key) == wanted and isinstance(entry, dict):
             return _docker_entry_credentials(entry, source=f"docker config {path} (auths[{key!r}])")
     return None
 
 
+def credentials_from_helper(helper: str, host: str, source: str = "the docker config") -> Credentials | None:
+    """Credentials for `host` from a docker credential helper: `docker-credential-<helper> get` with the
+    registry on stdin, JSON `{"Username", "Secret"}` on stdout; None when it has none for `host`.
+
+    Docker Hub is asked by the name `docker login` stores it under (`https://index.docker.io/v1/`).
+    """
+    program = f"docker-credential-{helper}"
+    binary = shutil.which(program)
+    if binary is None:
+        raise TerminalError(
+            f"{source} says the credentials for {host} come from `{program}`, which is not on PATH:"
+            " install it, or change that entry."
+        )
+    server = "https://index.docker.io/v1/" if _canonical_host(host) == _DOCKER_HUB[0] else host
+    try:
+        answer = subprocess.run(
+            [binary, "get"],
+            input=server,
+            capture_output=True,
+            text=True,
+            timeout=CREDENTIAL_HELPER_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TransientError(
+            f"`{program} get` gave no answer for {host} within {CREDENTIAL_HELPER_TIMEOUT_SECONDS:g} s."
+        ) from None
+    except OSError as exc:
+        raise TerminalError(f"Cannot run `{program}` ({source}): {type(exc).__name__}: {exc}.") from None
+    said = (answer.stdout.strip() or answer.stderr.strip())[:_ERROR_TEXT_LIMIT]
+    if answer.returncode != 0:
+        if "credentials not found" in said.lower():  # the helpers' common "nothing stored" answer
+            return None
+        raise TerminalError(
+            redact(f"`{program} get` failed for {host} (exit {answer.returncode}): {said or 'no message'}.")
+        )
+    try:
+        found = json.loads(answer.stdout)
+    except ValueError:
+        found = None
+    username = found.get("Username") if isinstance(found, dict) else None
+    secret = found.get("Secret") if isinstance(found, dict) else None
+    if not (isinstance(username, str) and isinstance(secret, str) and username and secret):
+        raise TerminalError(f"`{program} get` answered for {host} without a Username and Secret.")
+    if username == "<token>":
+        raise TerminalError(
+            f"`{program}` holds an identity token for {host}, which promoflow cannot use yet: give it a"
+            f" username and password or access token ({' and '.join(env_names(host))})."
+        )
+    return Credentials(username, secret, source=f"{program} ({source})")
+
+
 def find_credentials(host: str) -> Credentials | None:
     """Credentials for `host`: its environment variables first, then the docker config; None: anonymous."""
     return credentials_from_env(host) or credentials_from_docker_config(host)
+
+
+def budget_from_env(host: str, prefix: str = ENV_PREFIX) -> Budget:
+    """The budget of a registry: `PREFIX_<HOST>_RATE` requests per second (default 10) and at most
+    `PREFIX_<HOST>_CONCURRENCY` in flight (default 4)."""
+    key = re.sub(r"[^A-Z0-9]", "_", host.upper())
+    rate_var, concurrency_var = f"{prefix}_{key}_RATE", f"{prefix}_{key}_CONCURRENCY"
+    try:
+        rate = float(os.environ.get(rate_var) or DEFAULT_RATE_PER_SECOND)
+        concurrency = int(os.environ.get(concurrency_var) or DEFAULT_MAX_CONCURRENCY)
+        return Budget(rate, concurrency)
+    except ValueError:
+        raise TerminalError(
+            f"{rate_var} must be a number of requests per second above 0 and {concurrency_var} a whole number"
+            " of at least 1."
+        ) from None
 
 
 def _canonical_host(key: str) -> str:
