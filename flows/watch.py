@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
 from prefect import flow, get_run_logger
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
@@ -10,8 +16,14 @@ from flows.pipeline import pipeline
 from promoflow import releases, watching
 from tasks._shared import project
 
+if TYPE_CHECKING:
+    from prefect.events import Event
+
 REQUESTER = "promoflow-watch"
 PIPELINE_DEPLOYMENT = "pipeline/pipeline"
+# Set by `WatchHere` in the webhook receiver: new releases start their pipeline in this process.
+_HAND_OFF: ContextVar[Callable[[str, str, str], None] | None] = ContextVar("promoflow_hand_off", default=None)
+logger = logging.getLogger("promoflow.webhooks")
 
 
 @flow(name="watch", flow_run_name="watch")
@@ -53,8 +65,53 @@ def watch(config: str = "promotions.yaml", apps: list[str] | None = None, promot
 
 def _hand_off(app_or_group: str, release: str, config: str) -> None:
     """Start the pipeline deployment if one is served (the watch does not wait for approvals), else run it here."""
+    here = _HAND_OFF.get()
+    if here is not None:
+        here(app_or_group, release, config)
+        return
     parameters = {"app": app_or_group, "release": release, "requested_by": REQUESTER, "config": config}
     try:
         run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=0)
     except ObjectNotFound:
         pipeline(app_or_group, release=release, requested_by=REQUESTER, config=config)
+
+
+class WatchHere:
+    """The webhook receiver's `--watch-here` mode: a push runs `watch` for its apps, and the pipelines of the
+    releases it finds, as flow runs of the receiver's own long-running process (in threads), instead of an event
+    the served `watch` deployment picks up. No runner poll and no new Python process stand between a push and
+    its pipeline. GitHub review and check events still go to Prefect, where the approval waits look for them."""
+
+    def __init__(self, config: str, emit: Callable[[Event], None]) -> None:
+        self.config = config
+        self._emit = emit
+        self._watches = ThreadPoolExecutor(max_workers=4, thread_name_prefix="watch")
+        # Pipelines may wait days for an approval: each gets its own thread.
+        self._pipelines = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pipeline")
+
+    def __call__(self, event: Event) -> None:
+        from promoflow.webhooks import EVENT
+
+        if event.event != EVENT:
+            self._emit(event)
+            return
+        self._watches.submit(self._watch, list(event.payload["apps"]))
+
+    def _watch(self, apps: list[str]) -> None:
+        token = _HAND_OFF.set(self._start_pipeline)
+        try:
+            watch(config=self.config, apps=apps)
+        except Exception as error:  # recorded on the flow run; the receiver goes on
+            logger.error("The watch of %s failed: %s", ", ".join(apps), error)
+        finally:
+            _HAND_OFF.reset(token)
+
+    def _start_pipeline(self, app_or_group: str, release: str, config: str) -> None:
+        self._pipelines.submit(self._pipeline, app_or_group, release, config)
+
+    @staticmethod
+    def _pipeline(app_or_group: str, release: str, config: str) -> None:
+        try:
+            pipeline(app_or_group, release=release, requested_by=REQUESTER, config=config)
+        except Exception as error:
+            logger.error("The pipeline of %s %s failed: %s", app_or_group, release, error)

@@ -353,15 +353,23 @@ def watch(
 def webhook(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8480,
+    watch_here: Annotated[
+        bool,
+        typer.Option(
+            help="Run the watch of a push, and the pipelines of the releases it finds, in this process (about a "
+            "second from push to pipeline) instead of handing it to the served `watch` deployment."
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Receive registry push webhooks (Distribution, Docker Hub, GHCR, Harbor) and run `watch` for the apps
-    they concern, within seconds of a push. The secret comes from $PROMOFLOW_WEBHOOK_SECRET; see
-    docs/webhooks.md."""
+    they concern, within seconds of a push; and GitHub review, status and check deliveries, which wake the
+    promotions waiting on them. The secret comes from $PROMOFLOW_WEBHOOK_SECRET; see docs/webhooks.md."""
     from promoflow import webhooks
 
     with _user_errors():
-        webhooks.serve(settings.config_path(config), host, port, os.environ.get(webhooks.SECRET_ENV, ""))
+        secret = os.environ.get(webhooks.SECRET_ENV, "")
+        webhooks.serve(settings.config_path(config), host, port, secret, watch_here=watch_here)
 
 
 def _check_promotable(project: Project, app_name: str, env: str, release: str | None) -> str:

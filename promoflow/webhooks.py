@@ -539,8 +539,10 @@ def create_app(config_path: str | Path, secret: str, emit: Emit | None = None) -
     )
 
 
-def serve(config_path: str | Path, host: str, port: int, secret: str) -> None:
-    """Run the receiver with uvicorn until SIGTERM/SIGINT, against $PREFECT_API_URL or the local server."""
+def serve(config_path: str | Path, host: str, port: int, secret: str, watch_here: bool = False) -> None:
+    """Run the receiver with uvicorn until SIGTERM/SIGINT, against $PREFECT_API_URL or the local server.
+
+    `watch_here`: run the watch of a push and its pipelines in this process (`flows.watch.WatchHere`)."""
     import uvicorn
 
     from promoflow import server, settings
@@ -553,7 +555,14 @@ def serve(config_path: str | Path, host: str, port: int, secret: str) -> None:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
-    app = create_app(path, secret)
+    emit: Emit | None = None
+    if watch_here:
+        from flows.watch import WatchHere
+        from promoflow.logs import quiet_user_error_tracebacks
+
+        quiet_user_error_tracebacks()
+        emit = WatchHere(str(path), _prefect_emitter())
+    app = create_app(path, secret, emit)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

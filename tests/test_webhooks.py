@@ -661,3 +661,68 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
         if (found := api.get(f"/deployments/name/watch/{DEPLOYMENT}")).status_code == 200:
             api.delete(f"/deployments/{found.json()['id']}")  # and its trigger with it
         api.close()
+
+
+@pytest.mark.prefect
+def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_seconds(
+    sandbox: Sandbox, prefect_api: str, tmp_path: Path
+) -> None:
+    """`promoflow webhook --watch-here`: no served deployment at all; the push's watch and the pipeline of the
+    release it finds are flow runs of the receiver's own process, dev promoted a few seconds after the push."""
+    from datetime import datetime
+
+    api = httpx.Client(base_url=prefect_api, timeout=10)
+    port = free_port(0)
+    endpoints = (
+        f"- name: promoflow\n  url: http://127.0.0.1:{port}/hooks/registry\n"
+        f"  headers: {{Authorization: [Bearer {SECRET}]}}\n  timeout: 1s\n  threshold: 3\n  backoff: 1s\n"
+        "  ignore: {mediatypes: [application/octet-stream], actions: [pull]}\n"
+    )
+    registry = start_registry(
+        tmp_path / "registry", tmp_path / "storage", {"REGISTRY_NOTIFICATIONS_ENDPOINTS": endpoints}
+    )
+    log = tmp_path / "receiver.log"
+    receiver: subprocess.Popen[bytes] | None = None
+    try:
+        sandbox.edit_config(
+            "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
+            f"          registry: {registry.url}\n          repository: demo/web",
+        )
+        sandbox.edit_config("    path: apps/web\n", "    path: apps/web\n    environments: [dev]\n")
+        with log.open("wb") as out:
+            receiver = subprocess.Popen(
+                [sys.executable, "-m", "promoflow", "webhook", "--watch-here", "--port", str(port)],
+                cwd=sandbox.base,
+                env={**os.environ, "PROMOFLOW_WEBHOOK_SECRET": SECRET},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def receiver_up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _wait("the receiver", receiver_up, 30, [log])
+        with httpx.Client(base_url=registry.url, timeout=10) as http:
+            push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
+        pushed_at = time.time()
+
+        def promoted() -> Any:
+            found = sandbox.db().release("web", "1.6.0")
+            states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
+            return next((p for p in states if p.release_id == found.id and p.state == "succeeded"), None)
+
+        promotion = _wait("dev running 1.6.0", promoted, 60, [log, registry.log])
+        query = {"flow_runs": {"name": {"like_": "pipeline web"}}, "sort": "START_TIME_DESC", "limit": 1}
+        (run,) = api.post("/flow_runs/filter", json=query).json()
+        started = datetime.fromisoformat(run["start_time"]).timestamp() - pushed_at
+        print(f"push -> pipeline running {started:.2f} s")
+        assert promotion.requested_by == "promoflow-watch"
+        assert run["parameters"]["app"] == "web" and run["deployment_id"] is None  # run by the receiver itself
+        assert SECRET not in log.read_text()
+    finally:
+        if receiver is not None:
+            _stop(receiver)
+        registry.stop()
