@@ -49,10 +49,12 @@ def describe(
     images = "\n".join(f"| `{p.name}` | `{p.tag}` | `{p.digest}` |" for p in pins)
     reason = f"\n**Reason:** {promotion.reason}\n" if promotion.reason else ""
     run = f" [Prefect run]({run_url})." if run_url else ""
+    table = f"| image | tag | digest |\n|---|---|---|\n{images}\n\n" if pins else ""
+    config = f"Config commit: `{release.commit}`.\n\n" if release.commit else ""
     return (
         f"## {title(promotion, release)}\n\n"
         f"Promotion **{promotion.id}** of release `{release.id}`, requested by **{promotion.requested_by}**, "
         f"branch `{branch}`.{run}\n{reason}\n"
-        f"| image | tag | digest |\n|---|---|---|\n{images}\n\n"
+        f"{table}{config}"
         f"```diff\n{diff.strip()[:6000]}\n```\n"
     )
