@@ -189,6 +189,17 @@ class RunningRegistry:
             self.process.wait(timeout=5)
 
 
+def notifying(port: int, secret: str) -> dict[str, str]:
+    """REGISTRY_* settings that make the registry notify `promoflow webhook` on 127.0.0.1:`port` of every push
+    (Distribution's `notifications.endpoints`, given as YAML in its environment override)."""
+    endpoints = (
+        f"- name: promoflow\n  url: http://127.0.0.1:{port}/hooks/registry\n"
+        f"  headers: {{Authorization: [Bearer {secret}]}}\n  timeout: 1s\n  threshold: 3\n  backoff: 1s\n"
+        "  ignore: {mediatypes: [application/octet-stream], actions: [pull]}\n"
+    )
+    return {"REGISTRY_NOTIFICATIONS_ENDPOINTS": endpoints}
+
+
 def start_registry(workdir: Path, storage: Path, settings: dict[str, str]) -> RunningRegistry:
     """`docker-registry serve` on a free port of 127.0.0.1 over `storage`; `settings` are REGISTRY_* variables."""
     binary = shutil.which("docker-registry")

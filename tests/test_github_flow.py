@@ -3,9 +3,7 @@ repository promoflow clones; plus the directory layout and the branch mode, end 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from github import Auth, Github
 
 from promoflow.sandbox.github import GitHubStandIn
 from tests.conftest import Sandbox
+from tests.test_promotion_flows import start_cli, wait_for
 
 pytestmark = pytest.mark.prefect
 
@@ -67,30 +66,9 @@ def configure(sandbox: Sandbox, repository: str, environments: str) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def start(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "promoflow", *args],
-        cwd=sandbox.base,
-        env={**os.environ, **PEOPLE, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def finish(process: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str]:
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out + err
-
-
-def wait_for(predicate: Any, timeout: float = 90, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def repo(standin: GitHubStandIn) -> Any:
@@ -141,7 +119,7 @@ def test_pipeline_dev_staging_prod_through_github_reviews_and_checks(sandbox: Sa
 """,
     )
     sandbox.publish("1.2.0")
-    pipeline = start(sandbox, "pipeline", "web")
+    pipeline = start_cli(sandbox, "pipeline", "web", env=PEOPLE)
 
     staging = open_pull(github, "env/staging")
     assert {label.name for label in staging.labels} == {"promotion", "env:staging"}
@@ -202,7 +180,7 @@ def test_a_failing_required_check_ends_the_promotion_with_its_message(sandbox: S
 """,
     )
     sandbox.publish("1.2.0")
-    promote = start(sandbox, "promote", "web", "--to", "dev")
+    promote = start_cli(sandbox, "promote", "web", "--to", "dev", env=PEOPLE)
     pull = open_pull(github, "env/dev")
     github.set_status(REPO, pull.head.sha, "failure", context="ci/test", description="3 tests failed")
     code, output = finish(promote)

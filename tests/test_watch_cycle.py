@@ -90,9 +90,7 @@ def test_a_cycle_lists_each_repository_once_and_heads_only_changed_picks(
     assert changed.requests == Counter({"GET ping": 1, "GET tags": 2, "HEAD manifest": 2})
 
 
-def test_one_app_that_cannot_be_looked_at_does_not_stop_the_others(
-    sandbox: Sandbox, registry: str, team: str
-) -> None:
+def test_one_app_that_cannot_be_looked_at_does_not_stop_the_others(sandbox: Sandbox, registry: str, team: str) -> None:
     push(registry, f"{team}/api", "1.0.0")
     project = configure(
         sandbox,

@@ -24,7 +24,7 @@ from promoflow.errors import TerminalError
 from promoflow.server import free_port
 from promoflow.webhooks import EVENT, MAX_BODY_BYTES, create_app, trigger
 from tests.conftest import ROOT, Sandbox
-from tests.registry_fixtures import Pushed, push_index, start_registry
+from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
 
 if TYPE_CHECKING:
     from prefect.events import Event
@@ -581,15 +581,7 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
     processes: list[subprocess.Popen[bytes]] = []
     api = httpx.Client(base_url=prefect_api, timeout=10)
     port = free_port(0)
-    # Distribution's `notifications.endpoints`, given as YAML in its REGISTRY_* environment override
-    endpoints = (
-        f"- name: promoflow\n  url: http://127.0.0.1:{port}/hooks/registry\n"
-        f"  headers: {{Authorization: [Bearer {SECRET}]}}\n  timeout: 1s\n  threshold: 3\n  backoff: 1s\n"
-        "  ignore: {mediatypes: [application/octet-stream], actions: [pull]}\n"
-    )
-    registry = start_registry(
-        tmp_path / "registry", tmp_path / "storage", {"REGISTRY_NOTIFICATIONS_ENDPOINTS": endpoints}
-    )
+    registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, SECRET))
     try:
         sandbox.edit_config(
             "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
@@ -673,14 +665,7 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
 
     api = httpx.Client(base_url=prefect_api, timeout=10)
     port = free_port(0)
-    endpoints = (
-        f"- name: promoflow\n  url: http://127.0.0.1:{port}/hooks/registry\n"
-        f"  headers: {{Authorization: [Bearer {SECRET}]}}\n  timeout: 1s\n  threshold: 3\n  backoff: 1s\n"
-        "  ignore: {mediatypes: [application/octet-stream], actions: [pull]}\n"
-    )
-    registry = start_registry(
-        tmp_path / "registry", tmp_path / "storage", {"REGISTRY_NOTIFICATIONS_ENDPOINTS": endpoints}
-    )
+    registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, SECRET))
     log = tmp_path / "receiver.log"
     receiver: subprocess.Popen[bytes] | None = None
     try:

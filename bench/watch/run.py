@@ -278,21 +278,14 @@ def part_webhook(work: Path, pushes: int, here: bool = False) -> dict[str, Any]:
     pipeline deployment)."""
     work.mkdir(parents=True, exist_ok=True)
     from promoflow import demo, server
-    from tests.registry_fixtures import push_image, start_registry
+    from tests.registry_fixtures import notifying, push_image, start_registry
 
     state = work / "prefect"
     prefect = server.start(state, port=server.free_port(0))
     api = httpx.Client(base_url=prefect.api_url, timeout=10)
     processes: list[subprocess.Popen[bytes]] = []
     port = server.free_port(0)
-    endpoints = (
-        f"- name: promoflow\n  url: http://127.0.0.1:{port}/hooks/registry\n"
-        f"  headers: {{Authorization: [Bearer {SECRET}]}}\n  timeout: 1s\n  threshold: 3\n  backoff: 1s\n"
-        "  ignore: {mediatypes: [application/octet-stream], actions: [pull]}\n"
-    )
-    registry = start_registry(
-        work / "hook-registry", work / "hook-storage", {"REGISTRY_NOTIFICATIONS_ENDPOINTS": endpoints}
-    )
+    registry = start_registry(work / "hook-registry", work / "hook-storage", notifying(port, SECRET))
     try:
         base = work / "hook-project"
         base.mkdir()
