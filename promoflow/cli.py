@@ -60,14 +60,14 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="promotions.yaml to use [default: $PROMOFLOW_CONFIG or ./promotions.yaml]",
+        help="promotions.yaml to use (default: $PROMOFLOW_CONFIG or ./promotions.yaml)",
         show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 AsOption = Annotated[
     str | None,
-    typer.Option("--as", help="Who is acting [default: $PROMOFLOW_USER or $USER].", show_default=False),
+    typer.Option("--as", help="Who is acting (default: $PROMOFLOW_USER or $USER).", show_default=False),
 ]
 
 EXIT_FAILED = 1
@@ -115,7 +115,7 @@ def _project(config: str | None) -> Project:
 @app.command()
 def validate(
     file: Annotated[
-        str | None, typer.Argument(help="File to check [default: ./promotions.yaml]", show_default=False)
+        str | None, typer.Argument(help="File to check (default: ./promotions.yaml)", show_default=False)
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -266,7 +266,7 @@ def promote(
     app_name: Annotated[str, typer.Argument(metavar="APP", help="App to promote.")],
     to: Annotated[str, typer.Option("--to", help="Environment to promote into.")],
     release: Annotated[
-        str | None, typer.Option(help="Release id, label or tag [default: newest allowed by the tag policy].")
+        str | None, typer.Option(help="Release id, label or tag (default: newest allowed by the tag policy).")
     ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",
     as_user: AsOption = None,
@@ -295,7 +295,7 @@ def pipeline(
         str | None,
         typer.Option(
             help="Release id, label, tag or config commit; for a group, a bundle id or label "
-            "[default: newest allowed by the tag policy and the newest config commit]."
+            "(default: newest allowed by the tag policy and the newest config commit)."
         ),
     ] = None,
     as_user: AsOption = None,
@@ -482,7 +482,7 @@ def rollback(
     env: Annotated[str, typer.Option("--env", "-e", help="Environment to roll back.")],
     to: Annotated[
         str | None,
-        typer.Option(help="Release id, label or tag [default: the last known good before the current]."),
+        typer.Option(help="Release id, label or tag (default: the last known good before the current)."),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the records).")] = "manual rollback",
     as_user: AsOption = None,
@@ -533,7 +533,7 @@ def unreject(
 @images_app.command("select")
 def images_select(
     tags: Annotated[
-        list[str] | None, typer.Argument(help="Tags to choose from [default: one per line on stdin].")
+        list[str] | None, typer.Argument(help="Tags to choose from (default: one per line on stdin).")
     ] = None,
     semver: Annotated[str, typer.Option(help="Semver range (npm syntax): '>=1.2 <2', '^1.4', '~1.4.2', '1.x'.")] = "*",
     prerelease: Annotated[bool, typer.Option("--prerelease", help="Let prerelease versions be picked.")] = False,
@@ -634,7 +634,7 @@ def sandbox_github(
         list[str],
         typer.Option(metavar="OWNER/NAME=BARE_REPO_PATH", help="A repository to serve, backed by a bare git repo."),
     ],
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 [default: a free one].", show_default=False)] = 0,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: a free one).", show_default=False)] = 0,
 ) -> None:
     """Serve a simulated GitHub REST API at http://127.0.0.1:PORT/api/v3 until Ctrl-C.
 
@@ -656,7 +656,7 @@ def sandbox_github(
 
 @sandbox_app.command("kube")
 def sandbox_kube(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 [default: a free one].", show_default=False)] = 0,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: a free one).", show_default=False)] = 0,
     kubeconfig: Annotated[Path, typer.Option(help="Where to write a kubeconfig for it.")] = Path("sandbox.kubeconfig"),
 ) -> None:
     """Serve a simulated Kubernetes API until Ctrl-C, and write a kubeconfig (context `sandbox`) for it.
