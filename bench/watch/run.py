@@ -540,6 +540,7 @@ def main() -> None:
             results["listing"] = previous["listing"]
             results["listing_when"] = previous.get("listing_when", previous["when"])
             results["listing_load_average"] = previous.get("listing_load_average", previous.get("load_average"))
+            results["notes"] = previous.get("notes", [])
         else:
             results["listing"] = part_listing(work, args.rounds)
             results["listing_when"] = results["when"]
