@@ -157,7 +157,10 @@ def from_records(config: Path, apps: list[str], release: str, digests: dict[str,
     bundles = {p.bundle_id for p in runs}
     assert len(bundles) == 1 and None not in bundles, bundles
     assert len({p.flow_run_id for p in runs}) == 1, "not one flow run"
-    spans, requests, changed, by_step = [], [], [], {}  # type: ignore[var-annotated]
+    spans: list[float] = []
+    requests: list[int] = []
+    changed: list[int] = []
+    by_step: dict[str, list[float]] = {}
     for p in runs:
         assert p.id is not None and p.ended_at is not None
         steps = db.steps(p.id)
@@ -179,6 +182,11 @@ def from_records(config: Path, apps: list[str], release: str, digests: dict[str,
         "bundle": bundles.pop(),
         "records_span_s": round((last.ended_at - first.created_at).total_seconds(), 3),
         "per_app_promotion_s": stats(spans),
+        "per_app_promotion_first_10_last_10_median_s": [
+            round(statistics.median(spans[:10]), 3),
+            round(statistics.median(spans[-10:]), 3),
+        ],
+        "in_steps_s": round(sum(sum(values) for values in by_step.values()), 3),
         "steps_s": {name: stats(values) for name, values in by_step.items()},
         "apply_requests": {"total": sum(requests), "min": min(requests), "max": max(requests)},
         "apply_changed_objects": {"total": sum(changed), "min": min(changed), "max": max(changed)},

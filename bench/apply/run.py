@@ -306,7 +306,17 @@ def pipeline_markdown(r: dict[str, Any]) -> list[str]:
             "- outside the records (start-up, release resolution, flow run), s",
             lambda x: f"{x['wall_s'] - x['records']['records_span_s']:.1f}",
         ),
+        row(
+            "- in the steps / between and around them (Prefect, records), s",
+            lambda x: (
+                f"{x['records']['in_steps_s']:.1f} / {x['records']['records_span_s'] - x['records']['in_steps_s']:.1f}"
+            ),
+        ),
         row("promotion of one app (created .. ended), s", lambda x: spread(x["records"]["per_app_promotion_s"])),
+        row(
+            "- median of the first 10 apps / of the last 10, s",
+            lambda x: "{:.3f} / {:.3f}".format(*x["records"]["per_app_promotion_first_10_last_10_median_s"]),
+        ),
         *(row(f"- {step}, s", step_cell(step)) for step in steps),
         row(
             "Kubernetes requests per apply (min-max); total",
