@@ -3,6 +3,7 @@
 Starts `promoflow sandbox kube` (the stand-in in its own process, as a user would run it), then drives
 promoflow's kubernetes target the way the apply and verify steps do: render a plain YAML directory
 (with schema validation), `KubernetesTarget.apply` with the previous inventory, `rollout_status`.
+Then (pipeline.py) a project of 100 such apps in one group, promoted by one `promoflow pipeline GROUP` run.
 Writes results.json and results.md next to this file. See README.md.
 """
 
@@ -196,6 +197,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kb / 2**20, 1),
         "python": platform.python_version(),
         "kubernetes_client": importlib.metadata.version("kubernetes"),
+        "prefect": importlib.metadata.version("prefect"),
         "platform": platform.platform(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
@@ -260,14 +262,100 @@ def markdown(r: dict[str, Any]) -> str:
         + ("met" if statistics.median(re_s) <= GOAL_REAPPLY_SECONDS and not moved else "NOT met")
         + ".",
         "",
+        *pipeline_markdown(r),
     ]
     return "\n".join(lines)
+
+
+def pipeline_markdown(r: dict[str, Any]) -> list[str]:
+    """The pipeline part: one `promoflow pipeline GROUP` run per release, side by side."""
+    if "pipeline" not in r:
+        return []
+    p = r["pipeline"]
+    runs = p["runs"]
+
+    def spread(s: dict[str, float]) -> str:
+        return f"{s['median']:.3f} ({s['min']:.3f}-{s['max']:.3f})"
+
+    def row(label: str, fn: Callable[[dict[str, Any]], str]) -> str:
+        return f"| {label} | {' | '.join(fn(run) for run in runs)} |"
+
+    def step_cell(step: str) -> Callable[[dict[str, Any]], str]:
+        return lambda x: spread(x["records"]["steps_s"][step])
+
+    steps = list(runs[0]["records"]["steps_s"])
+    return [
+        f"## One pipeline run: a group of {p['apps']} apps x {p['objects_per_app']} objects",
+        "",
+        "`python -m promoflow pipeline fleet` (one Prefect flow run) on a local Prefect server (SQLite), "
+        "environment `bench` with target kubernetes on a fresh `promoflow sandbox kube`, no approvals. "
+        "Per-app figures are median (min-max) over the apps, from the promotion records.",
+        "",
+        "| | "
+        + " | ".join(f"{'first' if i == 0 else 'next'} run: release {x['release']}" for i, x in enumerate(runs))
+        + " |",
+        "|---" * (len(runs) + 1) + "|",
+        row(
+            "what the apply does",
+            lambda x: "creates 50 objects per app" if x is runs[0] else "new image in 10 Deployments per app",
+        ),
+        row("wall time of the CLI run, s", lambda x: f"{x['wall_s']:.1f}"),
+        row("- per app, s", lambda x: f"{x['wall_per_app_s']:.2f}"),
+        row("- first promotion created .. last ended (records), s", lambda x: f"{x['records']['records_span_s']:.1f}"),
+        row(
+            "- outside the records (start-up, release resolution, flow run), s",
+            lambda x: f"{x['wall_s'] - x['records']['records_span_s']:.1f}",
+        ),
+        row(
+            "- in the steps / between and around them (Prefect, records), s",
+            lambda x: (
+                f"{x['records']['in_steps_s']:.1f} / {x['records']['records_span_s'] - x['records']['in_steps_s']:.1f}"
+            ),
+        ),
+        row("promotion of one app (created .. ended), s", lambda x: spread(x["records"]["per_app_promotion_s"])),
+        row(
+            "- median of the first 10 apps / of the last 10, s",
+            lambda x: "{:.3f} / {:.3f}".format(*x["records"]["per_app_promotion_first_10_last_10_median_s"]),
+        ),
+        *(row(f"- {step}, s", step_cell(step)) for step in steps),
+        row(
+            "Kubernetes requests per apply (min-max); total",
+            lambda x: (
+                f"{x['records']['apply_requests']['min']}-{x['records']['apply_requests']['max']}; "
+                f"{x['records']['apply_requests']['total']}"
+            ),
+        ),
+        row(
+            "objects changed per apply (min-max); total",
+            lambda x: (
+                f"{x['records']['apply_changed_objects']['min']}-{x['records']['apply_changed_objects']['max']}; "
+                f"{x['records']['apply_changed_objects']['total']}"
+            ),
+        ),
+        row(
+            "promotions succeeded, verify included (one bundle, one flow run)",
+            lambda x: f"{x['records']['promotions']} of {p['apps']}",
+        ),
+        row(
+            "Deployments healthy in verify / running the release and rolled out in the cluster",
+            lambda x: (
+                f"{x['records']['verify_healthy_deployments']} / "
+                f"{x['cluster']['deployments'] if x['cluster']['all_run_the_release_and_rolled_out'] else 'NOT all'}"
+            ),
+        ),
+        row("load average before -> after", lambda x: f"{x['load_average_before'][0]} -> {x['load_average_after'][0]}"),
+        "",
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10, help="unchanged re-applies of the one app")
     parser.add_argument("--apps", type=int, default=100, help="apps in the many-apps run")
+    parser.add_argument("--pipeline-apps", type=int, default=100, help="apps in the group of the pipeline run")
+    parser.add_argument(
+        "--pipeline-releases", type=int, default=2, choices=(1, 2), help="pipeline runs (1: create; 2: then update)"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="promoflow-bench-apply-") as tmp:
@@ -277,6 +365,11 @@ def main() -> None:
             results["one_app"] = one_app(target, root, args.runs)
             print(json.dumps(results["one_app"], indent=1), flush=True)
             results["many_apps"] = hundred_apps(target, root, args.apps)
+    with tempfile.TemporaryDirectory(prefix="promoflow-bench-pipeline-") as tmp:
+        import pipeline  # its own stand-in and Prefect server
+
+        results["pipeline"] = pipeline.measure(Path(tmp), args.pipeline_apps, args.pipeline_releases)
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (HERE / "results.md").write_text(markdown(results))
     print(markdown(results))
