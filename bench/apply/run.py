@@ -13,7 +13,6 @@ import argparse
 import importlib.metadata
 import json
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -29,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.machine import machine as bench_machine
 from promoflow.clusters.health import rollout_status
 from promoflow.clusters.kubernetes import KubernetesTarget, ObjectRef
 from promoflow.clusters.render import Manifest, render
@@ -187,18 +187,9 @@ def hundred_apps(target: KubernetesTarget, root: Path, apps: int) -> dict[str, A
 
 
 def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    meminfo = Path("/proc/meminfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
-    mem_kb = next(int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal"))
     return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "python": platform.python_version(),
+        **bench_machine("prefect"),
         "kubernetes_client": importlib.metadata.version("kubernetes"),
-        "prefect": importlib.metadata.version("prefect"),
-        "platform": platform.platform(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's bench/ and promoflow/
+
+from bench.machine import machine as bench_machine
 
 HERE = Path(__file__).resolve().parent
 APP, RELEASE, REQUESTER = "web", "1.2.0", "bench"
@@ -216,18 +218,7 @@ def summarise(samples: list[Any]) -> Any:
 
 
 def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    meminfo = Path("/proc/meminfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
-    mem_kb = next(int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal"))
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "python": platform.python_version(),
-        "prefect": importlib.metadata.version("prefect"),
-        "platform": platform.platform(),
-    }
+    return {**bench_machine("prefect")}
 
 
 def measure_backend(root: Path, api_url: str, backend: str, runs: int, server: ServerProbe, settle: float) -> Any:

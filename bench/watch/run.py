@@ -452,12 +452,8 @@ def report(results: dict[str, Any]) -> str:
         f"{len(hook['pushes'])} pushes, one after another (each waits for the previous pipeline to finish);"
         f" runner poll frequency: {hook['poll_frequency']}.",
         "",
-        "| seconds after the push | median (min-max) | goal |",
-        "|---|---|---|",
+        *_webhook_table(hook["pushes"]),
     ]
-    for key in ("watch_run_created", "watch_run_started", "pipeline_run_created", "pipeline_run_started"):
-        goal = f"<= {GOALS['webhook_median_seconds']:g}" if key == "pipeline_run_started" else ""
-        lines.append(f"| {key.replace('_', ' ')} | {spread([s[key] for s in hook['pushes']])} | {goal} |")
     pipeline_median = median([s["pipeline_run_started"] for s in hook["pushes"]])
     hop = {
         key: median([s[key] for s in hook["pushes"] if s[key] == s[key]]) for key in hook["pushes"][0] if key != "tag"
@@ -482,12 +478,8 @@ def report(results: dict[str, Any]) -> str:
             " it finds as flow runs of its own long-running process (no served deployment, no runner poll, no new"
             " process).",
             "",
-            "| seconds after the push | median (min-max) | goal |",
-            "|---|---|---|",
+            *_webhook_table(here["pushes"]),
         ]
-        for key in ("watch_run_created", "watch_run_started", "pipeline_run_created", "pipeline_run_started"):
-            goal = f"<= {GOALS['webhook_median_seconds']:g}" if key == "pipeline_run_started" else ""
-            lines.append(f"| {key.replace('_', ' ')} | {spread([s[key] for s in here['pushes']])} | {goal} |")
     here_median = median([s["pipeline_run_started"] for s in here["pushes"]]) if here else float("nan")
     met = {
         "unchanged cycle <= 2 s": median(unchanged) <= GOALS["cycle_seconds"],
@@ -503,6 +495,14 @@ def report(results: dict[str, Any]) -> str:
     if results.get("notes"):
         lines += ["", "## Notes", "", *results["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _webhook_table(pushes: list[dict[str, Any]]) -> list[str]:
+    lines = ["| seconds after the push | median (min-max) | goal |", "|---|---|---|"]
+    for key in ("watch_run_created", "watch_run_started", "pipeline_run_created", "pipeline_run_started"):
+        goal = f"<= {GOALS['webhook_median_seconds']:g}" if key == "pipeline_run_started" else ""
+        lines.append(f"| {key.replace('_', ' ')} | {spread([s[key] for s in pushes])} | {goal} |")
+    return lines
 
 
 def _kinds(counts: dict[str, int]) -> str:
