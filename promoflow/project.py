@@ -48,7 +48,7 @@ class Project:
     @cached_property
     def workspace(self) -> Workspace:
         auth = None
-        if self.config.repository.forge == "github" and self.repository_url.startswith("https://"):
+        if self.config.repository.forge == "github" and self.repository_url.startswith(("https://", "http://")):
             # GitHub takes the token as the password of `x-access-token`, as actions/checkout sends it.
             credentials = base64.b64encode(f"x-access-token:{self.github_token}".encode()).decode()
             register(credentials)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -37,13 +38,16 @@ class Change:
 class Workspace:
     def __init__(self, url: str, cache_dir: Path, auth_header: str | None = None) -> None:
         self.url = url
-        # An HTTP Authorization header for the remote, given to git through its environment so that it is
-        # never written to a config file or a URL (both end up in logs).
-        self._env = (
-            {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader", "GIT_CONFIG_VALUE_0": auth_header}
-            if auth_header
-            else {}
-        )
+        # A refused credential must fail, not wait for someone to type a password. An HTTP Authorization
+        # header for the remote goes to git through its environment, so that it is never written to a config
+        # file or a URL (both end up in logs).
+        self._env = {"GIT_TERMINAL_PROMPT": "0"}
+        if auth_header:
+            self._env |= {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": auth_header,
+            }
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.path = cache_dir / "workspaces" / key
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,7 @@ class Workspace:
         if (self.path / "HEAD").exists():
             return git.Repo(self.path)
         tmp = Path(tempfile.mkdtemp(dir=self.path.parent))
-        self._run(lambda: git.Repo.clone_from(self.url, tmp, bare=True, env=self._env or None), "clone")
+        self._run(lambda: git.Repo.clone_from(self.url, tmp, bare=True, env={**os.environ, **self._env}), "clone")
         repo = git.Repo(tmp)
         # A bare clone has no remote-tracking refs; ask for them so fetch keeps origin/* current.
         repo.git.config("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
@@ -78,6 +82,11 @@ class Workspace:
             return action()
         except git.GitCommandError as error:
             message = redact(str(error.stderr or error).strip())
+            if any(word in message for word in ("Authentication failed", "could not read Username", " 401", " 403")):
+                raise TerminalError(
+                    f"Cannot {what} {redact(self.url)}: the remote refused promoflow's credentials; check the "
+                    "token (`github.token` in promotions.yaml) and that it may read and write the repository."
+                ) from None
             if any(word in message for word in ("does not appear to be a git repository", "not found")):
                 raise TerminalError(
                     f"Cannot {what} {redact(self.url)}: the repository does not exist; "
