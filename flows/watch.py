@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -85,9 +85,7 @@ class WatchHere:
     def __init__(self, config: str, emit: Callable[[Event], None]) -> None:
         self.config = config
         self._emit = emit
-        self._watches = ThreadPoolExecutor(max_workers=4, thread_name_prefix="watch")
-        # Pipelines may wait days for an approval: each gets its own thread.
-        self._pipelines = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pipeline")
+        self._watching = threading.BoundedSemaphore(4)  # watches at once
 
     def __call__(self, event: Event) -> None:
         from promoflow.webhooks import EVENT
@@ -95,19 +93,20 @@ class WatchHere:
         if event.event != EVENT:
             self._emit(event)
             return
-        self._watches.submit(self._watch, list(event.payload["apps"]))
+        _thread(self._watch, list(event.payload["apps"]))
 
     def _watch(self, apps: list[str]) -> None:
-        token = _HAND_OFF.set(self._start_pipeline)
-        try:
-            watch(config=self.config, apps=apps)
-        except Exception as error:  # recorded on the flow run; the receiver goes on
-            logger.error("The watch of %s failed: %s", ", ".join(apps), error)
-        finally:
-            _HAND_OFF.reset(token)
+        with self._watching:
+            token = _HAND_OFF.set(self._start_pipeline)
+            try:
+                watch(config=self.config, apps=apps)
+            except Exception as error:  # recorded on the flow run; the receiver goes on
+                logger.error("The watch of %s failed: %s", ", ".join(apps), error)
+            finally:
+                _HAND_OFF.reset(token)
 
     def _start_pipeline(self, app_or_group: str, release: str, config: str) -> None:
-        self._pipelines.submit(self._pipeline, app_or_group, release, config)
+        _thread(self._pipeline, app_or_group, release, config)  # it may wait days for an approval
 
     @staticmethod
     def _pipeline(app_or_group: str, release: str, config: str) -> None:
@@ -115,3 +114,9 @@ class WatchHere:
             pipeline(app_or_group, release=release, requested_by=REQUESTER, config=config)
         except Exception as error:
             logger.error("The pipeline of %s %s failed: %s", app_or_group, release, error)
+
+
+def _thread(target: Callable[..., None], *args: object) -> None:
+    # Daemon threads: stopping the receiver must not wait for a pipeline that waits for an approval. A
+    # promotion cut short that way resumes where it stopped when it is run again (its steps are recorded).
+    threading.Thread(target=target, args=args, daemon=True).start()
