@@ -343,3 +343,36 @@ def test_a_review_webhook_becomes_the_event_that_wakes_waiting_promotions(sandbo
     assert asyncio.run(deliver(signature)).json()["duplicate"] is True
     wait_for(ours.arrived, timeout=20, what="the review event")
     assert not theirs.arrived()
+
+
+def test_a_cli_approval_counts_alongside_a_review_where_the_policy_allows_both(
+    sandbox: Sandbox, github: GitHubStandIn
+) -> None:
+    """The run waits paused with the approval form while it keeps looking at GitHub: `promoflow approve`
+    resumes it with a decision, which counts together with the review on the pull request."""
+    configure(
+        sandbox,
+        github_section(github.url),
+        """
+  - name: dev
+    branch: env/dev
+    approval: {required: 2, approvers: [alice, bob], sources: [forge, cli]}
+""",
+    )
+    sandbox.publish("1.2.0")
+    promote = start_cli(sandbox, "promote", "web", "--to", "dev", env=PEOPLE)
+    pull = open_pull(github, "env/dev")
+    github.review(REPO, pull.number, "alice", "APPROVE")
+    waiting = wait_for(
+        lambda: next((p for p in history(sandbox, "dev") if p["state"] == "awaiting_approval"), None),
+        what="the promotion to wait",
+    )
+    approved = sandbox.cli("approve", str(waiting["id"]), "--as", "bob", env=PEOPLE)
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+
+    code, output = finish(promote)
+    assert code == 0, output
+    assert merged(github, pull.number)
+    (promotion,) = [p for p in history(sandbox, "dev") if p["kind"] == "promotion"]
+    counted = sorted((a["approver"], a["source"]) for a in promotion["approvals"] if a["counted"])
+    assert counted == [("alice", "forge"), ("bob", "cli")]
