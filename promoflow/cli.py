@@ -343,6 +343,7 @@ def _promote_group(
 ) -> None:
     from promoflow.promotion import check_bundle_order, resolve_bundle
 
+    project.config.environment(to)  # before a new bundle is recorded
     bundle = resolve_bundle(project, group, release, "promote")
     if not check_bundle_order(project, group, bundle, to):  # settles user mistakes before a flow starts
         out.print(f"Group {group.name} already runs bundle {bundle.label} ({bundle.id}) in {to}.")

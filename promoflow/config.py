@@ -444,7 +444,8 @@ class Promotions(Strict):
     apps: list[App] = Field(min_length=1)
     groups: list[Group] = Field(
         default_factory=list,
-        description="Apps promoted together as one release (a bundle): `promoflow pipeline GROUP`.",
+        description="Apps promoted together as one release (a bundle): `promoflow pipeline GROUP`, "
+        "`promoflow promote GROUP --to ENV`.",
     )
 
     @model_validator(mode="before")
