@@ -1,5 +1,5 @@
-"""Flow: walk one release through the app's environments in order, stopping at the first failure; or one
-bundle of a group, every member into each environment before the next."""
+"""Flows: walk one release through the app's environments in order, stopping at the first failure, or one
+bundle of a group, every member into each environment before the next; and one bundle into one environment."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from prefect import flow, get_run_logger
 
 from flows.promote import run_promotion
 from promoflow import releases, settings
-from promoflow.config import Group
+from promoflow.config import Environment, Group
 from promoflow.errors import TerminalError
 from promoflow.project import Project
-from promoflow.promotion import resolve_bundle, sources
+from promoflow.promotion import check_bundle_order, resolve_bundle, runs, sources
 from promoflow.records import Bundle
 from tasks._shared import project
 
@@ -43,7 +43,7 @@ def pipeline(
         if chosen.id in db.rejected(app, env.name):
             logger.warning("Release %s is rejected for %s; stopping", chosen.id, env.name)
             break
-        if _runs(p, app, env.name, chosen.id):
+        if runs(p, app, env.name, chosen.id):
             logger.info("%s already runs %s", env.name, chosen.label)
             continue
         done.append(
@@ -58,44 +58,90 @@ def pipeline(
     return done
 
 
-def _runs(p: Project, app: str, environment: str, release_id: str) -> bool:
-    state = p.db.environment_state(app, environment)
-    return state is not None and state.last_known_good == release_id and state.current_release == release_id
+@flow(name="promote-bundle", flow_run_name="promote {group} to {environment}")
+def promote_bundle(
+    group: str,
+    environment: str,
+    bundle: str | None = None,
+    requested_by: str | None = None,
+    reason: str = "",
+    config: str = "promotions.yaml",
+) -> list[int]:
+    """Promote every member of one bundle of `group` (id or label; the newest releases if omitted) into
+    `environment`; the members already changed there are rolled back when one fails."""
+    p = project(config)
+    found = p.config.group(group)
+    if found is None:
+        raise TerminalError(f"Unknown group {group!r}: promotions.yaml defines {_groups(p)}.")
+    chosen = resolve_bundle(p, found, bundle, "promote")
+    check_bundle_order(p, found, chosen, environment)  # changes nothing when a member may not go there
+    env = p.config.environment(environment)
+    return promote_bundle_into(p, found, chosen, env, requested_by or settings.current_user(), reason, config)
+
+
+def _groups(p: Project) -> str:
+    return ", ".join(g.name for g in p.config.groups) or "no groups"
 
 
 def _bundle_pipeline(p: Project, group: Group, ref: str | None, requested_by: str, config: str) -> list[int]:
-    db = p.db
     logger = get_run_logger()
     bundle = resolve_bundle(p, group, ref, "pipeline")
-    members = bundle.members()
     logger.info("Pipeline of group %s bundle %s (%s)", group.name, bundle.label, bundle.id)
     done: list[int] = []
     for env in p.config.group_route(group):
         if not env.auto_promote:
-            logger.info("Stopping before %s: it does not promote automatically", env.name)
+            logger.info(
+                "Stopping before %s: promote there with `promoflow promote %s --to %s --release %s`",
+                env.name,
+                group.name,
+                env.name,
+                bundle.id,
+            )
             break
-        here = [app for app in group.apps if env in p.config.route(app)]
-        rejected = [app for app in here if members[app] in db.rejected(app, env.name)]
+        rejected = _rejected(p, group, bundle, env)
         if rejected:
             logger.warning("Bundle %s is rejected for %s (%s); stopping", bundle.id, env.name, ", ".join(rejected))
             break
-        changed: list[tuple[str, int]] = []
-        for app in here:
-            if _runs(p, app, env.name, members[app]):
-                logger.info("%s already runs %s in %s", app, members[app], env.name)
-                continue
-            try:
-                pid = run_promotion(
-                    app, env.name, release=members[app], requested_by=requested_by, config=config, bundle_id=bundle.id
-                )
-            except Exception as error:
-                undone = _roll_back(p, bundle, env.name, changed, app, config)
-                raise TerminalError(
-                    f"Bundle {bundle.id} of group {group.name} stopped in {env.name}: {app} failed ({error}). {undone}"
-                ) from None
-            changed.append((app, pid))
-            done.append(pid)
+        done += promote_bundle_into(p, group, bundle, env, requested_by, "", config)
     return done
+
+
+def _rejected(p: Project, group: Group, bundle: Bundle, env: Environment) -> list[str]:
+    """The members whose release in the bundle is rejected for `env`."""
+    members = bundle.members()
+    here = [app for app in group.apps if env in p.config.route(app)]
+    return [app for app in here if members[app] in p.db.rejected(app, env.name)]
+
+
+def promote_bundle_into(
+    p: Project, group: Group, bundle: Bundle, env: Environment, requested_by: str, reason: str, config: str
+) -> list[int]:
+    """Every member on `env`'s route, in the group's order, into `env`; members already running their release
+    there are skipped. When one fails, the members this call changed are put back, and it raises saying so."""
+    logger = get_run_logger()
+    members = bundle.members()
+    changed: list[tuple[str, int]] = []
+    for app in [app for app in group.apps if env in p.config.route(app)]:
+        if runs(p, app, env.name, members[app]):
+            logger.info("%s already runs %s in %s", app, members[app], env.name)
+            continue
+        try:
+            pid = run_promotion(
+                app,
+                env.name,
+                release=members[app],
+                requested_by=requested_by,
+                reason=reason,
+                config=config,
+                bundle_id=bundle.id,
+            )
+        except Exception as error:
+            undone = _roll_back(p, bundle, env.name, changed, app, config)
+            raise TerminalError(
+                f"Bundle {bundle.id} of group {group.name} stopped in {env.name}: {app} failed ({error}). {undone}"
+            ) from None
+        changed.append((app, pid))
+    return [pid for _, pid in changed]
 
 
 def _roll_back(

@@ -23,8 +23,9 @@ from promoflow import settings
 from promoflow.errors import PromoflowError, TerminalError
 
 if TYPE_CHECKING:
+    from promoflow.config import Group
     from promoflow.project import Project
-    from promoflow.records import Database, Promotion
+    from promoflow.records import Bundle, Database, Promotion
 
 app = typer.Typer(
     name="promoflow",
@@ -153,14 +154,18 @@ def schema() -> None:
 
 @app.command()
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """What runs where: current and last known good release per app and environment."""
+    """What runs where: current and last known good release per app and environment, and for each group the
+    bundle an environment runs (when every member there runs that bundle's release)."""
     with _user_errors():
         project = _project(config)
         db = project.db
+        running = _bundles_running(project)
         rows: list[dict[str, Any]] = []
         for app_config in project.config.apps:
+            group = project.config.group_of(app_config.name)
             for env in project.config.route(app_config.name):
                 state = db.environment_state(app_config.name, env.name)
+                bundle = running.get((group.name, env.name)) if group else None
                 rows.append(
                     {
                         "app": app_config.name,
@@ -172,6 +177,8 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                         "verified_at": _iso(state.verified_at) if state else None,
                         "rollback_target": _release_ref(db, db.rollback_target(app_config.name, env.name)),
                         "rejected_releases": sorted(db.rejected(app_config.name, env.name)),
+                        "group": group.name if group else None,
+                        "bundle": {"id": bundle.id, "label": bundle.label} if bundle else None,
                     }
                 )
     if as_json:
@@ -191,33 +198,65 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             str(len(row["rejected_releases"]) or ""),
         )
     out.print(table)
+    if not project.config.groups:
+        return
+    groups = Table(title="groups", caption="bundle: the one whose release every member runs there")
+    for column in ("group", "environment", "bundle"):
+        groups.add_column(column, overflow="fold")
+    for group in project.config.groups:
+        for env in project.config.group_route(group):
+            bundle = running.get((group.name, env.name))
+            groups.add_row(group.name, env.name, f"{bundle.id} ({bundle.label})" if bundle else "-")
+    out.print(groups)
+
+
+def _bundles_running(project: Project) -> dict[tuple[str, str], Bundle]:
+    """(group, environment) -> the newest bundle whose releases every member on that environment's route runs."""
+    db, config = project.db, project.config
+    running: dict[tuple[str, str], Bundle] = {}
+    for group in config.groups:
+        bundles = db.bundles(group.name)
+        for env in config.group_route(group):
+            states = {app: db.environment_state(app, env.name) for app in group.apps if env in config.route(app)}
+            current = {app: state.current_release if state else None for app, state in states.items()}
+            found = next((b for b in bundles if all(b.members().get(a) == r for a, r in current.items())), None)
+            if found is not None:
+                running[(group.name, env.name)] = found
+    return running
 
 
 @app.command()
 def history(
-    app_name: Annotated[str | None, typer.Argument(metavar="APP", help="Only this app.")] = None,
+    app_name: Annotated[
+        str | None, typer.Argument(metavar="APP", help="Only this app, or the members of this group.")
+    ] = None,
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     limit: Annotated[int, typer.Option(help="Newest promotions to show.")] = 50,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Who promoted what, where, when, with whose approval, and how each step went."""
+    """Who promoted what, where, when, with whose approval, and how each step went; the bundle a promotion
+    belongs to when it promoted a group."""
     with _user_errors():
         project = _project(config)
+        apps: str | list[str] | None = app_name
         if app_name:
-            project.config.app(app_name)
+            group = project.config.group_or_app(app_name)
+            apps = group.apps if group else app_name
         if env:
             project.config.environment(env)
         db = project.db
-        entries = [_history_entry(db, p) for p in db.promotions(app_name, env, limit)]
+        entries = [_history_entry(db, p) for p in db.promotions(apps, env, limit)]
     if as_json:
         out.print_json(json.dumps(entries))
         return
     if not entries:
         out.print("No promotions yet: `promoflow promote APP --to ENV` or `promoflow demo` makes some.")
         return
+    bundles = any(e["bundle_id"] for e in entries)
     table = Table(title="promoflow history")
-    for column in ("id", "app", "env", "release", "kind", "state", "by", "approved by", "when (UTC)", "took"):
+    columns = ["id", "app", "env", "release", *(["bundle"] if bundles else []), "kind", "state", "by"]
+    for column in [*columns, "approved by", "when (UTC)", "took"]:
         table.add_column(column, overflow="fold")
     for e in entries:
         approved = ", ".join(f"{a['approver']} ({a['source']})" for a in e["approvals"] if a["counted"])
@@ -226,6 +265,7 @@ def history(
             e["app"],
             e["environment"],
             e["release"]["label"],
+            *([e["bundle_id"] or "-"] if bundles else []),
             e["kind"],
             _state(e["state"]),
             e["requested_by"],
@@ -263,18 +303,28 @@ def _history_entry(db: Database, promotion: Promotion) -> dict[str, Any]:
 
 @app.command()
 def promote(
-    app_name: Annotated[str, typer.Argument(metavar="APP", help="App to promote.")],
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="App (or group of apps) to promote.")],
     to: Annotated[str, typer.Option("--to", help="Environment to promote into.")],
     release: Annotated[
-        str | None, typer.Option(help="Release id, label or tag (default: newest allowed by the tag policy).")
+        str | None,
+        typer.Option(
+            help="Release id, label or tag; for a group, a bundle id or label (default: newest allowed by the "
+            "tag policy and the newest config commit)."
+        ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",
     as_user: AsOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Promote a release of APP into one environment (waits for approvals if the policy needs them)."""
+    """Promote a release of APP (or every member of a GROUP's bundle) into one environment (waits for
+    approvals if the policy needs them). When a member of a group fails, the members already changed there
+    are rolled back."""
     with _user_errors():
         project = _project(config)
+        group = project.config.group_or_app(app_name)
+        if group is not None:
+            _promote_group(project, group, to, release, reason, as_user)
+            return
         chosen = _check_promotable(project, app_name, to, release)
         flows = _flows(project)
         pid = flows.promote(
@@ -286,6 +336,31 @@ def promote(
             config=str(project.config_path),
         )
         _print_outcome(project, pid)
+
+
+def _promote_group(
+    project: Project, group: Group, to: str, release: str | None, reason: str, as_user: str | None
+) -> None:
+    from promoflow.promotion import check_bundle_order, resolve_bundle
+
+    project.config.environment(to)  # before a new bundle is recorded
+    bundle = resolve_bundle(project, group, release, "promote")
+    if not check_bundle_order(project, group, bundle, to):  # settles user mistakes before a flow starts
+        out.print(f"Group {group.name} already runs bundle {bundle.label} ({bundle.id}) in {to}.")
+        return
+    flows = _flows(project)
+    pids = flows.promote_bundle(
+        group.name,
+        to,
+        bundle=bundle.id,
+        requested_by=as_user or settings.current_user(),
+        reason=reason,
+        config=str(project.config_path),
+    )
+    for pid in pids:
+        _print_outcome(project, pid)
+    if not check_bundle_order(project, group, bundle, to):
+        out.print(f"Group {group.name} runs bundle {bundle.label} ({bundle.id}) in {to}.")
 
 
 @app.command()
@@ -774,12 +849,13 @@ class _Flows:
     """The flows, imported only by commands that run them (Prefect costs over a second to import)."""
 
     def __init__(self) -> None:
-        from flows.pipeline import pipeline
+        from flows.pipeline import pipeline, promote_bundle
         from flows.promote import promote
         from flows.rollback import rollback
         from flows.watch import watch
 
         self.promote, self.pipeline, self.rollback, self.watch = promote, pipeline, rollback, watch
+        self.promote_bundle = promote_bundle
 
 
 def _flows(project: Project) -> _Flows:

@@ -444,7 +444,8 @@ class Promotions(Strict):
     apps: list[App] = Field(min_length=1)
     groups: list[Group] = Field(
         default_factory=list,
-        description="Apps promoted together as one release (a bundle): `promoflow pipeline GROUP`.",
+        description="Apps promoted together as one release (a bundle): `promoflow pipeline GROUP`, "
+        "`promoflow promote GROUP --to ENV`.",
     )
 
     @model_validator(mode="before")
@@ -477,10 +478,19 @@ class Promotions(Strict):
             if app.name == name:
                 return app
         known = ", ".join(a.name for a in self.apps)
-        raise UnknownName(f"Unknown app {name!r}: promotions.yaml defines {known}.")
+        groups = ", ".join(g.name for g in self.groups)
+        also = f" (and the group{'s' if len(self.groups) > 1 else ''} {groups})" if groups else ""
+        raise UnknownName(f"Unknown app {name!r}: promotions.yaml defines {known}{also}.")
 
     def group(self, name: str) -> Group | None:
         return next((g for g in self.groups if g.name == name), None)
+
+    def group_or_app(self, name: str) -> Group | None:
+        """The group named `name`, or None when it names an app; raises for a name that is neither."""
+        group = self.group(name)
+        if group is None:
+            self.app(name)
+        return group
 
     def group_of(self, app: str) -> Group | None:
         return next((g for g in self.groups if app in g.apps), None)

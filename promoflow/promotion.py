@@ -125,19 +125,60 @@ def check_order(project: Project, promotion: Promotion) -> None:
             f"{promotion.release_id} --env {promotion.environment}` to promote it again."
         )
     previous = project.config.previous(promotion.app, promotion.environment)
-    if previous is None:
-        return
-    state = db.environment_state(promotion.app, previous.name)
-    verified = [
-        p
-        for p in db.promotions(promotion.app, previous.name, limit=1000)
-        if p.release_id == promotion.release_id and p.state == "succeeded"
-    ]
-    if not verified or state is None or state.last_known_good is None:
+    if previous is not None and not _succeeded_in(project, promotion.app, previous.name, promotion.release_id):
         raise TerminalError(
             f"Release {promotion.release_id} of {promotion.app} has not succeeded in {previous.name} yet: "
             f"promote it there first (`promoflow promote {promotion.app} --to {previous.name}`)."
         )
+
+
+def _succeeded_in(project: Project, app: str, environment: str, release_id: str) -> bool:
+    db = project.db
+    state = db.environment_state(app, environment)
+    verified = [
+        p for p in db.promotions(app, environment, limit=1000) if p.release_id == release_id and p.state == "succeeded"
+    ]
+    return bool(verified) and state is not None and state.last_known_good is not None
+
+
+def runs(project: Project, app: str, environment: str, release_id: str) -> bool:
+    """Whether `environment` runs `release_id` of `app`, verified."""
+    state = project.db.environment_state(app, environment)
+    return state is not None and state.last_known_good == release_id and state.current_release == release_id
+
+
+def check_bundle_order(project: Project, group: Group, bundle: Bundle, environment: str) -> list[str]:
+    """The members a bundle's promotion into `environment` would change, in order; raises a terminal error,
+    changing nothing, when the environment is not on the group's route, a member's release is rejected
+    there, or has not succeeded in the member's environment before."""
+    config = project.config
+    env = config.environment(environment)
+    route = config.group_route(group)
+    if env not in route:
+        raise TerminalError(
+            f"Group {group.name} is not promoted to {env.name!r}: its environments are "
+            f"{', '.join(e.name for e in route)}."
+        )
+    members = bundle.members()
+    here = [app for app in group.apps if env in config.route(app)]
+    rejected = [app for app in here if members[app] in project.db.rejected(app, env.name)]
+    if rejected:
+        raise TerminalError(
+            f"Bundle {bundle.id} of group {group.name} is rejected for {env.name} ({', '.join(rejected)}); clear "
+            f"that with `promoflow release unreject APP RELEASE --env {env.name}` to promote it there."
+        )
+    todo = [app for app in here if not runs(project, app, env.name, members[app])]
+    behind = []
+    for app in todo:
+        previous = config.previous(app, env.name)
+        if previous is not None and not _succeeded_in(project, app, previous.name, members[app]):
+            behind.append(previous.name)
+    if behind:
+        raise TerminalError(
+            f"Bundle {bundle.label} ({bundle.id}) of group {group.name} has not succeeded in {behind[0]} yet: "
+            f"promote it there first (`promoflow promote {group.name} --to {behind[0]} --release {bundle.id}`)."
+        )
+    return todo
 
 
 def adopt_baseline(project: Project, app: str, environment: str) -> Release | None:

@@ -248,6 +248,12 @@ class Database:
         by_prefix = [b for b in rows if len(ref) >= 6 and b.id.startswith(ref)]
         return by_prefix[0] if len(by_prefix) == 1 else None
 
+    def bundles(self, group: str) -> list[Bundle]:
+        """A group's bundles, newest first."""
+        with self.session() as s:
+            query = select(Bundle).where(Bundle.group == group).order_by(col(Bundle.created_at).desc())
+            return list(s.exec(query).all())
+
     def get_bundle(self, bundle_id: str) -> Bundle:
         with self.session() as s:
             found = s.get(Bundle, bundle_id)
@@ -320,9 +326,17 @@ class Database:
                 return s.exec(select(Promotion).where(Promotion.slot == slot)).first()
         return None
 
-    def promotions(self, app: str | None = None, environment: str | None = None, limit: int = 100) -> list[Promotion]:
+    def promotions(
+        self,
+        app: str | list[str] | None = None,
+        environment: str | None = None,
+        limit: int = 100,
+    ) -> list[Promotion]:
+        """The newest promotions first, of one app or of any of a list of apps (a group's members)."""
         query = select(Promotion).order_by(col(Promotion.id).desc()).limit(limit)
-        if app:
+        if isinstance(app, list):
+            query = query.where(col(Promotion.app).in_(app))
+        elif app:
             query = query.where(Promotion.app == app)
         if environment:
             query = query.where(Promotion.environment == environment)

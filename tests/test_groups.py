@@ -1,0 +1,132 @@
+"""Groups from the command line: a bundle promoted into one environment, its history and status, end to end
+through the real flows, git repositories and Prefect."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Sandbox
+from tests.test_git_sources import GROUP, REQUESTER, ConfigRepo, env_files, history, status
+
+# the group of test_git_sources, and an app outside it
+SHOP = GROUP.replace(
+    "groups:\n",
+    "  - name: solo\n    path: apps/solo\n    environments: [dev]\n    git: {url: config-src, directory: solo}\n"
+    "groups:\n",
+)
+UNHEALTHY_WEB = SHOP.replace(
+    "        source: {oci_layout: .promoflow/demo/oci/web}\n",
+    "        source: {oci_layout: .promoflow/demo/oci/web}\n"
+    "    health_checks:\n      - {url: 'http://127.0.0.1:9/down', attempts: 1, timeout_seconds: 1}\n",
+)
+
+
+def label_of(sandbox: Sandbox, bundle_id: str) -> str:
+    return str(sandbox.db().get_bundle(bundle_id).label)
+
+
+def one_sentence(result_stderr: str) -> str:
+    lines = [line for line in result_stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result_stderr, result_stderr
+    return lines[0]
+
+
+def test_unknown_names_and_environments_say_so_in_one_sentence(sandbox: Sandbox) -> None:
+    sandbox.config.write_text(SHOP)
+    ConfigRepo(sandbox.base / "config-src").commit("c", {"conf/a.yaml": "a: 1\n", "solo/s.yaml": "s: 1\n"})
+    sandbox.publish("1.2.0")
+    cases = [
+        (["promote", "nope", "--to", "dev"], "error: Unknown app 'nope': promotions.yaml defines conf, web, solo "
+         "(and the group shop)."),
+        (["history", "nope"], "error: Unknown app 'nope'"),
+        (["pipeline", "nope"], "error: Unknown app 'nope'"),
+        (["promote", "shop", "--to", "qa"], "error: Unknown environment 'qa'"),
+        (["promote", "shop", "--to", "dev", "--release", "nosuch"], "error: Unknown bundle 'nosuch' of group shop"),
+        (["promote", "shop", "--to", "staging"], "of group shop has not succeeded in dev yet: promote it there "
+         "first (`promoflow promote shop --to dev --release "),
+    ]  # fmt: skip
+    for args, expected in cases:
+        result = sandbox.cli(*args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert expected in one_sentence(result.stderr), (args, result.stderr)
+    assert history(sandbox) == []  # nothing half-done
+
+
+@pytest.mark.prefect
+def test_a_group_is_promoted_one_environment_at_a_time_and_shows_in_history_and_status(
+    sandbox: Sandbox, prefect_api: str
+) -> None:
+    sandbox.config.write_text(SHOP)
+    repo = ConfigRepo(sandbox.base / "config-src")
+    repo.commit("conf 1, solo 1", {"conf/a.yaml": "a: 1\n", "solo/s.yaml": "s: 1\n"})
+    sandbox.publish("1.2.0")
+    solo = sandbox.cli("promote", "solo", "--to", "dev", env=REQUESTER)
+    assert solo.returncode == 0, solo.stderr
+
+    to_dev = sandbox.cli("promote", "shop", "--to", "dev", env=REQUESTER)
+    assert to_dev.returncode == 0, to_dev.stderr
+    dev = [p for p in history(sandbox, "shop") if p["kind"] != "baseline"]  # web's adopted 1.1.0 in dev
+    assert sorted((p["app"], p["environment"], p["state"]) for p in dev) == [
+        ("conf", "dev", "succeeded"),
+        ("web", "dev", "succeeded"),
+    ]  # only the group's members, not solo
+    (bundle_id,) = {p["bundle_id"] for p in dev}
+    assert bundle_id and "Group shop runs bundle conf:" in to_dev.stdout and f"({bundle_id}) in dev." in to_dev.stdout
+    assert env_files(sandbox, "env/staging", "apps/conf") == {}  # nothing beyond dev
+
+    rows = status(sandbox)
+    assert rows[("conf", "dev")]["bundle"]["id"] == bundle_id == rows[("web", "dev")]["bundle"]["id"]
+    assert rows[("conf", "staging")]["bundle"] is None and rows[("solo", "dev")]["group"] is None
+    assert rows[("solo", "dev")]["bundle"] is None
+
+    to_staging = sandbox.cli("promote", "shop", "--to", "staging", "--release", bundle_id, env=REQUESTER)
+    assert to_staging.returncode == 0, to_staging.stderr
+    staged = [p for p in history(sandbox, "shop", "--env", "staging") if p["kind"] != "baseline"]
+    assert sorted(p["app"] for p in staged) == ["conf", "web"] and {p["bundle_id"] for p in staged} == {bundle_id}
+    assert env_files(sandbox, "env/staging", "apps/conf") == {"a.yaml": "a: 1"}
+    assert 'newTag: "1.2.0"' in sandbox.git("show", "env/staging:apps/web/kustomization.yaml")
+    again = sandbox.cli("promote", "shop", "--to", "staging", "--release", bundle_id)
+    assert again.returncode == 0 and "already runs bundle" in again.stdout, again.stderr
+
+    table = sandbox.cli("history", "shop")
+    assert table.returncode == 0 and "bundle" in table.stdout and table.stdout.count(bundle_id) == 4, table.stdout
+    assert "solo" not in table.stdout
+    board = sandbox.cli("status")
+    assert board.returncode == 0, board.stderr
+    groups = {
+        tuple(cell.strip() for cell in line.split("│")[1:4])
+        for line in board.stdout[board.stdout.index("groups") :].splitlines()
+        if "shop" in line
+    }
+    assert groups == {
+        ("shop", "dev", f"{bundle_id} ({label_of(sandbox, bundle_id)})"),
+        ("shop", "staging", f"{bundle_id} ({label_of(sandbox, bundle_id)})"),
+        ("shop", "prod", "-"),
+    }, board.stdout
+
+
+@pytest.mark.prefect
+def test_a_failing_member_rolls_back_the_members_already_changed_in_that_environment(
+    sandbox: Sandbox, prefect_api: str
+) -> None:
+    sandbox.config.write_text(SHOP)
+    repo = ConfigRepo(sandbox.base / "config-src")
+    repo.commit("conf 1", {"conf/a.yaml": "a: 1\n"})
+    sandbox.publish("1.2.0")
+    first = sandbox.cli("promote", "shop", "--to", "dev", env=REQUESTER)
+    assert first.returncode == 0, first.stderr
+    (before,) = {p["bundle_id"] for p in history(sandbox, "shop") if p["kind"] == "promotion"}
+
+    repo.commit("conf 2", {"conf/a.yaml": "a: 2\n"})
+    sandbox.publish("1.3.0")
+    sandbox.config.write_text(UNHEALTHY_WEB)
+    failed = sandbox.cli("promote", "shop", "--to", "dev", env=REQUESTER)
+    assert failed.returncode == 1, failed.stderr
+    assert "Traceback" not in failed.stderr
+    conf_label = next(p for p in history(sandbox, "conf") if p["bundle_id"] == before)["release"]["label"]
+    assert "of group shop stopped in dev: web failed" in failed.stderr
+    assert f"conf was rolled back to {conf_label}." in failed.stderr
+    assert env_files(sandbox, "env/dev", "apps/conf") == {"a.yaml": "a: 1"}
+    rows = status(sandbox)
+    assert rows[("conf", "dev")]["current_release"]["label"] == conf_label
+    assert rows[("conf", "dev")]["bundle"]["id"] == before  # the whole group is back on the earlier bundle
