@@ -39,23 +39,19 @@ apps:
     return Project.load(config)
 
 
-def test_clone_fetch_and_push_carry_the_token_as_a_header_and_store_it_nowhere(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A directory of served repositories holding `deploy.git`, the demo's environments."""
     demo.build_sandbox(tmp_path / "seed")
-    root = tmp_path / "served"
-    root.mkdir()
-    subprocess.run(
-        [
-            "git",
-            "clone",
-            "-q",
-            "--bare",
-            str(demo.sandbox_dir(tmp_path / "seed") / "repo.git"),
-            str(root / "deploy.git"),
-        ],
-        check=True,
-    )
+    served = tmp_path / "served"
+    seed = demo.sandbox_dir(tmp_path / "seed") / "repo.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(served / "deploy.git")], check=True)
+    return served
+
+
+def test_clone_fetch_and_push_carry_the_token_as_a_header_and_store_it_nowhere(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PF_TEST_GIT_TOKEN", TOKEN)
     with serve_git(root, TOKEN) as (url, seen):
         p = project(tmp_path / "work", url)
@@ -79,21 +75,9 @@ def test_clone_fetch_and_push_carry_the_token_as_a_header_and_store_it_nowhere(
             assert TOKEN.encode() not in data and encoded not in data, path
 
 
-def test_a_refused_token_is_one_sentence_not_a_prompt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    demo.build_sandbox(tmp_path / "seed")
-    root = tmp_path / "served"
-    root.mkdir()
-    subprocess.run(
-        [
-            "git",
-            "clone",
-            "-q",
-            "--bare",
-            str(demo.sandbox_dir(tmp_path / "seed") / "repo.git"),
-            str(root / "deploy.git"),
-        ],
-        check=True,
-    )
+def test_a_refused_token_is_one_sentence_not_a_prompt(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PF_TEST_GIT_TOKEN", "ghs_revokedToken0000000000000000")
     with serve_git(root, TOKEN) as (url, _):
         p = project(tmp_path / "work", url)
