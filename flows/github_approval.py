@@ -43,7 +43,6 @@ class Waiting:
     verdict: ForgeVerdict
     gates: GateStatus | None
     approvers: list[str]
-    blocked_by: str | None = None
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -128,7 +127,6 @@ def _look(project: Project, promotion_id: int, number: int, env: Environment) ->
         )
     now = Waiting(verdict, gates, approvers)
     if verdict.outcome == "rejected":
-        now.blocked_by = verdict.rejected_by
         now.reasons.append(f"{verdict.rejected_by}'s requested changes to be dismissed or approved")
     missing = policy.required - len(approvers)
     if missing > 0:

@@ -23,7 +23,6 @@ from promoflow.project import Project
 from promoflow.records import Release
 from promoflow.releases import AppSources
 from promoflow.sources import RegistrySource
-from promoflow.sources.registry import Credentials
 from promoflow.sources.session import DIGESTS_FILE, DigestStore, RegistrySession, SessionRegistrySource
 
 __all__ = ["Cycle", "run_cycle"]
@@ -48,17 +47,17 @@ def run_cycle(project: Project, apps: list[App], origin: str = "watch") -> Cycle
     stop the others: it is reported in `failed`."""
     cycle = Cycle()
     sources: dict[str, AppSources] = {}
-    credentials: dict[int, Credentials | None] = {}
     for app in apps:
         try:
             sources[app.name] = promotion.sources(project, app)
-            # Read before the loop starts (a Prefect Secret block is read synchronously).
-            credentials |= _credentials(sources[app.name])
+            for source in sources[app.name].images.values():
+                if isinstance(source, RegistrySource):
+                    source.named_credentials()  # read (and kept) before the loop: a secret store is blocking I/O
         except Exception as error:  # a source it cannot set up (a secret it cannot read): this app only
             cycle.failed[app.name] = error
             sources.pop(app.name, None)
     looked_at = [app for app in apps if app.name in sources]
-    found, cycle.requests = _run(_discover_all(project, looked_at, sources, credentials, origin))
+    found, cycle.requests = _run(_discover_all(project, looked_at, sources, origin))
     for app in looked_at:
         result = found[app.name]
         if isinstance(result, Exception):
@@ -74,20 +73,10 @@ def run_cycle(project: Project, apps: list[App], origin: str = "watch") -> Cycle
     return cycle
 
 
-def _credentials(sources: AppSources) -> dict[int, Credentials | None]:
-    """The credentials promotions.yaml names for each registry source of an app (keyed by the source's id())."""
-    return {
-        id(source): source.named_credentials()
-        for source in sources.images.values()
-        if isinstance(source, RegistrySource)
-    }
-
-
 async def _discover_all(
     project: Project,
     apps: list[App],
     sources: dict[str, AppSources],
-    credentials: dict[int, Credentials | None],
     origin: str,
 ) -> tuple[dict[str, Release | Exception], Counter[str]]:
     loop = asyncio.get_running_loop()
@@ -99,7 +88,7 @@ async def _discover_all(
                 source = images.get(image.name)
                 if isinstance(source, RegistrySource):
                     mutable = image.policy.track is not None
-                    shared = SessionRegistrySource(source, session, loop, mutable, credentials.get(id(source)))
+                    shared = SessionRegistrySource(source, session, loop, mutable)
                     shared.start()  # every listing of the cycle starts now, concurrently
                     images[image.name] = shared
         with ThreadPoolExecutor(max_workers=max(1, min(MAX_THREADS, len(apps))), thread_name_prefix="watch") as pool:

@@ -183,11 +183,9 @@ class SessionRegistrySource:
     loop: asyncio.AbstractEventLoop
     mutable: bool  # its policy tracks a mutable tag: its digest is asked every cycle
 
-    credentials: Credentials | None = None  # named in promotions.yaml, resolved before the loop started
-
     def start(self) -> None:
         """Start the listing now (call from the loop), so all repositories are listed concurrently."""
-        self.session.list_tags(self.source.url, self.source.repository, self.credentials)
+        self.session.list_tags(self.source.url, self.source.repository, self.source.named_credentials())
 
     def tags(self) -> list[str]:
         return self._wait(self._tags())
@@ -195,11 +193,14 @@ class SessionRegistrySource:
     def digest(self, tag: str) -> str:
         source = self.source
         return self._wait(
-            self.session.digest(source.url, source.repository, tag, source.platform, self.mutable, self.credentials)
+            self.session.digest(
+                source.url, source.repository, tag, source.platform, self.mutable, source.named_credentials()
+            )
         )
 
     async def _tags(self) -> list[str]:
-        return list(await self.session.list_tags(self.source.url, self.source.repository, self.credentials))
+        source = self.source
+        return list(await self.session.list_tags(source.url, source.repository, source.named_credentials()))
 
     def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
