@@ -89,3 +89,34 @@ def test_registry_credentials_come_from_a_prefect_secret_block_ahead_of_the_envi
     assert missing.returncode == 1
     assert "registry password of registry.example.com/demo/web is missing" in missing.stderr
     assert "Prefect Secret block 'pf-basic-absent'" in missing.stderr
+
+
+def test_a_watch_cycle_uses_the_credentials_promotions_yaml_names(
+    sandbox: Sandbox, basic_registry: str, pushed: Pushed, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle's shared per-registry clients take the source's named credentials (read before the loop),
+    not the wrong ones in the environment; a secret it cannot read fails that app only, in one sentence."""
+    from prefect.blocks.system import Secret
+
+    from promoflow import watching
+    from promoflow.project import Project
+    from promoflow.sources.registry import env_names
+
+    Secret(value=BASIC_PASSWORD).save("pf-basic-cycle", overwrite=True)
+    sandbox.edit_config(
+        "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
+        f"          registry: {basic_registry}\n          repository: team/web\n"
+        f"          credentials: {{username: {BASIC_USER}, password: 'prefect:pf-basic-cycle'}}",
+    )
+    user_var, password_var = env_names(urlsplit(basic_registry).netloc)
+    monkeypatch.setenv(user_var, BASIC_USER)
+    monkeypatch.setenv(password_var, "from-the-environment-0")
+    project = Project.load(sandbox.config)
+    cycle = watching.run_cycle(project, list(project.config.apps))
+    assert cycle.failed == {}
+    assert cycle.newest["web"].label == "1.2.9"
+
+    sandbox.edit_config("prefect:pf-basic-cycle", "prefect:pf-basic-gone")
+    project = Project.load(sandbox.config)
+    cycle = watching.run_cycle(project, list(project.config.apps))
+    assert "Prefect Secret block 'pf-basic-gone'" in str(cycle.failed["web"]) and cycle.new == []
