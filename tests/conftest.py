@@ -28,6 +28,10 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     running = server.start(state, port=server.free_port(0))
     os.environ["PREFECT_API_URL"] = running.api_url
     os.environ["PREFECT_HOME"] = str(state / "client")
+    if "prefect.context" in sys.modules:
+        # Prefect read its settings when a test before this one imported it: read them again, or this
+        # process keeps no API URL and every flow run says "No Prefect server".
+        sys.modules["prefect.context"].refresh_global_settings_context()
     try:
         yield running.api_url
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,7 +81,6 @@ def test_render_plain_directory_multi_document_namespaces_first(tmp_path: Path) 
     ]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl for kustomize")
 def test_render_kustomization_with_kubectl(tmp_path: Path) -> None:
     base = tmp_path / "base"
     base.mkdir()

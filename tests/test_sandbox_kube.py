@@ -518,7 +518,7 @@ spec:
 @pytest.fixture
 def kubectl(kube: KubeStandIn, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     if shutil.which("kubectl") is None:
-        pytest.fail("kubectl is not installed (expected at /usr/bin/kubectl)")
+        pytest.fail("kubectl is not on the PATH (promoflow installs it into its environment's bin directory)")
     config = kube.write_kubeconfig(tmp_path / "kubeconfig")
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
