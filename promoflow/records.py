@@ -13,29 +13,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, event, func, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
+from promoflow.engine.states import ENDED
 from promoflow.errors import NotFound
 from promoflow.redact import redact
 
-PromotionState = Literal[
-    "pending",
-    "awaiting_approval",
-    "approved",
-    "merged",
-    "applied",
-    "verified",
-    "succeeded",
-    "rejected",
-    "failed",
-    "rolled_back",
-    "superseded",
-]
-TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "rejected", "failed", "rolled_back", "superseded"})
+TERMINAL_STATES: frozenset[str] = frozenset(state.value for state in ENDED)
 
 
 def now() -> datetime:
@@ -100,6 +88,7 @@ class Promotion(SQLModel, table=True):
     request_head: str | None = Field(default=None, max_length=64)
     merge_commit: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None)
+    waiting: str | None = Field(default=None, description="JSON of promoflow.engine.results.Waiting while it waits")
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
     ended_at: datetime | None = _timestamp(nullable=True)
@@ -375,6 +364,48 @@ class Database:
             row.error = error
             row.ended_at = now()
             row.duration_seconds = round(time.monotonic() - started, 3)
+            s.add(row)
+            s.commit()
+
+    def begin_step(self, promotion_id: int, name: str) -> Step:
+        """The intent to run a step: its open waiting record if it was waiting, else a new attempt."""
+        with self.session() as s:
+            last = s.exec(
+                select(Step).where(Step.promotion_id == promotion_id, Step.name == name).order_by(col(Step.id).desc())
+            ).first()
+            if last is not None and last.outcome == "waiting":
+                return last
+            if last is not None and last.outcome == "running":  # its process died in it: this is a new attempt
+                last.outcome, last.error, last.ended_at = "interrupted", "the process running it ended", now()
+                s.add(last)
+            row = Step(
+                promotion_id=promotion_id,
+                name=name,
+                attempt=(last.attempt if last else 0) + 1,
+                started_at=now(),
+            )
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def wait_step(self, row: Step, detail: dict[str, Any]) -> None:
+        """The step waits: its record stays open, with what it waits for."""
+        with self.session() as s:
+            row.outcome = "waiting"
+            row.detail = redact(json.dumps(detail, default=str))
+            s.add(row)
+            s.commit()
+
+    def end_step(self, row: Step, outcome: str, detail: dict[str, Any] | None = None, error: str | None = None) -> None:
+        with self.session() as s:
+            row.outcome = outcome
+            if detail is not None:
+                row.detail = redact(json.dumps(detail, default=str))
+            row.error = redact(error) if error else None
+            row.ended_at = now()
+            started = _utc(row.started_at)
+            row.duration_seconds = round((row.ended_at - started).total_seconds(), 3) if started else None
             s.add(row)
             s.commit()
 
