@@ -7,12 +7,13 @@ The runner looks for runs to start every second ($PREFECT_RUNNER_POLL_FREQUENCY 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from promoflow import server, settings
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
+    from prefect.events import DeploymentEventTrigger
 
 TAGS = ["promoflow"]
 # How often the runner asks for runs to start. Prefect's default (10 s) is most of the delay between a
@@ -22,16 +23,20 @@ POLL_FREQUENCY_SECONDS = "1"
 
 
 def deployments() -> list[RunnerDeployment]:
-    """`promote`, `pipeline`, `rollback`, and `watch` on an interval ($PROMOFLOW_WATCH_INTERVAL seconds,
-    default 60), their config defaulting to the absolute config path."""
+    """`promote`, `pipeline`, `rollback`, `watch` on an interval ($PROMOFLOW_WATCH_INTERVAL seconds, default
+    60) and `reconcile` on an interval ($PROMOFLOW_RECONCILE_INTERVAL, default 30) and when a promoflow run is
+    cancelled or crashes or a forge event arrives, their config defaulting to the absolute config path."""
     from flows.pipeline import pipeline
     from flows.promote import promote
+    from flows.reconcile import reconcile
     from flows.rollback import rollback
     from flows.watch import watch
     from promoflow.webhooks import trigger
 
     config = str(settings.config_path())
     interval = float(os.environ.get("PROMOFLOW_WATCH_INTERVAL", "60"))
+    intervals = {watch: interval, reconcile: float(os.environ.get("PROMOFLOW_RECONCILE_INTERVAL", "30"))}
+    triggers: dict[object, list[Any]] = {watch: [trigger()], reconcile: [reconcile_trigger()]}
     # to_deployment is sync-or-async by context; called from sync code it returns the deployment.
     return [
         cast(
@@ -41,15 +46,30 @@ def deployments() -> list[RunnerDeployment]:
                 description=flow.description,
                 tags=TAGS,
                 parameters={"config": config},
-                interval=interval if flow is watch else None,
-                # a registry push (promoflow webhook) runs watch at once for the apps it concerns
-                triggers=[trigger()] if flow is watch else None,
-                # an interval run and a triggered one must not both take the same new release for new
-                concurrency_limit=1 if flow is watch else None,
+                interval=intervals.get(flow),
+                # watch: a registry push (promoflow webhook) runs it at once for the apps it concerns
+                triggers=triggers.get(flow),
+                # watch: an interval run and a triggered one must not both take the same new release for new;
+                # reconcile: two must not both carry one promotion on
+                concurrency_limit=1 if flow in (watch, reconcile) else None,
             ),
         )
-        for flow in (promote, pipeline, rollback, watch)
+        for flow in (promote, pipeline, rollback, watch, reconcile)
     ]
+
+
+def reconcile_trigger() -> DeploymentEventTrigger:
+    """Reconcile at once when a promoflow run is cancelled or crashes, or a forge reports a review or a check."""
+    from prefect.events import DeploymentEventTrigger
+
+    from promoflow.forges.github import EVENT_PREFIX
+
+    return DeploymentEventTrigger(
+        name="reconcile on cancel, crash or forge event",
+        description="A cancelled or crashed promoflow run, or a review or check on a promotion request.",
+        expect={"prefect.flow-run.Cancelled", "prefect.flow-run.Crashed", f"{EVENT_PREFIX}*"},
+        parameters={"woken_by": "{{ event.event }}"},
+    )
 
 
 def main() -> None:

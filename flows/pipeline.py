@@ -8,11 +8,13 @@ from prefect import flow, get_run_logger
 from flows.promote import run_promotion
 from promoflow import releases, settings
 from promoflow.config import Environment, Group
+from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError
 from promoflow.project import Project
 from promoflow.promotion import check_bundle_order, resolve_bundle, runs, sources
 from promoflow.records import Bundle
-from tasks._shared import project
+from tasks._shared import label_run, project
+from tasks.steps import mark
 
 
 @flow(name="pipeline", flow_run_name="pipeline {app}")
@@ -29,6 +31,7 @@ def pipeline(
     logger = get_run_logger()
     app_config = p.config.app(app)
     chosen = releases.resolve(db, app_config, sources(p, app_config), release, "oci-layout")
+    label_run(f"pipeline {app} {chosen.label}", app, None, chosen.label)
     logger.info("Pipeline of %s release %s (%s)", app, chosen.label, chosen.id)
     done: list[int] = []
     for env in p.config.route(app):
@@ -46,15 +49,18 @@ def pipeline(
         if runs(p, app, env.name, chosen.id):
             logger.info("%s already runs %s", env.name, chosen.label)
             continue
-        done.append(
-            run_promotion(
-                app,
-                env.name,
-                release=chosen.id,
-                requested_by=requested_by or settings.current_user(),
-                config=config,
-            )
+        pid = run_promotion(
+            app,
+            env.name,
+            release=chosen.id,
+            requested_by=requested_by or settings.current_user(),
+            config=config,
+            rename_run=False,
         )
+        done.append(pid)
+        if (state := db.promotion(pid).state) != PromotionState.SUCCEEDED:
+            logger.warning("Promotion %s into %s %s; stopping", pid, env.name, PromotionState(state).words)
+            break
     return done
 
 
@@ -134,7 +140,11 @@ def promote_bundle_into(
                 reason=reason,
                 config=config,
                 bundle_id=bundle.id,
+                rename_run=False,
             )
+            state = PromotionState(p.db.promotion(pid).state)
+            if state != PromotionState.SUCCEEDED:
+                raise TerminalError(f"promotion {pid} {state.words}")
         except Exception as error:
             undone = _roll_back(p, bundle, env.name, changed, app, config)
             raise TerminalError(
@@ -168,11 +178,12 @@ def _roll_back(
                 kind="rollback",
                 rollback_of=pid,
                 bundle_id=bundle.id,
+                rename_run=False,
             )
         except Exception as error:
             outcomes.append(f"{app} could not be rolled back ({error})")
             continue
-        p.db.update_promotion(pid, state="rolled_back")
+        mark(p, pid, PromotionState.ROLLED_BACK)
         outcomes.append(f"{app} was rolled back to {p.db.get_release(target).label}")
     if not outcomes:
         return "No other member had changed there."

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.approval import ApprovalRejected, await_approvals, current_flow_run_id
-from flows.github_approval import await_reviews
 from promoflow import settings
-from promoflow.errors import PromoflowError
+from promoflow.clusters.targets import VerificationFailed
+from promoflow.engine.states import PromotionState
+from promoflow.errors import TerminalError
 from promoflow.promotion import runner_id, start
-from tasks._shared import project, retry_options
-from tasks.apply import apply
-from tasks.finalize import finalize
-from tasks.merge import merge
-from tasks.open_request import open_request
-from tasks.preflight import preflight
-from tasks.prepare import prepare
-from tasks.report import report
-from tasks.verify import VerificationFailed, verify
+from tasks._shared import label_run, project
 
 
 @flow(name="promote", flow_run_name="promote {app} to {environment}")
@@ -48,63 +40,55 @@ def run_promotion(
     kind: str = "promotion",
     rollback_of: int | None = None,
     bundle_id: str | None = None,
+    rename_run: bool = True,
 ) -> int:
-    """The steps of one promotion, inside whichever flow run calls it (`promote`, or `pipeline` for each
-    environment: one run for the whole walk, its approval waits pausing that run)."""
+    """One promotion, inside whichever flow run calls it (`promote`, or `pipeline` for each environment: one run
+    for the whole walk, its waits suspending or pausing that run). Returns the promotion's id; raises when it
+    failed (a rejection, an expiry or a supersession is a decision, not a failure: the run completes)."""
+    from flows.driver import drive
+
     p = project(config)
     db = p.db
     requester = requested_by or settings.current_user()
     promotion = start(p, app, environment, release, requester, kind, reason, rollback_of, bundle_id)
     pid = promotion.id
     assert pid is not None
-    db.update_promotion(pid, flow_run_id=current_flow_run_id(), runner=runner_id())
-    env = p.config.environment(environment)
-    retrying = retry_options(env)
+    db.update_promotion(pid, flow_run_id=_flow_run_id(), runner=runner_id())
+    release_label = db.get_release(promotion.release_id).label
+    verb = "roll back" if kind == "rollback" else "promote"
+    label_run(f"{verb} {app} {release_label} to {environment}" if rename_run else None, app, environment, release_label)
     logger = get_run_logger()
-    logger.info("Promotion %s: %s %s into %s", pid, kind, promotion.release_id, environment)
+    logger.info("Promotion %s: %s of %s %s into %s", pid, kind, app, release_label, environment)
     try:
-        if not preflight.with_options(**retrying)(config, pid):
-            logger.info("Promotion %s was superseded by a newer request", pid)
-            return pid
-        if prepare.with_options(**retrying)(config, pid):
-            description = open_request.with_options(**retrying)(config, pid)
-            wanted = kind != "rollback" or env.rollback.require_approval
-            if p.config.repository.forge == "github" and wanted and (env.approval.required or env.checks):
-                approvers = await_reviews(p, pid, env, description)
-            elif wanted and env.approval.required:
-                approvers = await_approvals(p, pid, env.approval, description)
-            else:
-                approvers = []
-            merge.with_options(**retrying)(config, pid, approvers)
-        apply.with_options(**retrying)(config, pid)
-        verify.with_options(**retrying)(config, pid)  # terminal failures (unhealthy) are not retried
-        finalize.with_options(**retrying)(config, pid)
-    except ApprovalRejected as error:
-        db.update_promotion(pid, state="rejected", error=str(error))
-        report(p, pid, "failure", f"Promotion {pid} was rejected: {error}", comment=True)
-        raise
-    except VerificationFailed as error:
-        db.update_promotion(pid, state="failed", error=str(error))
-        report(p, pid, "failure", f"Promotion {pid} failed verification: {error}", comment=True)
-        if env.rollback.automatic and kind != "rollback":
-            from flows.rollback import rollback
-
-            logger.warning("Promotion %s failed verification; rolling back %s in %s", pid, app, environment)
-            rollback(
-                app,
-                environment,
-                reason=f"automatic: promotion {pid} failed verification",
-                requested_by="promoflow",
-                config=config,
-                failed_promotion=pid,
-            )
-        raise
-    except PromoflowError as error:
-        db.update_promotion(pid, state="failed", error=str(error))
-        report(p, pid, "failure", f"Promotion {pid} failed: {error}", comment=True)
-        raise
+        outcome = drive(config, pid)
     except Exception as error:  # a bug or an unforeseen failure must not hold the slot forever
-        db.update_promotion(pid, state="failed", error=f"unexpected {type(error).__name__}: {error}")
+        if not PromotionState(db.promotion(pid).state).ended:
+            db.update_promotion(pid, state="failed", error=f"unexpected {type(error).__name__}: {error}")
         raise
-    logger.info("Promotion %s succeeded", pid)
-    return pid
+    if outcome is None:
+        logger.info("Promotion %s succeeded", pid)
+        return pid
+    if outcome.state != PromotionState.FAILED:
+        logger.warning("Promotion %s %s: %s", pid, outcome.state.words, outcome.message)
+        return pid
+    env = p.config.environment(environment)
+    if outcome.roll_back and env.rollback.automatic and kind != "rollback":
+        from flows.rollback import rollback
+
+        logger.warning("Promotion %s failed verification; rolling back %s in %s", pid, app, environment)
+        rollback(
+            app,
+            environment,
+            reason=f"automatic: promotion {pid} failed verification",
+            requested_by="promoflow",
+            config=config,
+            failed_promotion=pid,
+        )
+    raise (VerificationFailed if outcome.roll_back else TerminalError)(outcome.message)
+
+
+def _flow_run_id() -> str:
+    from prefect.context import get_run_context
+
+    context = get_run_context()
+    return str(context.flow_run.id)  # type: ignore[union-attr]

@@ -6,10 +6,13 @@ from prefect import flow, get_run_logger
 
 from flows.promote import promote
 from promoflow import settings
+from promoflow.engine.context import Context
+from promoflow.engine.runner import tell_forge
+from promoflow.engine.states import PromotionState
 from promoflow.errors import PromoflowError, TerminalError
 from promoflow.promotion import rollback_target
 from tasks._shared import project
-from tasks.report import report
+from tasks.steps import mark
 
 
 @flow(name="rollback", flow_run_name="roll back {app} in {environment}")
@@ -54,6 +57,6 @@ def rollback(
             f"The failed release stays rejected there; fix the cause and run `promoflow rollback` again."
         ) from None
     if culprit:
-        db.update_promotion(culprit, state="rolled_back")
-        report(p, culprit, "failure", f"Rolled back by promotion {pid}: {why}", comment=True)
+        mark(p, culprit, PromotionState.ROLLED_BACK)
+        tell_forge(Context(p, culprit, log=get_run_logger()), f"Rolled back by promotion {pid}: {why}")
     return pid

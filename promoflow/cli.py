@@ -66,6 +66,14 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+NoWaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="Hand the run to the served deployments (`python -m deployments.serve` or a worker) and return at "
+        "once with its ids; follow it with `promoflow status`.",
+    ),
+]
 AsOption = Annotated[
     str | None,
     typer.Option("--as", help="Who is acting (default: $PROMOFLOW_USER or $USER).", show_default=False),
@@ -160,6 +168,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         project = _project(config)
         db = project.db
         running = _bundles_running(project)
+        waits = _waits(db)
         rows: list[dict[str, Any]] = []
         for app_config in project.config.apps:
             group = project.config.group_of(app_config.name)
@@ -179,6 +188,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                         "rejected_releases": sorted(db.rejected(app_config.name, env.name)),
                         "group": group.name if group else None,
                         "bundle": {"id": bundle.id, "label": bundle.label} if bundle else None,
+                        "waiting": waits.get((app_config.name, env.name)),
                     }
                 )
     if as_json:
@@ -198,6 +208,23 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             str(len(row["rejected_releases"]) or ""),
         )
     out.print(table)
+    waiting = [row for row in rows if row["waiting"]]
+    if waiting:
+        table = Table(title="waiting")
+        for column in ("promotion", "app", "environment", "release", "waits for", "since", "decide with"):
+            table.add_column(column, overflow="fold")
+        for row in waiting:
+            wait = row["waiting"]
+            table.add_row(
+                str(wait["promotion"]),
+                row["app"],
+                row["environment"],
+                _label(wait["release"]),
+                wait["for"] + (f" (approvers: {', '.join(wait['approvers'])})" if wait["approvers"] else ""),
+                _short_time(wait["since"]),
+                wait["decide"],
+            )
+        out.print(table)
     if not project.config.groups:
         return
     groups = Table(title="groups", caption="bundle: the one whose release every member runs there")
@@ -208,6 +235,31 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             bundle = running.get((group.name, env.name))
             groups.add_row(group.name, env.name, f"{bundle.id} ({bundle.label})" if bundle else "-")
     out.print(groups)
+
+
+def _waits(db: Database) -> dict[tuple[str, str], dict[str, Any]]:
+    """(app, environment) -> the promotion waiting there: for what, since when, who may decide, and how."""
+    from promoflow.engine.results import Waiting
+
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for promotion in db.active_promotions():
+        if promotion.waiting is None:
+            continue
+        waiting = Waiting.model_validate_json(promotion.waiting)
+        found[(promotion.app, promotion.environment)] = {
+            "promotion": promotion.id,
+            "release": _release_ref(db, promotion.release_id),
+            "state": promotion.state,
+            "gate": waiting.gate.value,
+            "for": waiting.summary,
+            "since": waiting.since.isoformat(),
+            "approvals": {"counted": waiting.approved_by, "required": waiting.required} if waiting.required else None,
+            "approvers": waiting.approvers,
+            "checks": waiting.checks,
+            "expires_at": waiting.expires_at.isoformat() if waiting.expires_at else None,
+            "decide": waiting.decide,
+        }
+    return found
 
 
 def _bundles_running(project: Project) -> dict[tuple[str, str], Bundle]:
@@ -313,8 +365,10 @@ def promote(
         ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",
+    no_wait: NoWaitOption = False,
     as_user: AsOption = None,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Promote a release of APP (or every member of a GROUP's bundle) into one environment (waits for
     approvals if the policy needs them). When a member of a group fails, the members already changed there
@@ -326,6 +380,16 @@ def promote(
             _promote_group(project, group, to, release, reason, as_user)
             return
         chosen = _check_promotable(project, app_name, to, release)
+        if no_wait:
+            from promoflow.promotion import start
+
+            requester = as_user or settings.current_user()
+            promotion = start(project, app_name, to, chosen, requester, reason=reason)
+            parameters = {"app": app_name, "environment": to, "release": promotion.release_id}
+            _submit(
+                project, "promote", parameters | {"requested_by": requester, "reason": reason}, as_json, promotion.id
+            )
+            return
         flows = _flows(project)
         pid = flows.promote(
             app_name,
@@ -373,8 +437,10 @@ def pipeline(
             "(default: newest allowed by the tag policy and the newest config commit)."
         ),
     ] = None,
+    no_wait: NoWaitOption = False,
     as_user: AsOption = None,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Walk a release of APP (or a bundle of a GROUP: every member into each environment before the next)
     through its environments in order, stopping at the first failure."""
@@ -387,6 +453,10 @@ def pipeline(
             chosen = resolve_bundle(project, group, release, "pipeline").id
         else:
             chosen = _check_promotable(project, app_name, project.config.route(app_name)[0].name, release)
+        if no_wait:
+            parameters = {"app": app_name, "release": chosen, "requested_by": as_user or settings.current_user()}
+            _submit(project, "pipeline", parameters, as_json, None)
+            return
         flows = _flows(project)
         pids = flows.pipeline(
             app_name,
@@ -544,11 +614,14 @@ def _decide(
 
         require_decidable(project.db.promotion(promotion_id))
         _connect_prefect(project, start=False)
+        from promoflow import server
+
+        server.without_heartbeat()  # the promotion may carry on in this process
         from flows.approval import send_decision
 
         who = as_user or settings.current_user()
-        send_decision(project, promotion_id, who, decision, comment)
-    out.print(f"{'Approved' if decision == 'approve' else 'Rejected'} promotion {promotion_id} as {who}.")
+        _, woken = send_decision(project, promotion_id, who, decision, comment)
+    out.print(f"{'Approved' if decision == 'approve' else 'Rejected'} promotion {promotion_id} as {who}: {woken}.")
 
 
 @app.command()
@@ -583,6 +656,65 @@ def rollback(
             config=str(project.config_path),
         )
         _print_outcome(project, pid)
+
+
+@app.command()
+def resume(
+    promotion_id: Annotated[int, typer.Argument(metavar="PROMOTION", help="Promotion id (see `promoflow status`).")],
+    config: ConfigOption = None,
+) -> None:
+    """Carry on a promotion whose run is gone (its process was killed, the run crashed or was stopped): in a new
+    run of the served deployment, or here when none is served. A run that is alive is left alone, a suspended
+    one is woken."""
+    with _user_errors():
+        project = _project(config)
+        promotion = project.db.promotion(promotion_id)
+        from promoflow.engine.states import PromotionState
+
+        state = PromotionState(promotion.state)
+        if state.ended:
+            raise TerminalError(f"Promotion {promotion_id} has ended ({state.words}): there is nothing to resume.")
+        _flows(project)  # a local Prefect server if none is set, and the CLI's run settings
+        from prefect.client.orchestration import get_client
+
+        from flows.resume import carry_on, status, wake
+
+        with get_client(sync_client=True) as client:
+            found = status(client, promotion)
+        if found.verdict == "busy":
+            said = f"{found.why}: nothing to do"
+        elif found.verdict == "suspended":
+            said = wake(project, promotion_id)
+        else:
+            said = carry_on(project, promotion_id, found, here=True)
+    out.print(f"Promotion {promotion_id}: {said}.", markup=False)
+
+
+def _submit(project: Project, flow: str, parameters: dict[str, Any], as_json: bool, promotion_id: int | None) -> None:
+    """Start a run of a served deployment and say its ids (`--no-wait`)."""
+    _connect_prefect(project, start=False)
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from promoflow import links
+
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(f"{flow}/{flow}")
+        except ObjectNotFound:
+            raise TerminalError(
+                f"No `{flow}` deployment is served: start `python -m deployments.serve` (or a worker), "
+                "or leave out --no-wait to run it here."
+            ) from None
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters=parameters | {"config": str(project.config_path)}
+        )
+    url = f"{links.ui_url()}/runs/flow-run/{run.id}" if links.ui_url() else None
+    if as_json:
+        out.print_json(json.dumps({"promotion": promotion_id, "flow_run": str(run.id), "url": url}))
+        return
+    what = f"Promotion {promotion_id}" if promotion_id is not None else f"The {flow}"
+    out.print(f"{what} runs as flow run {run.id}" + (f": {url}" if url else "") + ".", markup=False)
 
 
 @release_app.command("unreject")
@@ -875,12 +1007,15 @@ def _connect_prefect(project: Project, start: bool) -> None:
 
 
 def _print_outcome(project: Project, pid: int) -> None:
+    """One line per promotion; a promotion that did not succeed (rejected, expired, ...) makes the exit code 1."""
     promotion = project.db.promotion(pid)
     release = project.db.get_release(promotion.release_id)
-    out.print(
-        f"Promotion {pid}: {promotion.kind} of {promotion.app} {release.label} into "
-        f"{promotion.environment}: {_state(promotion.state)}"
-    )
+    line = f"Promotion {pid}: {promotion.kind} of {promotion.app} {release.label} into {promotion.environment}: "
+    out.print(line + _state(promotion.state), markup=False)
+    if promotion.state != "succeeded":
+        if promotion.error:
+            err.print(f"error: {promotion.error}", markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 def _release_ref(db: Database, release_id: str | None) -> dict[str, str] | None:

@@ -647,9 +647,12 @@ def _approvals(
 
 def _review(project: Project, out: Console, github: GitHubStandIn, promotion_id: int, yes: bool) -> None:
     """With --yes, approve the promotion's pull request as a reviewer; else say how to."""
-    from tasks._shared import pull_request
+    from promoflow.engine.context import step_output
+    from promoflow.forges import Request
 
-    number = pull_request(project.db, promotion_id)
+    request = step_output(project.db, promotion_id, "open_request", Request)
+    assert request is not None and request.number is not None  # it waits for approval: its request is open
+    number = request.number
     if yes:
         out.print(f"[bold]--yes:[/] {APPROVER} approves pull request #{number} on the {GITHUB_SIMULATED}")
         github.review(GITHUB_REPOSITORY, number, APPROVER, "APPROVE", body="approved by `promoflow demo --yes`")

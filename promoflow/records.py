@@ -315,6 +315,12 @@ class Database:
                 return s.exec(select(Promotion).where(Promotion.slot == slot)).first()
         return None
 
+    def active_promotions(self) -> list[Promotion]:
+        """Every promotion that has not ended, oldest first."""
+        with self.session() as s:
+            query = select(Promotion).where(col(Promotion.state).not_in(TERMINAL_STATES)).order_by(col(Promotion.id))
+            return list(s.exec(query).all())
+
     def promotions(
         self,
         app: str | list[str] | None = None,
@@ -374,6 +380,7 @@ class Database:
                 select(Step).where(Step.promotion_id == promotion_id, Step.name == name).order_by(col(Step.id).desc())
             ).first()
             if last is not None and last.outcome == "waiting":
+                last.started_at = _utc(last.started_at)  # type: ignore[assignment]
                 return last
             if last is not None and last.outcome == "running":  # its process died in it: this is a new attempt
                 last.outcome, last.error, last.ended_at = "interrupted", "the process running it ended", now()
@@ -387,6 +394,7 @@ class Database:
             s.add(row)
             s.commit()
             s.refresh(row)
+            row.started_at = _utc(row.started_at)  # type: ignore[assignment]
             return row
 
     def wait_step(self, row: Step, detail: dict[str, Any]) -> None:

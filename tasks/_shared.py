@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from functools import cache
@@ -13,9 +12,8 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from promoflow.config import Environment
-from promoflow.errors import TerminalError, TransientError
+from promoflow.errors import TransientError
 from promoflow.project import Project
-from promoflow.records import Database, Promotion
 
 # A server asking for a longer pause than this is not coming back soon: the step fails and says so.
 MAX_RETRY_AFTER_SECONDS = 600.0
@@ -66,20 +64,16 @@ def retry_options(environment: Environment) -> dict[str, Any]:
     }
 
 
-def run_url(promotion: Promotion) -> str | None:
-    """The promotion's flow run in the Prefect UI, for links in pull requests and statuses."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+def label_run(name: str | None, app: str, environment: str | None, release: str) -> None:
+    """Name the current flow run after what it promotes and tag it for filtering in the UI
+    (`app:web`, `env:prod`, `release:1.4.0`)."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
 
-    base = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
-    if not base or not promotion.flow_run_id:
-        return None
-    return f"{base.rstrip('/')}/runs/flow-run/{promotion.flow_run_id}"
-
-
-def pull_request(db: Database, promotion_id: int) -> int:
-    """The number of the promotion's pull request, as its open_request step recorded it."""
-    step = db.last_step(promotion_id, "open_request")
-    number = json.loads(step.detail).get("number") if step and step.outcome == "succeeded" else None
-    if not isinstance(number, int):
-        raise TerminalError(f"Promotion {promotion_id} has no pull request on record; re-run it to open one.")
-    return number
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    run = context.flow_run
+    tags = [f"app:{app}", f"release:{release}", *([f"env:{environment}"] if environment else [])]
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(run.id, name=name, tags=sorted({*run.tags, *tags}))

@@ -118,23 +118,29 @@ EXPECTED_PARAMETERS = {
     "pipeline": {"app", "release", "requested_by", "config"},
     "rollback": {"app", "environment", "to", "reason", "requested_by", "config"},
     "watch": {"config", "apps", "promote"},
+    "reconcile": {"config", "woken_by"},
 }
 
 
-def test_serve_builds_the_three_deployments(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> None:
+def test_serve_builds_the_deployments(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> None:
     from deployments.serve import deployments
     from flows.pipeline import pipeline
     from flows.promote import promote
+    from flows.reconcile import reconcile
     from flows.rollback import rollback
     from flows.watch import watch
 
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("PROMOFLOW_CONFIG", "promotions.yaml")
     built = {deployment.name: deployment for deployment in deployments()}
-    assert set(built) == {"promote", "pipeline", "rollback", "watch"}
+    assert set(built) == {"promote", "pipeline", "rollback", "watch", "reconcile"}
     assert [s.schedule.interval.total_seconds() for s in built["watch"].schedules] == [60]  # type: ignore[union-attr]
+    assert [s.schedule.interval.total_seconds() for s in built["reconcile"].schedules] == [30]  # type: ignore[union-attr]
+    assert [t.expect for t in built["reconcile"].triggers] == [  # type: ignore[union-attr]
+        {"prefect.flow-run.Cancelled", "prefect.flow-run.Crashed", "promoflow.github.*"}
+    ]
 
-    for flow in (promote, pipeline, rollback, watch):
+    for flow in (promote, pipeline, rollback, watch, reconcile):
         deployment = built[flow.name]
         assert deployment.entrypoint == f"flows/{flow.name}.py:{flow.name}"
         assert deployment.flow_name == flow.name
@@ -159,7 +165,7 @@ def test_prefect_yaml_declares_the_same_deployments_on_the_process_pool(
     assert (
         {d["name"]: d["entrypoint"] for d in declared}
         == {d.name: d.entrypoint for d in deployments()}
-        == {name: f"flows/{name}.py:{name}" for name in ("promote", "pipeline", "rollback", "watch")}
+        == {name: f"flows/{name}.py:{name}" for name in ("promote", "pipeline", "rollback", "watch", "reconcile")}
     )
     for d in declared:
         assert d["work_pool"]["name"] == "promoflow"

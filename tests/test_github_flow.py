@@ -311,8 +311,8 @@ def test_a_review_webhook_becomes_the_event_that_wakes_waiting_promotions(sandbo
     import json
 
     import httpx
-
     from flows.github_approval import _Wake
+
     from promoflow.config import GitHub
     from promoflow.webhooks import create_app
 

@@ -103,9 +103,6 @@ def orchestrated(config: str) -> Sample:
 
 def direct(config: str) -> Sample:
     """What flows/pipeline.py + flows/promote.py do, with the tasks' bare functions and no engine."""
-    from promoflow import releases
-    from promoflow.promotion import runner_id, sources, start
-    from tasks._shared import project
     from tasks.apply import apply
     from tasks.finalize import finalize
     from tasks.merge import merge
@@ -113,6 +110,10 @@ def direct(config: str) -> Sample:
     from tasks.preflight import preflight
     from tasks.prepare import prepare
     from tasks.verify import verify
+
+    from promoflow import releases
+    from promoflow.promotion import runner_id, sources, start
+    from tasks._shared import project
 
     started = time.perf_counter()
     p = project(config)

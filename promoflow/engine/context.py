@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -11,7 +12,7 @@ from pydantic import BaseModel
 
 from promoflow.engine.states import PromotionState, transition
 from promoflow.project import Project
-from promoflow.records import Promotion
+from promoflow.records import Database, Promotion
 
 Output = TypeVar("Output", bound=BaseModel)
 
@@ -42,23 +43,36 @@ class Context:
     promotion_id: int
     clock: Clock = field(default_factory=SystemClock)
     events: Events = field(default_factory=NoEvents)
+    started: datetime | None = None  # when the step being run first started (a waiting step: its first look)
+    # Where steps say what they did (the flows pass the Prefect run's logger).
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(
+        default_factory=lambda: logging.getLogger("promoflow")
+    )
 
     @property
     def promotion(self) -> Promotion:
         return self.project.db.promotion(self.promotion_id)
 
-    def move(self, state: PromotionState, **changes: object) -> Promotion:
-        """Record the promotion's next state (checked against the state machine) and announce it once."""
-        before = self.promotion
+    def move(self, state: PromotionState, promotion_id: int | None = None, **changes: object) -> Promotion:
+        """Record a promotion's next state (this one's unless named), checked against the state machine, and
+        announce it once."""
+        pid = self.promotion_id if promotion_id is None else promotion_id
+        db = self.project.db
+        before = db.promotion(pid)
         after = transition(before.state, state)
-        promotion = self.project.db.update_promotion(self.promotion_id, state=after.value, **changes)
+        promotion = db.update_promotion(pid, state=after.value, **changes)
         if after != before.state:
             self.events.emit(promotion, after)
         return promotion
 
     def output(self, step: str, model: type[Output]) -> Output | None:
         """The typed output of this promotion's last successful `step`, None if it has not succeeded."""
-        row = self.project.db.last_step(self.promotion_id, step)
-        if row is None or row.outcome != "succeeded":
-            return None
-        return model.model_validate(json.loads(row.detail))
+        return step_output(self.project.db, self.promotion_id, step, model)
+
+
+def step_output(db: Database, promotion_id: int, step: str, model: type[Output]) -> Output | None:
+    """The typed output of a promotion's last `step`, None unless that succeeded."""
+    row = db.last_step(promotion_id, step)
+    if row is None or row.outcome != "succeeded":
+        return None
+    return model.model_validate(json.loads(row.detail))

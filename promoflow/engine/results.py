@@ -37,12 +37,14 @@ class Waiting(BaseModel):
     since: datetime
     wake_at: datetime | None = Field(None, description="look again by then even if nothing woke it")
     expires_at: datetime | None = Field(None, description="the policy gives up then")
+    expires_by: str = Field("", description="the policy that gives up, e.g. staging's approval timeout (3600 s)")
     required: int = Field(0, description="approvals needed in all")
     approved_by: list[str] = Field(default_factory=list, description="approvals counted so far")
     approvers: list[str] = Field(default_factory=list, description="who may approve (empty: anyone else)")
     checks: list[str] = Field(default_factory=list, description="required checks not green yet")
     decide: str = Field("", description="the command or link that decides it")
     form: bool = Field(False, description="a person answers in the approval form (UI) or the CLI")
+    suspend_key: str | None = Field(None, description="the pause key of the suspended flow run holding this wait")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,18 @@ class Terminal:
     message: str
     state: PromotionState = PromotionState.FAILED
     roll_back: bool = False  # the change reached the environment and failed there
+    seen: BaseModel | None = None  # what the step saw before it gave up, for the records
 
 
 StepResult = Done | Wait | RetryAfter | Terminal
+
+
+def expiry(promotion_id: int, waiting: Waiting, now: datetime) -> Terminal | None:
+    """The end of a wait whose policy gave up (checked wherever a wait is looked at: a step, the reconcile)."""
+    if waiting.expires_at is None or now < waiting.expires_at:
+        return None
+    return Terminal(
+        f"Promotion {promotion_id} expired: {waiting.expires_by or 'its wait timed out'} ran out while it waited "
+        f"for {waiting.summary} (since {waiting.since:%Y-%m-%d %H:%M:%S} UTC); request it again.",
+        PromotionState.EXPIRED,
+    )

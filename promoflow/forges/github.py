@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from promoflow import links
 from promoflow.approvals import Decided, judge, tally
 from promoflow.config import ApprovalPolicy
 from promoflow.errors import NotFound, TerminalError, TransientError
+from promoflow.forges import ContextState, GateContext, GateStatus, Look, Request, ReviewDecision, StatusState, register
 from promoflow.redact import redact
 
 if TYPE_CHECKING:
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
     from github.PullRequest import PullRequest
     from github.Repository import Repository
 
+    from promoflow.project import Project
+    from promoflow.records import Promotion
+
 MergeMethod = Literal["merge", "squash", "rebase"]
-ContextState = Literal["success", "pending", "failure", "missing"]
-StatusState = Literal["error", "failure", "pending", "success"]
 
 # Client settings, chosen rather than inherited from PyGithub's defaults:
 # - Retries: 5 at most, with exponential backoff (0, 1, 2, 4, 8 s), on 5xx and on rate limits that say when
@@ -55,28 +57,6 @@ PERMISSIONS = (
 
 
 @dataclass(frozen=True)
-class PullRequestRef:
-    number: int
-    url: str
-    head_sha: str
-    created: bool  # False: an open pull request for the same head and base already existed
-
-
-@dataclass
-class ReviewDecision:
-    """One review and whether it counts. Shaped like `promoflow.approvals.Decided`, so `tally` takes it."""
-
-    review_id: int
-    approver: str  # the reviewer's login
-    state: str  # APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED
-    decision: str  # "approve", "reject", or "none" for comments and dismissed reviews
-    commit_id: str
-    submitted_at: datetime | None
-    counted: bool | None = None  # None: not judged (as `reviews` returns them)
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
 class ForgeVerdict:
     """The reviews on a pull request judged against an environment's approval policy."""
 
@@ -89,19 +69,11 @@ class ForgeVerdict:
 
 
 @dataclass(frozen=True)
-class GateContext:
-    context: str
-    state: ContextState
-    source: Literal["status", "check_run"] | None
-    description: str | None
-    target_url: str | None
-
-
-@dataclass(frozen=True)
-class GateStatus:
-    sha: str
-    outcome: Literal["passed", "pending", "failed"]
-    contexts: tuple[GateContext, ...]
+class PullRequestRef:
+    number: int
+    url: str
+    head_sha: str
+    created: bool  # False: an open pull request for the same head and base already existed
 
 
 _DECISIONS = {"APPROVED": "approve", "CHANGES_REQUESTED": "reject"}
@@ -160,6 +132,13 @@ class GitHubForge:
     def comment(self, number: int, text: str) -> None:
         with self._api(f"comment on pull request #{number}"):
             self._repo().get_issue(number).create_comment(text)
+
+    def close(self, number: int) -> None:
+        """Close pull request ``number`` unmerged; one already closed or merged stays as it is."""
+        with self._api(f"close pull request #{number}"):
+            pull = self._repo().get_pull(number)
+            if pull.state == "open":
+                pull.edit(state="closed")
 
     # --- approvals ---------------------------------------------------------------------------------
 
@@ -413,3 +392,57 @@ def _judge_review(
     if review.decision == "approve" and review.commit_id != head:
         return False, f"stale: approved {review.commit_id[:12]}, the head is now {head[:12]}"
     return True, "counted"
+
+
+@register("github")
+class PullRequests:
+    """The github forge: a promotion request is a pull request; reviews approve, statuses and check runs gate."""
+
+    name = "github"
+    wake_events = (EVENT_PREFIX,)
+
+    def __init__(self, project: Project) -> None:
+        settings = project.config.repository.github
+        assert settings is not None  # the config model requires `github` with `forge: github`
+        self.settings = settings
+        self.client = project.github
+
+    def open(self, promotion: Promotion, branch: str, base: str, head: str, title: str, description: str) -> Request:
+        pull = self.client.open_request(branch, base, title, description, ["promotion", f"env:{promotion.environment}"])
+        return Request(
+            forge=self.name,
+            branch=branch,
+            base=base,
+            head=head,
+            title=title,
+            description=f"Pull request: [#{pull.number}]({pull.url})\n\n{description}",
+            number=pull.number,
+            url=pull.url,
+            created=pull.created,
+        )
+
+    def look(self, request: Request, policy: ApprovalPolicy, requester: str, checks: list[str]) -> Look:
+        verdict = self.client.evaluate(_number(request), policy, requester)
+        gates = self.client.gates(verdict.head_sha, checks) if checks else None
+        return Look(verdict.head_sha, verdict.reviews, gates)
+
+    def merge(self, promotion: Promotion, request: Request, message: str) -> str:
+        return self.client.merge(_number(request), self.settings.merge_method, request.head, message)
+
+    def report(self, promotion: Promotion, request: Request | None, state: StatusState, text: str) -> None:
+        if promotion.merge_commit:
+            context = f"promoflow/{promotion.environment}"
+            self.client.set_commit_status(promotion.merge_commit, state, context, text, links.run_url(promotion))
+
+    def comment(self, request: Request, text: str) -> None:
+        self.client.comment(_number(request), text)
+
+    def close(self, request: Request, comment: str) -> None:
+        self.client.comment(_number(request), comment)
+        self.client.close(_number(request))
+
+
+def _number(request: Request) -> int:
+    if request.number is None:
+        raise TerminalError(f"The request from {request.branch} has no pull request number on record: re-run it.")
+    return request.number

@@ -2,8 +2,45 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from promoflow.forges import Look, Request, StatusState, register
 from promoflow.gitops.manifests import ImagePin
 from promoflow.records import Promotion, Release
+
+if TYPE_CHECKING:
+    from promoflow.config import ApprovalPolicy
+    from promoflow.project import Project
+
+
+@register("local")
+class LocalForge:
+    """Nothing but git: the request is the prepared branch and its record; approvals come from the Prefect UI and
+    the CLI; promoflow merges it with a merge commit naming the promotion, its requester and its approvers."""
+
+    name = "local"
+    wake_events: tuple[str, ...] = ()
+
+    def __init__(self, project: Project) -> None:
+        self.workspace = project.workspace
+
+    def open(self, promotion: Promotion, branch: str, base: str, head: str, title: str, description: str) -> Request:
+        return Request(forge=self.name, branch=branch, base=base, head=head, title=title, description=description)
+
+    def look(self, request: Request, policy: ApprovalPolicy, requester: str, checks: list[str]) -> Look:
+        return Look(request.head)
+
+    def merge(self, promotion: Promotion, request: Request, message: str) -> str:
+        return self.workspace.merge(request.base, request.branch, request.head, message)
+
+    def report(self, promotion: Promotion, request: Request | None, state: StatusState, text: str) -> None:
+        return None  # the records say it all
+
+    def comment(self, request: Request, text: str) -> None:
+        return None
+
+    def close(self, request: Request, comment: str) -> None:
+        return None  # the branch stays, for the record; it is never merged
 
 
 def title(promotion: Promotion, release: Release) -> str:

@@ -6,7 +6,7 @@ idempotent and keyed by the promotion, so running it again after a crash finds w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 
@@ -16,8 +16,13 @@ if TYPE_CHECKING:
 
 
 class Step(Protocol):
-    name: ClassVar[str]
-    output: ClassVar[type[BaseModel]]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def output(self) -> type[BaseModel]:
+        """The model of what the step leaves for later steps (recorded as its detail)."""
+        ...
 
     def applies(self, ctx: Context) -> bool:
         """Whether this promotion takes this step at all (no change prepared: nothing to request or merge)."""
@@ -32,7 +37,8 @@ ORDER = ("preflight", "prepare", "open_request", "approval", "merge", "apply", "
 
 def register(step: type[Step]) -> type[Step]:
     """Class decorator: make the step known by its name."""
-    REGISTRY[step.name] = step()
+    instance = step()
+    REGISTRY[instance.name] = instance
     return step
 
 

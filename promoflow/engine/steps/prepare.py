@@ -1,4 +1,4 @@
-"""Step: the promotion request's branch: cut from the environment with only the release's change (the app's
+"""Step: the promotion request's branch, cut from the environment with only the release's change (the app's
 config directory as of the release's commit for git-sourced apps, then the image references pinned), or, with
 `promote: branch`, the previous environment's branch as it is."""
 
@@ -8,36 +8,63 @@ import os
 import shutil
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import TYPE_CHECKING, Literal
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
 
 from promoflow import releases
 from promoflow.config import App
+from promoflow.engine.results import Done, StepResult
+from promoflow.engine.steps import register
 from promoflow.errors import TerminalError
 from promoflow.forges import local
 from promoflow.gitops.manifests import ManifestError, pin_images
 from promoflow.project import Project
 from promoflow.promotion import request_branch
 from promoflow.records import Promotion, Release
-from tasks._shared import project
+
+if TYPE_CHECKING:
+    from promoflow.engine.context import Context
 
 
-@task(name="prepare", cache_policy=NO_CACHE)
-def prepare(config: str, promotion_id: int) -> list[str]:
-    """Returns the files changed; empty when the environment already runs this release."""
-    p = project(config)
-    promotion = p.db.promotion(promotion_id)
-    previous = p.config.previous(promotion.app, promotion.environment)
-    if p.config.repository.promote == "branch" and previous is not None and promotion.kind == "promotion":
-        return _from_previous_branch(p, promotion, previous.name)
-    return _edited_branch(p, promotion_id)
+class Prepared(BaseModel):
+    branch: str
+    base: str
+    head: str
+    files: list[str] = Field(description="changed; empty when the environment already runs the release")
+    mode: Literal["edit", "branch"] = "edit"
+    reused: bool = Field(False, description="an earlier run had prepared the branch")
+    config_commit: str | None = None
 
 
-def _edited_branch(p: Project, promotion_id: int) -> list[str]:
-    db = p.db
-    promotion = db.promotion(promotion_id)
-    release = db.get_release(promotion.release_id)
+@register
+class Prepare:
+    name = "prepare"
+    output = Prepared
+
+    def applies(self, ctx: Context) -> bool:
+        return True
+
+    def run(self, ctx: Context) -> StepResult:
+        p, promotion = ctx.project, ctx.promotion
+        previous = p.config.previous(promotion.app, promotion.environment)
+        if p.config.repository.promote == "branch" and previous is not None and promotion.kind == "promotion":
+            prepared = _from_previous_branch(p, promotion, previous.name)
+        else:
+            prepared = _edited_branch(p, promotion)
+        if prepared.files:
+            p.db.update_promotion(ctx.promotion_id, request_branch=prepared.branch, request_head=prepared.head)
+        return Done(prepared)
+
+
+def changed(ctx: Context) -> bool:
+    """Whether the promotion prepared a change (else there is nothing to request, approve or merge)."""
+    prepared = ctx.output(Prepare.name, Prepared)
+    return prepared is not None and bool(prepared.files)
+
+
+def _edited_branch(p: Project, promotion: Promotion) -> Prepared:
+    release = p.db.get_release(promotion.release_id)
     app = p.config.app(promotion.app)
     env = p.config.environment(promotion.environment)
     directory = app.directory(env)
@@ -55,7 +82,7 @@ def _edited_branch(p: Project, promotion_id: int) -> list[str]:
         except ManifestError as error:  # name files as `branch:path`, not by the throwaway worktree
             raise ManifestError(str(error).replace(f"{tree}/", f"{env.branch}:")) from None
 
-    with db.step(promotion_id, "prepare", branch=branch, base=env.branch) as detail, TemporaryDirectory() as tmp:
+    with TemporaryDirectory() as tmp:
         # The config is exported before the environment's workspace is locked: both may be one repository.
         config_dir = _export_config(p, app, release, Path(tmp) / "config")
 
@@ -64,19 +91,19 @@ def _edited_branch(p: Project, promotion_id: int) -> list[str]:
             return sorted({*(f"{directory}/{name}" for name in copied), *pin(tree)})
 
         change = p.workspace.prepare(env.branch, branch, edit, local.commit_message(promotion, release, pins))
-        detail.update(head=change.head, files=list(change.files), reused=not change.created)
-        if release.commit:
-            detail.update(config_commit=release.commit)
-    if change.files:
-        db.update_promotion(promotion_id, request_branch=branch, request_head=change.head)
-    return list(change.files)
+    return Prepared(
+        branch=branch,
+        base=env.branch,
+        head=change.head,
+        files=list(change.files),
+        reused=not change.created,
+        config_commit=release.commit,
+    )
 
 
-def _from_previous_branch(p: Project, promotion: Promotion, previous: str) -> list[str]:
+def _from_previous_branch(p: Project, promotion: Promotion, previous: str) -> Prepared:
     """Branch mode: the request is the previous environment's branch, which must run this release."""
-    db = p.db
-    assert promotion.id is not None
-    state = db.environment_state(promotion.app, previous)
+    state = p.db.environment_state(promotion.app, previous)
     if state is None or state.current_release != promotion.release_id:
         running = state.current_release if state else "nothing promoflow knows"
         raise TerminalError(
@@ -85,12 +112,8 @@ def _from_previous_branch(p: Project, promotion: Promotion, previous: str) -> li
         )
     source = p.config.environment(previous).branch
     target = p.config.environment(promotion.environment).branch
-    with db.step(promotion.id, "prepare", branch=source, base=target, mode="branch") as detail:
-        head, files = p.workspace.compare(target, source)
-        detail.update(head=head, files=files)
-    if files:
-        db.update_promotion(promotion.id, request_branch=source, request_head=head)
-    return files
+    head, files = p.workspace.compare(target, source)
+    return Prepared(branch=source, base=target, head=head, files=files, mode="branch")
 
 
 def _export_config(p: Project, app: App, release: Release, destination: Path) -> Path | None:

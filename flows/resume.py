@@ -1,0 +1,143 @@
+"""Getting a promotion going again: wake its run to look at the records, or, when its run is gone (its process
+was killed, the run was crashed, cancelled by a stopping runner, or deleted), start a new run that carries on.
+
+Used by `promoflow approve`/`reject`, `promoflow resume`, and the reconcile deployment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Scheduled
+
+from promoflow.engine.states import PromotionState
+from promoflow.project import Project
+from promoflow.promotion import runner_alive
+from promoflow.records import Promotion
+
+# What a runner writes on the runs it stops when it shuts down (SIGTERM): those promotions carry on elsewhere.
+RUNNER_STOPPED = "shutting down"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a promotion's flow run is, as far as carrying the promotion on is concerned."""
+
+    run: FlowRun | None
+    verdict: str  # "busy", "suspended", "gone", "cancelled"
+    why: str
+
+
+def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
+    run = _read(client, promotion.flow_run_id)
+    if run is None or run.state is None:
+        return RunStatus(run, "gone", "its flow run no longer exists")
+    state = run.state
+    if state.type in (StateType.SCHEDULED, StateType.PENDING, StateType.CANCELLING):
+        return RunStatus(run, "busy", f"its run is {state.name}")
+    if state.type == StateType.PAUSED and state.state_details.pause_reschedule:
+        return RunStatus(run, "suspended", "its run is suspended")
+    if state.type in (StateType.PAUSED, StateType.RUNNING):
+        if runner_alive(promotion) is False:
+            return RunStatus(run, "gone", f"the process running it ({promotion.runner}) ended")
+        return RunStatus(run, "busy", f"its run is {state.name}")
+    if state.type == StateType.CANCELLED and RUNNER_STOPPED not in (state.message or ""):
+        return RunStatus(run, "cancelled", f"its run was cancelled ({state.message or 'no reason given'})")
+    return RunStatus(run, "gone", f"its run ended {state.name} ({state.message or 'no message'})")
+
+
+def wake(project: Project, promotion_id: int, here: bool = False) -> str:
+    """Make the promotion look at its records again; says what was done. `here`: a promotion whose run is gone
+    carries on in this process when no deployment is served to take it."""
+    promotion = project.db.promotion(promotion_id)
+    if PromotionState(promotion.state).ended:
+        return f"promotion {promotion_id} is {PromotionState(promotion.state).words}"
+    with get_client(sync_client=True) as client:
+        found = status(client, promotion)
+        if found.verdict == "busy":
+            return f"{found.why}: it sees the decision within seconds"
+        if found.verdict == "suspended":
+            assert found.run is not None
+            client.set_flow_run_state(found.run.id, Scheduled(message="woken by promoflow"), force=True)
+            return "its suspended run was put back on the schedule"
+    if found.verdict == "cancelled":
+        cancel(project, promotion_id, found.why)
+        return f"{found.why}: the promotion is cancelled"
+    return carry_on(project, promotion_id, found, here)
+
+
+def carry_on(project: Project, promotion_id: int, found: RunStatus, here: bool = False) -> str:
+    """Start a new run for a promotion whose run is gone: the deployment its run came from (or the one of the
+    same flow) with the same parameters; with none served and `here`, in this process."""
+    promotion = project.db.promotion(promotion_id)
+    with get_client(sync_client=True) as client:
+        deployment, parameters = _deployment_for(client, project, promotion, found.run)
+        if deployment is not None:
+            new = client.create_flow_run_from_deployment(
+                deployment, parameters=parameters, tags=list(found.run.tags) if found.run else None
+            )
+            project.db.update_promotion(promotion_id, flow_run_id=str(new.id), runner=None)
+            return f"{found.why}: it carries on in flow run {new.id}"
+    if not here:
+        return (
+            f"{found.why}, and no promoflow deployment is served to carry it on: "
+            f"run `promoflow resume {promotion_id}` (or serve the deployments: `python -m deployments.serve`)"
+        )
+    from flows.promote import promote
+
+    promote(**_promote_parameters(project, promotion))
+    return "it carried on in this process"
+
+
+def cancel(project: Project, promotion_id: int, why: str) -> None:
+    """The promotion's run was cancelled by a person: the promotion is cancelled (request closed, slot freed)."""
+    from promoflow.engine.context import Context
+    from promoflow.engine.results import Terminal
+    from promoflow.engine.runner import end
+
+    end(Context(project, promotion_id), Terminal(f"{why}", PromotionState.CANCELLED))
+
+
+def _deployment_for(
+    client: SyncPrefectClient, project: Project, promotion: Promotion, run: FlowRun | None
+) -> tuple[UUID | None, dict[str, Any]]:
+    if run is not None and run.deployment_id is not None:
+        return run.deployment_id, dict(run.parameters)
+    names = []
+    if run is not None:
+        flow = client.read_flow(run.flow_id)
+        names.append((f"{flow.name}/{flow.name}", dict(run.parameters)))
+    names.append(("promote/promote", _promote_parameters(project, promotion)))
+    for name, parameters in names:
+        try:
+            return client.read_deployment_by_name(name).id, parameters
+        except ObjectNotFound:
+            continue
+    return None, {}
+
+
+def _promote_parameters(project: Project, promotion: Promotion) -> dict[str, Any]:
+    return {
+        "app": promotion.app,
+        "environment": promotion.environment,
+        "release": promotion.release_id,
+        "requested_by": promotion.requested_by,
+        "reason": promotion.reason,
+        "config": str(project.config_path),
+        "kind": promotion.kind,
+        "rollback_of": promotion.rollback_of,
+    }
+
+
+def _read(client: SyncPrefectClient, flow_run_id: str | None) -> FlowRun | None:
+    if not flow_run_id:
+        return None
+    try:
+        return client.read_flow_run(UUID(flow_run_id))
+    except ObjectNotFound:
+        return None

@@ -1,0 +1,55 @@
+"""The `kubernetes` target: render the app from the environment's branch, server-side apply it (field manager
+`promoflow`), prune what promoflow applied there before and no longer renders, then wait for the rollout."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from promoflow.clusters.health import rollout_status
+from promoflow.clusters.render import render
+from promoflow.clusters.targets import Applied, AppliedObject, Rollout, VerificationFailed, Verified, register
+
+if TYPE_CHECKING:
+    from promoflow.config import Environment
+    from promoflow.engine.context import Context
+    from promoflow.project import Project
+
+
+@register("kubernetes")
+class KubernetesApply:
+    name = "kubernetes"
+
+    def __init__(self, project: Project, environment: Environment) -> None:
+        self.project = project
+        self.environment = environment
+
+    def apply(self, ctx: Context) -> Applied:
+        p, env = self.project, self.environment
+        promotion = ctx.promotion
+        app = p.config.app(promotion.app)
+        with p.workspace.checkout(env.branch) as tree:
+            objects = render(tree / app.directory(env))
+        before = p.db.last_outcome(promotion.app, promotion.environment, "apply")
+        previous = [o.ref() for o in Applied.model_validate(before).applied] if before else []
+        with p.cluster(env) as cluster:
+            result = cluster.apply(promotion.app, env.name, objects, previous=previous, force=env.cluster.force)
+        return Applied(
+            target=self.name,
+            applied=[AppliedObject.of(r) for r in result.applied],
+            changed=[str(r) for r in result.changed],
+            pruned=[str(r) for r in result.pruned],
+            requests=result.requests,
+        )
+
+    def check(self, ctx: Context, applied: Applied) -> Verified:
+        """Wait for the workloads this promotion applied to roll out; the first that cannot fails it."""
+        env = self.environment
+        with self.project.cluster(env) as cluster:
+            results = rollout_status(cluster, [o.ref() for o in applied.applied], env.cluster.rollout_timeout_seconds)
+        failed = [r for r in results if not r.healthy]
+        if failed:
+            raise VerificationFailed(
+                f"{ctx.promotion.app} did not roll out in {env.name}: "
+                + "; ".join(f"{r.ref}: {r.message}" for r in failed)
+            )
+        return Verified(rollouts=[Rollout(object=str(r.ref), healthy=r.healthy, message=r.message) for r in results])

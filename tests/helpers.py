@@ -1,0 +1,124 @@
+"""What many test modules share: reading the records through the CLI, polling until something holds, running the
+CLI and the served deployments as processes, and reading Prefect's view of a run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from tests.conftest import ROOT, Sandbox
+
+T = TypeVar("T")
+REQUESTER = {"PROMOFLOW_USER": "rita"}
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 60, what: str = "condition", every: float = 0.25) -> T:
+    """Poll until `predicate` returns something truthy (returned); fail saying `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def history(sandbox: Sandbox, *args: str) -> list[dict[str, Any]]:
+    data = sandbox.cli_json("history", *args)
+    assert isinstance(data, list)
+    return data
+
+
+def promotion(sandbox: Sandbox, promotion_id: int) -> dict[str, Any]:
+    return next(p for p in history(sandbox) if p["id"] == promotion_id)
+
+
+def awaiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
+    return next((p for p in history(sandbox) if p["environment"] == env and p["state"] == "awaiting_approval"), None)
+
+
+def start_cli(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "promoflow", *args],
+        cwd=sandbox.base,
+        env={**os.environ, **REQUESTER, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def flow_run(run_id: str) -> dict[str, Any]:
+    """Prefect's view of a flow run (the session server's API)."""
+    answer = httpx.get(f"{os.environ['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10)
+    answer.raise_for_status()
+    data: dict[str, Any] = answer.json()
+    return data
+
+
+def run_state(run_id: str) -> tuple[str, str]:
+    """(type, name) of a flow run's state: ("PAUSED", "Suspended"), ("COMPLETED", "Completed") ..."""
+    state = flow_run(run_id)["state"]
+    return state["type"], state["name"]
+
+
+class Served:
+    """`python -m deployments.serve` for a sandbox's promotions.yaml, as an operator runs it."""
+
+    def __init__(self, sandbox: Sandbox, log: Path, env: dict[str, str] | None = None) -> None:
+        self.sandbox, self.log, self.env = sandbox, log, env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Served:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "deployments.serve"],
+                cwd=ROOT,  # the deployments' entrypoints are relative to the checkout
+                env={**os.environ, "PROMOFLOW_CONFIG": str(self.sandbox.config), **REQUESTER, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self._ready, timeout=90, what="the deployments to be served", every=0.5)
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"deployments.serve exited {self.process.returncode}: {self.log.read_text()[-3000:]}")
+        answer = httpx.get(f"{os.environ['PREFECT_API_URL']}/deployments/name/promote/promote", timeout=10)
+        return answer.status_code == 200 and answer.json().get("status") == "READY"
+
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the serve process by signal: SIGTERM to it alone, as a redeploy does (`docker stop`); SIGKILL to it
+        and every process it started, as a machine dying does."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if how == signal.SIGKILL:
+            os.killpg(self.process.pid, how)
+        else:
+            self.process.send_signal(how)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+
+@contextmanager
+def served(sandbox: Sandbox, log: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+    running = Served(sandbox, log, env).start()
+    try:
+        yield running
+    finally:
+        running.stop(signal.SIGKILL)
