@@ -373,8 +373,8 @@ class Database:
             s.add(row)
             s.commit()
 
-    def begin_step(self, promotion_id: int, name: str) -> Step:
-        """The intent to run a step: its open waiting record if it was waiting, else a new attempt."""
+    def begin_step(self, promotion_id: int, name: str, at: datetime | None = None) -> Step:
+        """The intent to run a step (`at`: now): its open waiting record if it was waiting, else a new attempt."""
         with self.session() as s:
             last = s.exec(
                 select(Step).where(Step.promotion_id == promotion_id, Step.name == name).order_by(col(Step.id).desc())
@@ -389,7 +389,7 @@ class Database:
                 promotion_id=promotion_id,
                 name=name,
                 attempt=(last.attempt if last else 0) + 1,
-                started_at=now(),
+                started_at=at or now(),
             )
             s.add(row)
             s.commit()

@@ -10,7 +10,9 @@ from typing import Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from promoflow.clusters.targets import Target, target_for
 from promoflow.engine.states import PromotionState, transition
+from promoflow.forges import Forge, forge_for
 from promoflow.project import Project
 from promoflow.records import Database, Promotion
 
@@ -48,6 +50,19 @@ class Context:
     log: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(
         default_factory=lambda: logging.getLogger("promoflow")
     )
+    # The forge and the cluster target: from promotions.yaml through their registries, unless given (unit tests
+    # give fakes of the interfaces).
+    forge_override: Forge | None = None
+    target_override: Target | None = None
+
+    @property
+    def forge(self) -> Forge:
+        return self.forge_override or forge_for(self.project)
+
+    def target(self) -> Target:
+        if self.target_override is not None:
+            return self.target_override
+        return target_for(self.project, self.project.config.environment(self.promotion.environment))
 
     @property
     def promotion(self) -> Promotion:

@@ -14,7 +14,7 @@ from promoflow.engine.results import Done, RetryAfter, StepResult, Terminal, Wai
 from promoflow.engine.states import PromotionState
 from promoflow.engine.steps import ORDER, Step, load
 from promoflow.errors import PromoflowError, TerminalError, TransientError
-from promoflow.forges import Request, forge_for
+from promoflow.forges import Request
 from promoflow.records import Promotion
 
 RunStep = Callable[[Step, Context], StepResult]
@@ -33,7 +33,7 @@ def next_step(ctx: Context, steps: Mapping[str, Step] | None = None) -> Step | N
 def run_step(step: Step, ctx: Context) -> StepResult:
     """One step, recorded: intent before, outcome after. A waiting step keeps one open record across looks."""
     db = ctx.project.db
-    row = db.begin_step(ctx.promotion_id, step.name)
+    row = db.begin_step(ctx.promotion_id, step.name, at=ctx.clock.now())
     ctx.started = row.started_at
     try:
         result = step.run(ctx)
@@ -111,7 +111,7 @@ def tell_forge(ctx: Context, text: str, *, close: bool = False) -> None:
     """A failure status on the promotion's merged commit, and `text` on its request (closing it if `close`).
     Best effort: the outcome is recorded already; a forge outage must not change it."""
     request = ctx.output("open_request", Request)
-    forge = forge_for(ctx.project)
+    forge = ctx.forge
     try:
         forge.report(ctx.promotion, request, "failure", text)
         if request is not None:

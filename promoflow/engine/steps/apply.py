@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from promoflow import failpoints
-from promoflow.clusters.targets import Applied, target_for
+from promoflow.clusters.targets import Applied
 from promoflow.engine.results import Done, StepResult
 from promoflow.engine.states import PromotionState
 from promoflow.engine.steps import register
@@ -23,8 +23,7 @@ class Apply:
         return True
 
     def run(self, ctx: Context) -> StepResult:
-        env = ctx.project.config.environment(ctx.promotion.environment)
-        applied = target_for(ctx.project, env).apply(ctx)
+        applied = ctx.target().apply(ctx)
         ctx.move(PromotionState.APPLIED)
         failpoints.hit("after-apply")
         return Done(applied)

@@ -19,7 +19,7 @@ from promoflow.engine.results import Done, Gate, StepResult, Terminal, Wait, Wai
 from promoflow.engine.states import PromotionState
 from promoflow.engine.steps import register
 from promoflow.engine.steps.prepare import changed
-from promoflow.forges import Request, ReviewDecision, forge_for
+from promoflow.forges import Request, ReviewDecision
 from promoflow.records import Approval, Database
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class AwaitApproval:
         policy = env.approval
         request = ctx.output("open_request", Request)
         assert request is not None
-        forge = forge_for(p)
+        forge = ctx.forge
         look = forge.look(request, policy, promotion.requested_by, env.checks)
         where = f"pull request #{request.number}" if request.number else f"branch {request.branch}"
         if look.head != request.head:
@@ -61,7 +61,7 @@ class AwaitApproval:
         if rejection is not None:
             return Terminal(f"Promotion {pid} was rejected by {rejection.approver}.", PromotionState.REJECTED)
         reviews = tally(policy, list(look.reviews))
-        approvers = list(reviews.approvers) + [a.approver for a in people if a.approver not in reviews.approvers]
+        approvers = list(dict.fromkeys([*reviews.approvers, *(a.approver for a in people)]))  # people, not decisions
         missing: list[str] = []
         if reviews.outcome == "rejected":
             missing.append(f"{reviews.rejected_by}'s requested changes to be dismissed or approved")

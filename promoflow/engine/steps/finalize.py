@@ -10,7 +10,7 @@ from promoflow.engine.results import Done, StepResult
 from promoflow.engine.states import PromotionState
 from promoflow.engine.steps import register
 from promoflow.errors import PromoflowError
-from promoflow.forges import Request, forge_for
+from promoflow.forges import Request
 
 if TYPE_CHECKING:
     from promoflow.engine.context import Context
@@ -34,7 +34,7 @@ class Finalize:
         p.db.set_known_good(promotion.app, promotion.environment, promotion.release_id)
         promotion = ctx.move(PromotionState.SUCCEEDED, error=None)
         try:
-            forge_for(p).report(
+            ctx.forge.report(
                 promotion,
                 ctx.output("open_request", Request),
                 "success",

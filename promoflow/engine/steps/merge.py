@@ -14,7 +14,7 @@ from promoflow.engine.steps import register
 from promoflow.engine.steps.approval import Approved, AwaitApproval
 from promoflow.engine.steps.prepare import changed
 from promoflow.errors import PromoflowError
-from promoflow.forges import Request, forge_for, local
+from promoflow.forges import Request, local
 
 if TYPE_CHECKING:
     from promoflow.engine.context import Context
@@ -42,7 +42,7 @@ class Merge:
         approved = ctx.output(AwaitApproval.name, Approved)
         approvers = approved.approvers if approved else []
         release = p.db.get_release(promotion.release_id)
-        forge = forge_for(p)
+        forge = ctx.forge
         commit = forge.merge(promotion, request, local.merge_message(promotion, release, request.branch, approvers))
         promotion = ctx.move(PromotionState.MERGED, merge_commit=commit)
         p.db.set_current(promotion.app, promotion.environment, release.id, ctx.promotion_id)

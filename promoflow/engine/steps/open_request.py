@@ -8,7 +8,7 @@ from promoflow import failpoints, links, releases
 from promoflow.engine.results import Done, StepResult
 from promoflow.engine.steps import register
 from promoflow.engine.steps.prepare import Prepare, Prepared, changed
-from promoflow.forges import Request, forge_for, local
+from promoflow.forges import Request, local
 
 if TYPE_CHECKING:
     from promoflow.engine.context import Context
@@ -30,7 +30,7 @@ class OpenRequest:
         diff = p.workspace.diff(prepared.base, prepared.head)
         pins = releases.pins_of(release)
         description = local.describe(promotion, release, pins, prepared.branch, diff, links.run_url(promotion))
-        request = forge_for(p).open(
+        request = ctx.forge.open(
             promotion, prepared.branch, prepared.base, prepared.head, local.title(promotion, release), description
         )
         failpoints.hit("after-open-request")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from promoflow.clusters.targets import Applied, VerificationFailed, Verified, target_for
+from promoflow.clusters.targets import Applied, VerificationFailed, Verified
 from promoflow.engine.results import Done, StepResult, Terminal
 from promoflow.engine.states import PromotionState
 from promoflow.engine.steps import register
@@ -41,7 +41,7 @@ class Verify:
         assert applied is not None
         verification = Verification(checks=len(app.health_checks), soak_seconds=env.soak_seconds)
         try:
-            seen = target_for(p, env).check(ctx, applied)
+            seen = ctx.target().check(ctx, applied)
             verification.rollouts, verification.sync = seen.rollouts, seen.sync
             # Active checking, not waiting: the checks must keep passing for the whole soak time.
             deadline = time.monotonic() + env.soak_seconds

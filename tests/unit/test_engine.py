@@ -1,0 +1,273 @@
+"""The promotion engine without Prefect: its steps walked against a real git repository and records (SQLite) with
+fakes of the forge and the cluster target, and a clock the test moves. Seconds, no server."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from promoflow import demo
+from promoflow.engine.context import Context
+from promoflow.engine.results import Gate, RetryAfter, Terminal, Wait
+from promoflow.engine.runner import advance, run_step
+from promoflow.engine.states import PromotionState
+from promoflow.engine.steps import load
+from promoflow.forges import ReviewDecision
+from promoflow.project import Project
+from promoflow.promotion import start
+from promoflow.records import Approval
+from promoflow.sources import oci_layout
+from tests.unit.fakes import EventLog, FakeClock, FakeForge, FakeTarget
+
+S = PromotionState
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    demo.write_config(tmp_path)
+    demo.build_sandbox(tmp_path)
+    oci_layout.publish(tmp_path / ".promoflow" / "demo" / "oci" / "web", "1.2.0")
+    return Project.load(tmp_path / "promotions.yaml")
+
+
+class World:
+    """One project, its fakes, and the promotions started in it."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.clock = FakeClock()
+        self.events = EventLog()
+        self.forge = FakeForge()
+        self.target = FakeTarget()
+
+    def promote(self, env: str, release: str = "1.2.0", requester: str = "rita", kind: str = "promotion") -> Context:
+        promotion = start(self.project, "web", env, release, requester, kind)
+        assert promotion.id is not None
+        return self.context(promotion.id)
+
+    def context(self, pid: int) -> Context:
+        return Context(
+            self.project,
+            pid,
+            clock=self.clock,
+            events=self.events,
+            forge_override=self.forge,
+            target_override=self.target,
+        )
+
+    def decide(self, ctx: Context, who: str, decision: str = "approve", source: str = "cli") -> None:
+        from promoflow.approvals import judge
+
+        promotion = ctx.promotion
+        policy = self.project.config.environment(promotion.environment).approval
+        verdict = judge(policy, promotion.requested_by, who, source)
+        self.project.db.add_approval(
+            Approval(
+                promotion_id=ctx.promotion_id,
+                approver=who,
+                decision=decision,
+                source=source,
+                counted=verdict.counted,
+                reason=verdict.reason,
+            )
+        )
+
+    def merged(self, ctx: Context) -> bool:
+        return ctx.promotion.request_branch in self.forge.merged
+
+    def state(self, ctx: Context) -> PromotionState:
+        return PromotionState(ctx.promotion.state)
+
+    def through_dev(self) -> None:
+        assert advance(self.promote("dev")) is None
+
+    def use_github(self) -> None:
+        """`forge: github` in promotions.yaml (the fake forge stands in for it; no token is read)."""
+        self.configure(
+            "  forge: local                    # promotion requests are branches + records, merged by promoflow\n",
+            "  forge: github\n  github: {repository: acme/deploy, token: 'env:NO_TOKEN_NEEDED'}\n",
+        )
+        path = self.project.config_path
+        path.write_text(re.sub(r"sources: \[ui, cli\].*", "sources: [forge]", path.read_text()))
+        self.project = Project.load(path)
+
+    def configure(self, old: str, new: str) -> None:
+        """Edit promotions.yaml (the demo's) and load it again."""
+        path = self.project.config_path
+        text = path.read_text()
+        assert old in text, old
+        path.write_text(text.replace(old, new, 1))
+        self.project = Project.load(path)
+
+
+@pytest.fixture
+def world(project: Project) -> World:
+    return World(project)
+
+
+def test_a_promotion_without_approvals_goes_all_the_way_in_one_walk(world: World) -> None:
+    ctx = world.promote("dev")
+    assert advance(ctx) is None
+    assert world.state(ctx) == S.SUCCEEDED
+    assert world.events.seen == [
+        (ctx.promotion_id, f"promoflow.promotion.{s}") for s in ("merged", "applied", "verified", "succeeded")
+    ]
+    assert (len(world.forge.opened), len(world.forge.merged), world.target.applies) == (1, 1, 1)
+    assert [s.name for s in world.project.db.steps(ctx.promotion_id)] == [n for n in load() if n != "approval"]
+    state = world.project.db.environment_state("web", "dev")
+    assert state is not None and state.current_release == state.last_known_good == ctx.promotion.release_id
+
+
+def test_a_quorum_of_two_counts_people_not_decisions(world: World) -> None:
+    world.through_dev()
+    world.configure("required: 1                 # one approval before the merge", "required: 2")
+    ctx = world.promote("staging")
+
+    waiting = advance(ctx)
+    assert isinstance(waiting, Wait) and waiting.waiting.gate == Gate.APPROVAL
+    assert waiting.waiting.summary == "2 more approval(s) (0 of 2)" and waiting.waiting.form
+    assert world.state(ctx) == S.AWAITING_APPROVAL and not world.merged(ctx)
+
+    world.decide(ctx, "rita")  # the requester: recorded, not counted
+    world.decide(ctx, "alice")
+    world.decide(ctx, "alice", source="ui")  # the same person again, from the UI
+    again = advance(ctx)
+    assert isinstance(again, Wait) and again.waiting.summary == "1 more approval(s) (1 of 2)"
+    assert again.waiting.approved_by == ["alice"] and not world.merged(ctx)
+
+    world.decide(ctx, "bob")
+    assert advance(ctx) is None
+    assert world.state(ctx) == S.SUCCEEDED and world.merged(ctx)
+    assert [e for _, e in world.events.seen][-5:] == [
+        "promoflow.promotion.approved",
+        "promoflow.promotion.merged",
+        "promoflow.promotion.applied",
+        "promoflow.promotion.verified",
+        "promoflow.promotion.succeeded",
+    ]
+
+
+def staging(world: World, policy: str = "") -> Context:
+    """A promotion into staging (one approval; `policy` replaces that line), dev done first."""
+    world.through_dev()
+    if policy:
+        world.configure("required: 1                 # one approval before the merge", policy)
+    return world.promote("staging")
+
+
+def test_a_rejection_ends_the_promotion_and_tells_the_request(world: World) -> None:
+    ctx = staging(world)
+    assert isinstance(advance(ctx), Wait)
+    world.decide(ctx, "alice", "reject")
+    ended = advance(ctx)
+    assert isinstance(ended, Terminal) and ended.state == S.REJECTED
+    assert world.state(ctx) == S.REJECTED and not world.merged(ctx)
+    assert ctx.promotion.error == f"Promotion {ctx.promotion_id} was rejected by alice."
+    assert world.forge.comments == [f"Promotion {ctx.promotion_id} was rejected: {ctx.promotion.error}"]
+    assert world.events.seen[-1] == (ctx.promotion_id, "promoflow.promotion.rejected")
+    assert advance(ctx) == ended  # an ended promotion stays ended, whoever looks again
+
+
+def test_a_wait_expires_by_its_policy_even_if_nobody_looked_in_between(world: World) -> None:
+    ctx = staging(world, "required: 1\n      timeout_seconds: 3600")
+    first = advance(ctx)
+    assert isinstance(first, Wait) and first.waiting.expires_by == "staging's approval timeout (3600 s)"
+    world.clock.advance(3599)
+    assert isinstance(advance(ctx), Wait)
+    world.clock.advance(1)
+    ended = advance(ctx)
+    assert isinstance(ended, Terminal) and ended.state == S.EXPIRED
+    assert "staging's approval timeout (3600 s) ran out while it waited for 1 more approval(s)" in ended.message
+    assert world.forge.closed == [ctx.promotion.request_branch] and not world.merged(ctx)
+
+
+def test_a_change_request_blocks_even_after_the_quorum(world: World) -> None:
+    world.use_github()
+    ctx = staging(world, "required: 2\n      allow_self_approval: false")
+    assert isinstance(advance(ctx), Wait)
+    head = str(ctx.promotion.request_head)
+    world.forge.reviews = [review(1, "alice", "APPROVED", head), review(2, "bob", "APPROVED", head)]
+    world.forge.reviews.append(review(3, "carol", "CHANGES_REQUESTED", head))
+    blocked = advance(ctx)
+    assert (
+        isinstance(blocked, Wait) and blocked.waiting.summary == "carol's requested changes to be dismissed or approved"
+    )
+    assert not world.merged(ctx)
+    world.forge.reviews[2] = review(3, "carol", "DISMISSED", head, counted=False)
+    assert advance(ctx) is None and world.merged(ctx)
+
+
+def review(number: int, who: str, state: str, head: str, counted: bool = True) -> ReviewDecision:
+    decision = {"APPROVED": "approve", "CHANGES_REQUESTED": "reject"}.get(state, "none")
+    return ReviewDecision(number, who, state, decision, head, None, counted, "counted" if counted else state.lower())
+
+
+def test_required_checks_wait_then_a_failing_one_ends_the_promotion(world: World) -> None:
+    world.use_github()
+    world.configure("    branch: env/staging\n", "    branch: env/staging\n    checks: [ci/e2e]\n")
+    ctx = staging(world, "required: 0")
+    waiting = advance(ctx)
+    assert isinstance(waiting, Wait) and waiting.waiting.gate == Gate.CHECKS
+    assert waiting.waiting.checks == ["ci/e2e (missing)"] and waiting.waiting.form is False
+    world.forge.checks["ci/e2e"] = "failure"
+    ended = advance(ctx)
+    assert isinstance(ended, Terminal) and ended.state == S.FAILED and "Required check ci/e2e failed" in ended.message
+
+
+def test_a_push_to_the_request_ends_it(world: World) -> None:
+    ctx = staging(world)
+    assert isinstance(advance(ctx), Wait)
+    world.forge.head = "f" * 40
+    ended = advance(ctx)
+    assert isinstance(ended, Terminal) and "Someone pushed to branch" in ended.message and not world.merged(ctx)
+
+
+def test_a_failed_verification_ends_it_asking_for_a_rollback_and_keeps_what_was_seen(world: World) -> None:
+    world.target.healthy = False
+    ctx = world.promote("dev")
+    ended = advance(ctx)
+    assert isinstance(ended, Terminal) and ended.roll_back and ended.state == S.FAILED
+    verify = world.project.db.last_step(ctx.promotion_id, "verify")
+    assert verify is not None and verify.outcome == "failed" and '"checks": 0' in verify.detail
+    assert world.forge.statuses[-1][0] == "failure"
+
+
+def test_a_transient_failure_is_retried_where_it_happened(world: World) -> None:
+    world.target.transient_failures = 1
+    ctx = world.promote("dev")
+    retry = advance(ctx)
+    assert isinstance(retry, RetryAfter) and "503" in retry.message
+    assert world.state(ctx) == S.MERGED and world.merged(ctx)
+    assert advance(ctx) is None
+    applies = [s.outcome for s in world.project.db.steps(ctx.promotion_id) if s.name == "apply"]
+    assert applies == ["failed", "succeeded"] and world.target.applies == 1 and len(world.forge.merged) == 1
+
+
+def test_a_step_killed_midway_is_taken_again_and_nothing_is_done_twice(world: World) -> None:
+    ctx = world.promote("dev")
+    steps = load()
+    for name in ("preflight", "prepare", "open_request"):
+        run_step(steps[name], ctx)
+    world.project.db.begin_step(ctx.promotion_id, "merge")  # its process died after recording the intent
+    assert advance(ctx) is None
+    merges = [s.outcome for s in world.project.db.steps(ctx.promotion_id) if s.name == "merge"]
+    assert merges == ["interrupted", "succeeded"]
+    assert [s.name for s in world.project.db.steps(ctx.promotion_id)].count("prepare") == 1
+    assert len(world.forge.merged) == 1 and world.target.applies == 1
+
+
+def test_one_promotion_per_app_and_environment_at_a_time(world: World) -> None:
+    oci_layout.publish(world.project.base_dir / ".promoflow" / "demo" / "oci" / "web", "1.3.0")
+    first = staging(world)
+    assert isinstance(advance(first), Wait)
+    second = world.promote("staging", "1.3.0")  # not through dev: a hotfix path is another issue's
+    second_ctx = world.context(second.promotion_id)
+    world.project.db.update_promotion(second.promotion_id, kind="rollback")  # skips order checks
+    queued = advance(second_ctx)
+    assert isinstance(queued, Wait) and queued.waiting.gate == Gate.SLOT
+    assert queued.waiting.summary == f"promotion {first.promotion_id} of web into staging to finish"
+    world.decide(first, "alice")
+    assert advance(first) is None
+    assert advance(second_ctx) is None
