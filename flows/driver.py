@@ -50,15 +50,15 @@ def drive(config: str, promotion_id: int) -> Terminal | None:
     run = as_task(config)
     while True:
         if _cancelling():
-            result: Terminal | None = Terminal("the run was cancelled in Prefect", PromotionState.CANCELLED)
-            end(ctx, result)  # type: ignore[arg-type]
+            cancelled = Terminal("its run was cancelled in Prefect", PromotionState.CANCELLED)
+            end(ctx, cancelled)
             publish(ctx)
-            return result
-        step_result = advance(ctx, run=run)
+            return cancelled
+        result = advance(ctx, run=run)
         publish(ctx)
-        if not isinstance(step_result, Wait):
-            return cast("Terminal | None", step_result)
-        hold(ctx, step_result.waiting)
+        if not isinstance(result, Wait):
+            return cast("Terminal | None", result)  # as_task turns a last RetryAfter into a Terminal
+        hold(ctx, result.waiting)
 
 
 def hold(ctx: Context, waiting: Waiting) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.promote import run_promotion
+from flows.promote import finished, run_promotion
 from promoflow import releases, settings
 from promoflow.config import Environment, Group
 from promoflow.engine.states import PromotionState
@@ -26,7 +26,8 @@ def pipeline(
     p = project(config)
     group = p.config.group(app)
     if group is not None:
-        return _bundle_pipeline(p, group, release, requested_by or settings.current_user(), config)
+        walked = _bundle_pipeline(p, group, release, requested_by or settings.current_user(), config)
+        return finished(config, walked, walked)
     db = p.db
     logger = get_run_logger()
     app_config = p.config.app(app)
@@ -61,7 +62,7 @@ def pipeline(
         if (state := db.promotion(pid).state) != PromotionState.SUCCEEDED:
             logger.warning("Promotion %s into %s %s; stopping", pid, env.name, PromotionState(state).words)
             break
-    return done
+    return finished(config, done, done)
 
 
 @flow(name="promote-bundle", flow_run_name="promote {group} to {environment}")

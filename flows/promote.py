@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 from prefect import flow, get_run_logger
 
 from promoflow import settings
@@ -10,6 +12,8 @@ from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError
 from promoflow.promotion import runner_id, start
 from tasks._shared import label_run, project
+
+T = TypeVar("T")
 
 
 @flow(name="promote", flow_run_name="promote {app} to {environment}")
@@ -27,7 +31,20 @@ def promote(
 
     Re-running it after a crash resumes the same promotion: every step finds what it already did.
     """
-    return run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
+    pid = run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
+    return finished(config, [pid], pid)
+
+
+def finished(config: str, promotions: list[int], result: T) -> T:
+    """The flow's return: `result`, or a Cancelled state holding it when a promotion of the run was cancelled
+    (cancelling a run in the Prefect UI must leave it Cancelled, not Completed)."""
+    db = project(config).db
+    cancelled = [pid for pid in promotions if db.promotion(pid).state == PromotionState.CANCELLED]
+    if not cancelled:
+        return result
+    from prefect.states import Cancelled
+
+    return cast(T, Cancelled(message=f"promotion {cancelled[0]} was cancelled", data=result))
 
 
 def run_promotion(

@@ -391,15 +391,24 @@ def promote(
             )
             return
         flows = _flows(project)
-        pid = flows.promote(
-            app_name,
-            to,
-            release=chosen,
-            requested_by=as_user or settings.current_user(),
-            reason=reason,
-            config=str(project.config_path),
+        pid = _result(
+            flows.promote,
+            {
+                "app": app_name,
+                "environment": to,
+                "release": chosen,
+                "requested_by": as_user or settings.current_user(),
+                "reason": reason,
+                "config": str(project.config_path),
+            },
         )
         _print_outcome(project, pid)
+
+
+def _result(flow: Any, parameters: dict[str, Any]) -> Any:
+    """Run a flow here; its return value even when the run ended Cancelled (a promotion cancelled in the UI)."""
+    state = flow(**parameters, return_state=True)
+    return state.result(raise_on_failure=not state.is_cancelled())
 
 
 def _promote_group(
@@ -458,11 +467,14 @@ def pipeline(
             _submit(project, "pipeline", parameters, as_json, None)
             return
         flows = _flows(project)
-        pids = flows.pipeline(
-            app_name,
-            release=chosen,
-            requested_by=as_user or settings.current_user(),
-            config=str(project.config_path),
+        pids = _result(
+            flows.pipeline,
+            {
+                "app": app_name,
+                "release": chosen,
+                "requested_by": as_user or settings.current_user(),
+                "config": str(project.config_path),
+            },
         )
         for pid in pids:
             _print_outcome(project, pid)

@@ -7,14 +7,23 @@ agree, and nothing is done twice (one request branch and one merge commit per en
 
 from __future__ import annotations
 
+import http.server
+import json
+import os
+import queue
 import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Sandbox
-from tests.helpers import REQUESTER, awaiting, history, run_state, served, start_cli, wait_for
+from tests.helpers import REQUESTER, awaiting, history, promotion, run_state, served, start_cli, wait_for
 
 pytestmark = pytest.mark.prefect
 
@@ -111,3 +120,131 @@ def test_a_terminal_promotion_killed_while_waiting_is_carried_on_by_approve(sand
     assert len(request_branches(sandbox, "staging")) == 1
     assert len(merges(sandbox, "env/staging")) == 1
     assert run_state(done["flow_run_id"])[0] == "COMPLETED"
+
+
+def test_cancelling_a_waiting_terminal_run_in_prefect_cancels_the_promotion(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    running = start_cli(sandbox, "promote", "web", "--to", "staging")
+    staging = wait_for(lambda: awaiting(sandbox, "staging"), what="staging to wait")
+    cancel_run(staging["flow_run_id"])  # what Cancel in the Prefect UI does
+
+    _, errors = running.communicate(timeout=60)
+    assert running.returncode == 1, errors
+    cancelled = promotion(sandbox, staging["id"])
+    assert cancelled["state"] == "cancelled" and "cancelled in Prefect" in cancelled["error"]
+    assert run_state(staging["flow_run_id"]) == ("CANCELLED", "Cancelled")
+    assert status_of(sandbox, "staging")["waiting"] is None
+    assert merges(sandbox, "env/staging") == []
+    # the slot is free: the next promotion of web into staging goes ahead
+    retried = start_cli(sandbox, "promote", "web", "--to", "staging")
+    wait_for(lambda: awaiting(sandbox, "staging"), what="the next promotion to wait")
+    assert sandbox.cli("reject", str(awaiting(sandbox, "staging")["id"]), "--as", "uma").returncode == 0  # type: ignore[index]
+    retried.communicate(timeout=60)
+
+
+def test_a_rejection_is_a_decision_not_a_failure_in_prefect(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    with served(sandbox, tmp_path / "serve.log"):
+        assert sandbox.cli("promote", "web", "--to", "staging", "--no-wait", env=REQUESTER).returncode == 0
+        staging = wait_for(lambda: suspended_waiting(sandbox, "staging"), timeout=120, what="staging to wait")
+        rejected = sandbox.cli("reject", str(staging["id"]), "--as", "uma", "--comment", "not today")
+        assert rejected.returncode == 0, rejected.stderr
+        wait_for(lambda: run_state(staging["flow_run_id"])[0] == "COMPLETED", timeout=90, what="the run to complete")
+    assert promotion(sandbox, staging["id"])["state"] == "rejected"
+    assert merges(sandbox, "env/staging") == []
+
+
+def test_a_wait_expires_by_its_policy_while_no_process_holds_it(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.edit_config(
+        "      sources: [ui, cli]          # from the Prefect UI form or `promoflow approve`",
+        "      sources: [ui, cli]\n      timeout_seconds: 5",
+    )
+    sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    with served(sandbox, tmp_path / "serve.log", env={"PROMOFLOW_RECONCILE_INTERVAL": "2"}):
+        submitted = sandbox.cli("promote", "web", "--to", "staging", "--no-wait", "--json", env=REQUESTER)
+        assert submitted.returncode == 0, submitted.stderr
+        pid = json.loads(submitted.stdout)["promotion"]
+        expired = wait_for(
+            lambda: (p := promotion(sandbox, pid))["state"] == "expired" and p, timeout=120, what="it to expire"
+        )
+        wait_for(lambda: run_state(expired["flow_run_id"])[0] == "COMPLETED", timeout=60, what="its run to complete")
+    assert "staging's approval timeout (5 s) ran out" in expired["error"]
+    states = httpx.get(
+        f"{os.environ['PREFECT_API_URL']}/flow_run_states/", params={"flow_run_id": expired["flow_run_id"]}, timeout=10
+    ).json()
+    assert "Suspended" in [s["name"] for s in states]  # no process held it while it waited
+    assert status_of(sandbox, "staging")["waiting"] is None and merges(sandbox, "env/staging") == []
+
+
+def test_an_automation_tells_a_chat_channel_when_a_promotion_awaits_approval(sandbox: Sandbox) -> None:
+    from prefect.automations import Automation
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    with chat_channel() as (url, received):
+        block = CustomWebhookNotificationBlock(name="chat", url=url, json_data={"text": "{{subject}}: {{body}}"})
+        block_id = block.save(f"chat-{uuid.uuid4().hex[:8]}", overwrite=True)
+        automation = Automation(
+            name=f"promotions awaiting approval {uuid.uuid4().hex[:8]}",
+            trigger=EventTrigger(
+                expect={"promoflow.promotion.awaiting-approval"},
+                match={"prefect.resource.id": "promoflow.promotion.*"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[
+                SendNotification(
+                    block_document_id=block_id,
+                    subject="Promotion {{ event.payload.promotion }} awaits approval",
+                    body="{{ event.payload.app }} {{ event.payload.release_label }} to {{ event.payload.environment }}",
+                )
+            ],
+        ).create()
+        try:
+            sandbox.publish("1.2.0")
+            assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+            running = start_cli(sandbox, "promote", "web", "--to", "staging")
+            staging = wait_for(lambda: awaiting(sandbox, "staging"), what="staging to wait")
+            message = received.get(timeout=60)
+            assert message == {"text": f"Promotion {staging['id']} awaits approval: web 1.2.0 to staging"}
+            assert sandbox.cli("reject", str(staging["id"]), "--as", "uma").returncode == 0
+            running.communicate(timeout=60)
+        finally:
+            automation.delete()
+
+
+def cancel_run(run_id: str) -> None:
+    answer = httpx.post(
+        f"{os.environ['PREFECT_API_URL']}/flow_runs/{run_id}/set_state",
+        json={"state": {"type": "CANCELLING", "name": "Cancelling"}},
+        timeout=10,
+    )
+    answer.raise_for_status()
+
+
+@contextmanager
+def chat_channel() -> Iterator[tuple[str, queue.Queue[Any]]]:
+    """A local HTTP endpoint standing for a chat service's incoming webhook: it keeps each JSON body posted."""
+    received: queue.Queue[Any] = queue.Queue()
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.put(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
