@@ -18,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -102,16 +101,10 @@ def orchestrated(config: str) -> Sample:
 
 
 def direct(config: str) -> Sample:
-    """What flows/pipeline.py + flows/promote.py do, with the tasks' bare functions and no engine."""
-    from tasks.apply import apply
-    from tasks.finalize import finalize
-    from tasks.merge import merge
-    from tasks.open_request import open_request
-    from tasks.preflight import preflight
-    from tasks.prepare import prepare
-    from tasks.verify import verify
-
+    """What flows/pipeline.py + flows/promote.py do, with the engine walking the steps itself: no Prefect."""
     from promoflow import releases
+    from promoflow.engine.context import Context
+    from promoflow.engine.runner import advance
     from promoflow.promotion import runner_id, sources, start
     from tasks._shared import project
 
@@ -123,17 +116,7 @@ def direct(config: str) -> Sample:
         pid = start(p, APP, env.name, chosen.id, REQUESTER).id
         assert pid is not None
         p.db.update_promotion(pid, runner=runner_id())
-        assert preflight.fn(config, pid)
-        if prepare.fn(config, pid):
-            # Outside a run, create_markdown_artifact still POSTs the artifact (with no run ids) and
-            # warns that this is deprecated: the direct run does the same HTTP call as the flow.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Artifact creation outside", FutureWarning)
-                open_request.fn(config, pid)
-            merge.fn(config, pid, [])
-        apply.fn(config, pid)
-        verify.fn(config, pid)
-        finalize.fn(config, pid)
+        assert advance(Context(p, pid)) is None
     return from_records(config, time.perf_counter() - started)
 
 
