@@ -383,7 +383,10 @@ class _Loader:
             self._add(node.key, found, _unknown_key(loc))
         else:
             node, found = self._node(loc)
-            self._add(node.value, found, _message(kind, error))
+            message = _message(kind, error)
+            if found != loc and any(p.message == message for p in self.problems):
+                return  # not in the file: a default copied from a value already reported (repository.branch)
+            self._add(node.value, found, message)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -589,7 +592,6 @@ def _number(value: object) -> str:
 _PATTERNS = {
     NAME_PATTERN: "a lowercase name: letters a-z, digits and '-', starting and ending with a "
     "letter or digit, at most 63 characters",
-    r"^https?://": "a URL starting with http:// or https://",
 }
 
 

@@ -241,6 +241,67 @@ def test_truncated_and_mangled_files_never_escape(tmp_path: Path) -> None:
             assert all(p.line >= 1 and p.column >= 1 for p in error.problems)
 
 
+# -- values that must mean something ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "branch",
+    ["main", "env/production", "release-1.2", "feature/a_b.c", "Ünïcode", "v1.0@x", "a/b/c"],
+)
+def test_git_branch_names_are_accepted(tmp_path: Path, branch: str) -> None:
+    config = load(write(tmp_path, VALID.replace("branch: env/staging", f"branch: '{branch}'")))
+    assert config.environment("staging").branch == branch
+
+
+@pytest.mark.parametrize(
+    ("branch", "why"),
+    [
+        ("env/staging..next", "`..`"),
+        ("env~1", "'~'"),
+        ("env^", "'^'"),
+        ("env:prod", "':'"),
+        ("env?", "'?'"),
+        ("env*", "'*'"),
+        ("env[1]", "'['"),
+        ("env\\prod", "'\\'"),
+        ("env@{1}", "`@{`"),
+        ("-prod", "it starts with '-'"),
+        ("env prod", "a space"),
+        ("env\tprod", "a control character"),
+        ("/prod", "it starts or ends with '/'"),
+        ("prod/", "it starts or ends with '/'"),
+        ("env//prod", "`//`"),
+        ("env/.prod", "a part starts with '.'"),
+        ("env/prod.lock", "a part ends with '.lock'"),
+        ("prod.", "it ends with '.'"),
+        ("@", "'@' alone"),
+        ("HEAD", "'HEAD'"),
+    ],
+)
+def test_invalid_git_branch_names_are_located(tmp_path: Path, branch: str, why: str) -> None:
+    quoted = branch.replace("\\", "\\\\").replace("\t", "\\t")
+    [problem] = problems_of(write(tmp_path, VALID.replace("branch: env/staging", f'branch: "{quoted}"')))
+    assert (problem.line, problem.column, problem.path) == (11, 13, "environments[1].branch")
+    assert problem.message.startswith(f"not a valid git branch name: {why}"), problem.message
+
+
+def test_a_bad_repository_branch_is_reported_once_not_for_every_environment_using_it() -> None:
+    [problem] = problems_of(CORPUS / "bad_repository_branch.yaml")
+    assert problem.path == "repository.branch"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://", "https:///healthz", "http://:8080/", "ftp://web/healthz", "http://[::1/healthz", "http://web:99999/",
+     "http://we b/healthz", "http://web/\x7f", "web.example.com/healthz"],
+)  # fmt: skip
+def test_a_health_check_url_must_name_a_host(tmp_path: Path, url: str) -> None:
+    text = VALID.replace("http://127.0.0.1:8080/healthz", url.replace("\x7f", "\\x7f").join('""'))
+    [problem] = problems_of(write(tmp_path, text))
+    assert (problem.line, problem.path) == (27, "apps[0].health_checks[0].url")
+    assert problem.message.startswith("expected a URL starting with http:// or https:// and naming a host")
+
+
 # -- hostile files: bounded, refused at once ------------------------------------------------------------
 
 

@@ -276,6 +276,17 @@ def test_failed_verification_rolls_back_by_itself_and_guards_the_release(
     assert sandbox.cli("promote", "web", "--to", "dev", "--release", "1.2.0", env=REQUESTER).returncode == 0
 
 
+@pytest.mark.parametrize("url", ["http://[::1/healthz", "http://", "http://web/\x00", "http://we b/"])
+def test_a_bad_url_from_an_older_config_fails_the_check_instead_of_raising(url: str) -> None:
+    """`validate` refuses these now; one that still reaches verification fails it, which rolls back."""
+    from promoflow.config import HealthCheck
+    from promoflow.health import run_check
+
+    result = run_check(HealthCheck.model_construct(url=url, attempts=2, interval_seconds=0, timeout_seconds=1))
+    assert not result.healthy and result.attempts == 2
+    assert result.message.startswith(("invalid URL", "request failed")), result.message
+
+
 def test_a_failing_rollback_leaves_the_environment_marked_and_never_loops(
     sandbox: Sandbox, health_endpoint: type[_Health]
 ) -> None:
