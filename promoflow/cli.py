@@ -612,7 +612,9 @@ def images_select(
     ] = None,
     semver: Annotated[str, typer.Option(help="Semver range (npm syntax): '>=1.2 <2', '^1.4', '~1.4.2', '1.x'.")] = "*",
     prerelease: Annotated[bool, typer.Option("--prerelease", help="Let prerelease versions be picked.")] = False,
-    regex: Annotated[str | None, typer.Option(help="Only tags fully matching this regular expression.")] = None,
+    regex: Annotated[
+        str | None, typer.Option(help="Only tags matching this regular expression anywhere (anchor with ^ and $).")
+    ] = None,
     extract: Annotated[
         str | None, typer.Option(help="Order by this, built from the regex's captures: '$build', '${v}', '$1'.")
     ] = None,
@@ -622,7 +624,7 @@ def images_select(
 ) -> None:
     """Print the tag a policy picks (exit 1 when none matches), the same way promoflow picks releases.
 
-    Example: `promoflow images select --regex 'main-(?P<n>[0-9]+)-.*' --extract '$n' --order numerical < tags.txt`
+    Example: `promoflow images select --regex '^main-(?P<n>[0-9]+)-' --extract '$n' --order numerical < tags.txt`
     """
     from pydantic import ValidationError
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from promoflow import references
 from promoflow.errors import NotFound
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -258,7 +259,9 @@ class TagPolicy(Strict):
     )
     prerelease: bool = Field(False, description="Whether prerelease versions (`1.2.0-rc.1`) may be picked.")
     regex: str | None = Field(
-        None, description="Only tags matching this regular expression (Python syntax, full match) count."
+        None,
+        description="Only tags matching this regular expression count (Python syntax). It matches anywhere in the "
+        "tag, as in Flux, Kargo and Argo CD Image Updater: anchor it with `^` and `$` to match the whole tag.",
     )
     extract: str | None = Field(
         None,
@@ -350,10 +353,8 @@ class ImageSource(Strict):
         description="Registry base URL, e.g. `https://ghcr.io` or `http://127.0.0.1:5000`. Credentials come "
         "from `credentials`, else PROMOFLOW_REGISTRY_<HOST>_USERNAME/_PASSWORD, else docker's config.json.",
     )
-    repository: str | None = Field(
-        None,
-        pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$",
-        description="Repository in the registry, e.g. `acme/web`.",
+    repository: Annotated[str, AfterValidator(references.repository)] | None = Field(
+        None, description="Repository in the registry, e.g. `acme/web`."
     )
     platform: str | None = Field(
         None,
@@ -378,9 +379,8 @@ class ImageSource(Strict):
 
 
 class Image(Strict):
-    name: str = Field(
-        min_length=1,
-        description="Image name as written in the manifests, e.g. `ghcr.io/acme/web`.",
+    name: Annotated[str, AfterValidator(references.image_name)] = Field(
+        description="Image name as written in the manifests, without tag or digest, e.g. `ghcr.io/acme/web`.",
     )
     source: ImageSource
     policy: TagPolicy = Field(default_factory=TagPolicy)

@@ -48,6 +48,7 @@ from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
+from promoflow import references
 from promoflow.errors import TerminalError
 
 __all__ = [
@@ -104,25 +105,7 @@ class ManifestError(TerminalError):
     """Terminal: the message names the file (and line if known) and what is wrong."""
 
 
-# ------------------------------------------------------------ image reference grammar
-# github.com/distribution/reference regexp.go
-
-_ALNUM = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|[-]+)"
-_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
-_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
-_DOMAIN = rf"(?:{_DOMAIN_NAME}|{_IPV6})(?::[0-9]+)?"
-_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-
-_NAME_RE = re.compile(rf"{_NAME}", re.ASCII)
-_TAG_RE = re.compile(_TAG, re.ASCII)
-_REFERENCE_RE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?", re.ASCII)
 _PIN_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
-_MAX_NAME_LENGTH = 255
 
 
 def parse_image_reference(ref: str) -> tuple[str, str | None, str | None]:
@@ -134,12 +117,12 @@ def parse_image_reference(ref: str) -> tuple[str, str | None, str | None]:
     """
     if len(ref) > 1024:
         raise ValueError("image reference is too long")
-    match = _REFERENCE_RE.fullmatch(ref)
+    match = references.REFERENCE.fullmatch(ref)
     if match is None:
         raise ValueError(f"invalid image reference {ref!r}")
     name = match["name"]
-    if len(name) > _MAX_NAME_LENGTH:
-        raise ValueError(f"image name longer than {_MAX_NAME_LENGTH} characters in {ref!r}")
+    if len(name) > references.MAX_NAME_LENGTH:
+        raise ValueError(f"image name longer than {references.MAX_NAME_LENGTH} characters in {ref!r}")
     return name, match["tag"], match["digest"]
 
 
@@ -147,9 +130,9 @@ def _validate_pins(pins: list[ImagePin]) -> dict[str, ImagePin]:
     by_name: dict[str, ImagePin] = {}
     for pin in pins:
         problems = []
-        if not isinstance(pin.name, str) or not _NAME_RE.fullmatch(pin.name):
+        if not isinstance(pin.name, str) or not references.is_name(pin.name):
             problems.append(f"name {pin.name!r} is not a valid image name (no tag or digest)")
-        if not isinstance(pin.tag, str) or not _TAG_RE.fullmatch(pin.tag):
+        if not isinstance(pin.tag, str) or not references.TAG.fullmatch(pin.tag):
             problems.append(f"tag {pin.tag!r} is not a valid image tag")
         if not isinstance(pin.digest, str) or not _PIN_DIGEST_RE.fullmatch(pin.digest):
             problems.append(f"digest {pin.digest!r} is not of the form sha256:<64 lowercase hex>")
