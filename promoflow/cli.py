@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from promoflow import settings
 from promoflow.errors import PromoflowError, TerminalError
@@ -53,8 +54,9 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(release_app, name="release")
 app.add_typer(server_app, name="server")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup and emoji codes off: user, config and server text (`[a-z]`, `:x:`) is printed as it is.
+out = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     str | None,
@@ -90,14 +92,14 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as error:
-        err.print(str(error), markup=False)
+        err.print(str(error))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except OperationalError as error:
         reason = redact(str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__)
-        err.print(f"error: Cannot use the records database ({reason}); check PROMOFLOW_DATABASE_URL.", markup=False)
+        err.print(f"error: Cannot use the records database ({reason}); check PROMOFLOW_DATABASE_URL.")
         raise typer.Exit(EXIT_FAILED) from None
     except PromoflowError as error:
-        err.print(f"error: {error}", markup=False)
+        err.print(f"error: {error}")
         raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -276,7 +278,7 @@ def history(
     out.print(table)
     failed = [e for e in entries if e["error"]]
     for e in failed[:5]:
-        out.print(f"[dim]{e['id']}:[/] {e['error']}", markup=True)
+        out.print(Text.assemble((f"{e['id']}:", "dim"), f" {e['error']}"))
 
 
 def _history_entry(db: Database, promotion: Promotion) -> dict[str, Any]:
@@ -506,7 +508,7 @@ def diff(
         out.print(f"No changes: the cluster matches {app_name} in {env}.")
     for change in changes:
         out.rule(f"{change.action}: {change.ref}")
-        out.print(change.diff, markup=False, highlight=False)
+        out.print(change.diff)
 
 
 @app.command()
@@ -646,14 +648,14 @@ def images_select(
     except ValidationError as error:
         for problem in error.errors():
             where = ".".join(str(part) for part in problem["loc"])
-            err.print(f"error: {'--' + where + ': ' if where else ''}{problem['msg']}", markup=False)
+            err.print(f"error: {'--' + where + ': ' if where else ''}{problem['msg']}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     candidates = tags if tags else [line.strip() for line in sys.stdin if line.strip()]
     chosen = policy.select(candidates, chosen_policy)
     if chosen is None:
-        err.print(f"error: none of {len(candidates)} tags matches ({policy.describe(chosen_policy)})", markup=False)
+        err.print(f"error: none of {len(candidates)} tags matches ({policy.describe(chosen_policy)})")
         raise typer.Exit(EXIT_FAILED)
-    out.print(chosen, markup=False)
+    out.print(chosen)
 
 
 @images_app.command("preview")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from promoflow import settings
 from promoflow.errors import TerminalError
@@ -379,7 +380,7 @@ def _failed_rollout(base: Path, out: Console, project: Project, kube: KubeStandI
     try:
         pipeline("web", release=bad, requested_by=REQUESTER, config=str(project.config_path))
     except TerminalError as error:
-        out.print(f"[bold]{bad} failed in dev:[/] {error}")
+        _say(out, f"{bad} failed in dev:", f" {error}")
     state = project.db.environment_state("web", "dev")
     release = project.db.release("web", state.current_release) if state and state.current_release else None
     current = release.label if release else "its last known good release"
@@ -635,13 +636,14 @@ def _approvals(
             if github is not None:
                 _review(project, out, github, promotion.id, yes)
             elif yes:
-                out.print(f"[bold]--yes:[/] approving promotion {promotion.id} ({promotion.environment}) as {APPROVER}")
+                _say(out, "--yes:", f" approving promotion {promotion.id} ({promotion.environment}) as {APPROVER}")
                 send_decision(project, promotion.id, APPROVER, "approve", "approved by `promoflow demo --yes`")
             else:
-                out.print(
-                    f"\n[bold]Promotion {promotion.id} ({promotion.app} -> {promotion.environment}) waits for "
-                    f"approval.[/]\n  In the Prefect UI: {ui}/runs/flow-run/{promotion.flow_run_id} -> Resume\n"
-                    f"  Or in another terminal here: promoflow approve {promotion.id} --as YOUR_NAME\n"
+                _say(
+                    out,
+                    f"\nPromotion {promotion.id} ({promotion.app} -> {promotion.environment}) waits for approval.",
+                    f"\n  In the Prefect UI: {ui}/runs/flow-run/{promotion.flow_run_id} -> Resume\n"
+                    f"  Or in another terminal here: promoflow approve {promotion.id} --as YOUR_NAME\n",
                 )
 
 
@@ -651,15 +653,22 @@ def _review(project: Project, out: Console, github: GitHubStandIn, promotion_id:
 
     number = pull_request(project.db, promotion_id)
     if yes:
-        out.print(f"[bold]--yes:[/] {APPROVER} approves pull request #{number} on the {GITHUB_SIMULATED}")
+        _say(out, "--yes:", f" {APPROVER} approves pull request #{number} on the {GITHUB_SIMULATED}")
         github.review(GITHUB_REPOSITORY, number, APPROVER, "APPROVE", body="approved by `promoflow demo --yes`")
         return
-    out.print(
-        f"\n[bold]Pull request #{number} waits for a review.[/] Approve it as a reviewer:\n"
+    _say(
+        out,
+        f"\nPull request #{number} waits for a review.",
+        " Approve it as a reviewer:\n"
         f"  curl -s -X POST -H 'Authorization: token {APPROVER}' "
         f'{github.url}/repos/{GITHUB_REPOSITORY}/pulls/{number}/reviews -d \'{{"event": "APPROVE"}}\'\n'
-        f"  (or click Resume on the paused run in the Prefect UI, or `promoflow approve {promotion_id} --as NAME`)\n"
+        f"  (or click Resume on the paused run in the Prefect UI, or `promoflow approve {promotion_id} --as NAME`)\n",
     )
+
+
+def _say(out: Console, bold: str, rest: str) -> None:
+    """`bold` in bold, then `rest`: styled without markup, so every text is printed as it is."""
+    out.print(Text.assemble((bold, "bold"), rest))
 
 
 def _show_pull_requests(github: GitHubStandIn, out: Console) -> None:

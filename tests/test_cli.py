@@ -89,3 +89,18 @@ def test_validate_reports_problems_as_json_for_editors_and_ci(sandbox: Sandbox) 
     first = report["problems"][0]
     assert (first["line"], first["path"]) == (24, "environments[1].approval.required")
     assert "expected an integer" in first["message"]
+
+
+MARKUP = ":x: [bold]b[/bold] [a-z]"  # an emoji code, Rich markup and a regex class: printed as they are
+
+
+def test_user_and_config_text_is_printed_as_it_is_never_as_rich_markup(sandbox: Sandbox) -> None:
+    unknown = sandbox.cli("history", f"web{MARKUP}")
+    assert f"Unknown app 'web{MARKUP}'" in unknown.stderr, unknown.stderr
+    sandbox.edit_config('semver: ">=1.0.0 <2"', f"regex: '{MARKUP}|[0-9]'")
+    preview = sandbox.cli("images", "preview", "web")
+    assert preview.returncode == 0, preview.stderr
+    assert f"regex '{MARKUP}|[0-9]'" in preview.stdout.replace("\n", ""), preview.stdout
+    sandbox.edit_config("apps:", f"'{MARKUP}': 1\napps:")
+    invalid = sandbox.cli("validate")
+    assert f"unknown key '{MARKUP}'" in invalid.stderr, invalid.stderr
