@@ -29,7 +29,7 @@ def pipeline(
     logger = get_run_logger()
     app_config = p.config.app(app)
     chosen = releases.resolve(db, app_config, sources(p, app_config), release, "oci-layout")
-    logger.info("Pipeline of %s release %s (%s)", app, chosen.label, chosen.id)
+    logger.info("Pipeline of %s release %s", app, chosen.display_name)
     done: list[int] = []
     for env in p.config.route(app):
         if not env.auto_promote:
@@ -41,10 +41,10 @@ def pipeline(
             )
             break
         if chosen.id in db.rejected(app, env.name):
-            logger.warning("Release %s is rejected for %s; stopping", chosen.id, env.name)
+            logger.warning("Release %s is rejected for %s; stopping", chosen.display_name, env.name)
             break
         if runs(p, app, env.name, chosen.id):
-            logger.info("%s already runs %s", env.name, chosen.label)
+            logger.info("%s already runs %s", env.name, chosen.display_name)
             continue
         done.append(
             run_promotion(

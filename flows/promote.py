@@ -61,7 +61,9 @@ def run_promotion(
     env = p.config.environment(environment)
     retrying = retry_options(env)
     logger = get_run_logger()
-    logger.info("Promotion %s: %s %s into %s", pid, kind, promotion.release_id, environment)
+    logger.info(
+        "Promotion %s: %s of %s into %s", pid, kind, db.get_release(promotion.release_id).display_name, environment
+    )
     try:
         if not preflight.with_options(**retrying)(config, pid):
             logger.info("Promotion %s was superseded by a newer request", pid)

@@ -36,7 +36,13 @@ def rollback(
     why = reason or "rolled back"
     if current:
         db.reject_release(app, environment, current, why, culprit)
-    get_run_logger().info("Rolling %s in %s back from %s to %s", app, environment, current, target)
+    get_run_logger().info(
+        "Rolling %s in %s back from %s to %s",
+        app,
+        environment,
+        db.get_release(current).display_name if current else "nothing recorded",
+        db.get_release(target).display_name,
+    )
     try:
         pid = promote(
             app,

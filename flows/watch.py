@@ -42,7 +42,7 @@ def watch(config: str = "promotions.yaml", apps: list[str] | None = None, promot
         logger.info("Registry requests: %s", ", ".join(f"{kind} {n}" for kind, n in sorted(cycle.requests.items())))
     new = {release.app for release in cycle.new}
     for release in cycle.new:
-        logger.info("New release of %s: %s (%s)", release.app, release.label, release.id)
+        logger.info("New release of %s: %s", release.app, release.display_name)
         if promote and p.config.group_of(release.app) is None:
             _hand_off(release.app, release.id, config)
     for group in groups:

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from promoflow import settings
+from promoflow import settings, tables
 from promoflow.errors import PromoflowError, TerminalError
 
 if TYPE_CHECKING:
@@ -186,9 +185,11 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table(title="promoflow status")
-    for column in ("app", "environment", "current", "since", "last known good", "rollback to", "rejected"):
-        table.add_column(column)
+    table = tables.table(
+        "promoflow status",
+        *("app", "environment", "current", "since", "last known good", "rollback to", "rejected"),
+        whole=("app", "environment", "rejected"),
+    )
     for row in rows:
         table.add_row(
             row["app"],
@@ -199,17 +200,20 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             _label(row["rollback_target"]),
             str(len(row["rejected_releases"]) or ""),
         )
-    out.print(table)
+    tables.show(out, table)
     if not project.config.groups:
         return
-    groups = Table(title="groups", caption="bundle: the one whose release every member runs there")
-    for column in ("group", "environment", "bundle"):
-        groups.add_column(column, overflow="fold")
+    groups = tables.table(
+        "groups",
+        *("group", "environment", "bundle"),
+        whole=("group", "environment"),
+        caption="bundle: the one whose release every member runs there",
+    )
     for group in project.config.groups:
         for env in project.config.group_route(group):
             bundle = running.get((group.name, env.name))
             groups.add_row(group.name, env.name, f"{bundle.id} ({bundle.label})" if bundle else "-")
-    out.print(groups)
+    tables.show(out, groups)
 
 
 def _bundles_running(project: Project) -> dict[tuple[str, str], Bundle]:
@@ -256,10 +260,10 @@ def history(
         out.print("No promotions yet: `promoflow promote APP --to ENV` or `promoflow demo` makes some.")
         return
     bundles = any(e["bundle_id"] for e in entries)
-    table = Table(title="promoflow history")
-    columns = ["id", "app", "env", "release", *(["bundle"] if bundles else []), "kind", "state", "by"]
-    for column in [*columns, "approved by", "when (UTC)", "took"]:
-        table.add_column(column, overflow="fold")
+    columns = ["id", "app", "env", "release", *(["bundle"] if bundles else []), "state", "by"]
+    table = tables.table(
+        "promoflow history", *columns, *("approved by", "when (UTC)", "took"), whole=("id", "app", "env", "took")
+    )
     for e in entries:
         approved = ", ".join(f"{a['approver']} ({a['source']})" for a in e["approvals"] if a["counted"])
         table.add_row(
@@ -268,14 +272,13 @@ def history(
             e["environment"],
             e["release"]["label"],
             *([e["bundle_id"] or "-"] if bundles else []),
-            e["kind"],
-            _state(e["state"]),
+            _kind_and_state(e["kind"], e["state"]),
             e["requested_by"],
             approved,
             _short_time(e["created_at"]),
             _took(e["duration_seconds"]),
         )
-    out.print(table)
+    tables.show(out, table)
     failed = [e for e in entries if e["error"]]
     for e in failed[:5]:
         out.print(Text.assemble((f"{e['id']}:", "dim"), f" {e['error']}"))
@@ -689,9 +692,9 @@ def images_preview(
     if as_json:
         out.print_json(json.dumps(previews))
         return
-    table = Table(title=f"images of {app_name}")
-    for column in ("image", "policy", "tags", "candidates", "pick", "digest"):
-        table.add_column(column, overflow="fold")
+    table = tables.table(
+        f"images of {app_name}", *("image", "policy", "tags", "candidates", "pick", "digest"), whole=("tags", "pick")
+    )
     for p in previews:
         table.add_row(
             p["image"],
@@ -701,7 +704,7 @@ def images_preview(
             p["pick"] or "-",
             (p["digest"] or "-")[:19],
         )
-    out.print(table)
+    tables.show(out, table)
 
 
 # -- stand-ins ------------------------------------------------------------------------------------------------
@@ -896,7 +899,9 @@ def _release_ref(db: Database, release_id: str | None) -> dict[str, str] | None:
 
 
 def _label(ref: dict[str, str] | None) -> str:
-    return f"{ref['label']} ({ref['id'][:7]})" if ref else "-"
+    from promoflow.records import release_name
+
+    return release_name(ref["label"], ref["id"]) if ref else "-"
 
 
 def _iso(value: Any) -> str | None:
@@ -915,6 +920,13 @@ def _took(seconds: float | None) -> str:
 
 def _state(state: str) -> str:
     return state.replace("_", " ")
+
+
+def _kind_and_state(kind: str, state: str) -> str:
+    """One column for both: `succeeded` (a promotion), `rollback failed`, `baseline` (adopted: always succeeded)."""
+    if kind == "baseline":
+        return kind
+    return _state(state) if kind == "promotion" else f"{kind} {_state(state)}"
 
 
 if __name__ == "__main__":

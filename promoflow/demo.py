@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from promoflow import settings
+from promoflow import settings, tables
 from promoflow.errors import TerminalError
 from promoflow.sources import oci_layout, semver
 
@@ -395,7 +394,9 @@ def _show_cluster(project: Project, out: Console) -> None:
     """What each environment's Deployment runs, read from its cluster as `kubectl get deployment` would."""
     from promoflow.clusters.kubernetes import ObjectRef
 
-    table = Table("environment", "Deployment", "image", "ready", "rollout", title="In the cluster")
+    table = tables.table(
+        "In the cluster: Deployment web", *("namespace", "image", "ready", "rollout"), whole=("namespace", "ready")
+    )
     for env in project.config.environments:
         if env.cluster.target != "kubernetes":
             continue
@@ -411,13 +412,12 @@ def _show_cluster(project: Project, out: Console) -> None:
         )
         ready = f"{status.get('readyReplicas', 0)}/{live.get('spec', {}).get('replicas', 0)}" if live else "-"
         table.add_row(
-            env.name,
-            str(ref),
-            f"{name.rpartition('/')[2]}@{digest[:19]}" if digest else name,
+            str(ref.namespace),
+            f"{name.rpartition('/')[2]}@{digest[:14]}" if digest else name,
             ready,
             str(progressing.get("reason", "-")),
         )
-    out.print(table)
+    tables.show(out, table)
 
 
 @contextlib.contextmanager
@@ -675,11 +675,13 @@ def _show_pull_requests(github: GitHubStandIn, out: Console) -> None:
     import github as pygithub
 
     client = pygithub.Github(base_url=github.url, auth=pygithub.Auth.Token(GITHUB_TOKEN))
-    table = Table("pull request", "from", "into", "state", title=f"Pull requests on the {GITHUB_SIMULATED}")
+    table = tables.table(
+        f"Pull requests on the {GITHUB_SIMULATED}", *("pull request", "from", "into", "state"), whole=("into", "state")
+    )
     for pull in client.get_repo(GITHUB_REPOSITORY).get_pulls(state="all", sort="created", direction="asc"):
         state = "merged" if pull.merged else pull.state
         table.add_row(f"#{pull.number} {pull.title}", pull.head.ref, pull.base.ref, state)
-    out.print(table)
+    tables.show(out, table)
 
 
 @contextlib.contextmanager

@@ -117,17 +117,18 @@ def check_order(project: Project, promotion: Promotion) -> None:
     if promotion.kind == "rollback":
         return
     db = project.db
+    release = db.get_release(promotion.release_id).display_name
     rejection = db.rejected(promotion.app, promotion.environment).get(promotion.release_id)
     if rejection:
         raise TerminalError(
-            f"Release {promotion.release_id} of {promotion.app} was rejected for {promotion.environment} "
+            f"Release {release} of {promotion.app} was rejected for {promotion.environment} "
             f"({rejection.reason}); clear it with `promoflow release unreject {promotion.app} "
             f"{promotion.release_id} --env {promotion.environment}` to promote it again."
         )
     previous = project.config.previous(promotion.app, promotion.environment)
     if previous is not None and not _succeeded_in(project, promotion.app, previous.name, promotion.release_id):
         raise TerminalError(
-            f"Release {promotion.release_id} of {promotion.app} has not succeeded in {previous.name} yet: "
+            f"Release {release} of {promotion.app} has not succeeded in {previous.name} yet: "
             f"promote it there first (`promoflow promote {promotion.app} --to {previous.name}`)."
         )
 

@@ -64,6 +64,15 @@ class Release(SQLModel, table=True):
     commit: str | None = Field(default=None, max_length=64, description="config commit of a git-sourced app")
     created_at: datetime = _timestamp()
 
+    @property
+    def display_name(self) -> str:
+        return release_name(self.label, self.id)
+
+
+def release_name(label: str, release_id: str) -> str:
+    """A release as people read it, in tables and logs alike: `1.2.0 (129d4a6)`."""
+    return f"{label} ({release_id[:7]})"
+
 
 class Bundle(SQLModel, table=True):
     """A group's release: one release of every member app. The id is derived from the members' ids."""

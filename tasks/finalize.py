@@ -18,4 +18,5 @@ def finalize(config: str, promotion_id: int) -> None:
         db.set_current(promotion.app, promotion.environment, promotion.release_id, promotion_id)
         db.set_known_good(promotion.app, promotion.environment, promotion.release_id)
         db.update_promotion(promotion_id, state="succeeded", error=None)
-    report(p, promotion_id, "success", f"{promotion.release_id} verified in {promotion.environment}", comment=False)
+    release = db.get_release(promotion.release_id).display_name
+    report(p, promotion_id, "success", f"{release} verified in {promotion.environment}", comment=False)

@@ -78,10 +78,11 @@ def _from_previous_branch(p: Project, promotion: Promotion, previous: str) -> li
     assert promotion.id is not None
     state = db.environment_state(promotion.app, previous)
     if state is None or state.current_release != promotion.release_id:
-        running = state.current_release if state else "nothing promoflow knows"
+        running = db.get_release(state.current_release).display_name if state and state.current_release else None
         raise TerminalError(
-            f"With `promote: branch` a release moves on as its environment's branch: {previous} runs {running}, "
-            f"not {promotion.release_id}; promote that release to {previous} first."
+            f"With `promote: branch` a release moves on as its environment's branch: {previous} runs "
+            f"{running or 'nothing promoflow knows'}, not {db.get_release(promotion.release_id).display_name}; "
+            f"promote that release to {previous} first."
         )
     source = p.config.environment(previous).branch
     target = p.config.environment(promotion.environment).branch

@@ -6,6 +6,7 @@ import asyncio
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -303,6 +304,31 @@ def test_a_failing_rollback_leaves_the_environment_marked_and_never_loops(
     ]
     status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
     assert len(status[("web", "dev")]["rejected_releases"]) == 1
+
+
+def test_tables_fit_80_columns_without_breaking_words_and_logs_name_releases_as_tables_do(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env={"PROMOFLOW_USER": "promoflow-demo"})
+    assert promoted.returncode == 0, promoted.stderr
+    release = sandbox.db().release("web", "1.2.0")
+    name = f"1.2.0 ({release.id[:7]})"  # as `status` shows it
+    assert f"promotion of {name} into dev" in promoted.stderr
+    assert release.id not in promoted.stderr  # never the bare id
+
+    for command in (["status"], ["history"], ["images", "preview", "web"]):
+        narrow = sandbox.cli(*command, env={"COLUMNS": "80"})
+        assert narrow.returncode == 0, narrow.stderr
+        assert max(map(len, narrow.stdout.splitlines())) <= 80, narrow.stdout
+        words = set(narrow.stdout.split())
+        expected = {
+            "status": {"environment", "staging", "1.2.0", f"({release.id[:7]})", "known", "good"},
+            "history": {"baseline", "succeeded", "promoflow-demo", "1.2.0", "1.1.0"},
+            "images": {"registry.example.com/demo/web", "1.2.0,", "1.1.0,", "'>=1.0.0"},
+        }[command[0]]
+        assert expected <= words, narrow.stdout  # whole words: none broken across lines, none cut
+
+    piped = sandbox.cli("status", env={"COLUMNS": ""})  # no terminal, no width asked for: one line per row
+    assert any(re.search(rf"web +dev +{re.escape(name)} +\d", line) for line in piped.stdout.splitlines()), piped.stdout
 
 
 def test_bad_requests_say_one_sentence_and_change_nothing(sandbox: Sandbox) -> None:
