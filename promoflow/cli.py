@@ -111,7 +111,90 @@ def _project(config: str | None) -> Project:
     return Project.load(config)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"promoflow {version('promoflow')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print promoflow's version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
 # -- configuration ------------------------------------------------------------------------------
+
+
+class Forge(StrEnum):
+    local = "local"
+    github = "github"
+
+
+class Layout(StrEnum):
+    branches = "branches"
+    directories = "directories"
+
+
+@app.command()
+def init(
+    repo: Annotated[
+        str, typer.Option(help="The environments repository: a git URL, or a path (written relative to the file).")
+    ],
+    app_paths: Annotated[
+        list[str],
+        typer.Option("--app", metavar="NAME=PATH", help="An app and its manifests' directory in each environment."),
+    ],
+    images: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image", metavar="[APP=]IMAGE", help="An image of an app, as written in its manifests (repeatable)."
+        ),
+    ] = None,
+    envs: Annotated[str, typer.Option(help="The environments, in promotion order.")] = "dev,staging,prod",
+    forge: Annotated[
+        Forge, typer.Option(help="`local` (branches + records) or `github` (pull requests; --repo is its URL).")
+    ] = Forge.local,
+    layout: Annotated[
+        Layout, typer.Option(help="`branches`: one branch per environment; `directories`: clusters/<env> on one.")
+    ] = Layout.branches,
+    config: ConfigOption = None,
+) -> None:
+    """Write a commented promotions.yaml for an existing environments repository (never over an existing file).
+
+    Each environment gets the branch the repository already has (env/NAME, NAME or environments/NAME), the
+    first promotes without approval, the next ones wait for one; each image is read from its registry.
+    Example: promoflow init --repo https://github.com/acme/deploy.git --app web=apps/web --image ghcr.io/acme/web
+    """
+    from promoflow import scaffold
+    from promoflow.config_loader import load
+
+    path = settings.config_path(config, resolve=False)
+    with _user_errors():
+        if path.exists() or path.is_symlink():
+            raise TerminalError(f"{path} already exists: edit it, or give another file with --config.")
+        apps = scaffold.parse_apps(app_paths, images or [])
+        environments = scaffold.parse_environments(envs)
+        local = "://" not in repo and not repo.startswith("git@")
+        url = os.path.relpath(Path(repo).resolve(), path.resolve().parent) if local else repo
+        branches = scaffold.existing_branches(str(Path(repo).resolve()) if local else repo)
+        text = scaffold.promotions_yaml(url, environments, apps, forge.value, layout.value, branches)
+        draft = path.with_name(f".{path.name}.init")
+        draft.write_text(text)
+        try:
+            load(draft)  # as `validate` will: what init writes is valid
+        except BaseException:
+            draft.unlink()
+            raise
+        draft.replace(path)
+    out.print(f"Wrote {path}: check it, then `promoflow validate` and `promoflow images preview APP`.")
+    if branches is None:
+        err.print(f"Could not list the branches of {repo}: each environment's branch is env/NAME; check them.")
 
 
 @app.command()
@@ -786,11 +869,6 @@ def server_status(config: ConfigOption = None) -> None:
 
 
 # -- the demo ---------------------------------------------------------------------------------------------
-
-
-class Forge(StrEnum):
-    local = "local"
-    github = "github"
 
 
 @app.command()
