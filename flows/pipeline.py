@@ -10,7 +10,7 @@ from promoflow import releases, settings
 from promoflow.config import Environment, Group
 from promoflow.errors import TerminalError
 from promoflow.project import Project
-from promoflow.promotion import check_bundle_order, resolve_bundle, runs, sources
+from promoflow.promotion import check_bundle_order, newest_allowed, resolve_bundle, runs, sources
 from promoflow.records import Bundle
 from tasks._shared import project
 
@@ -28,7 +28,12 @@ def pipeline(
     db = p.db
     logger = get_run_logger()
     app_config = p.config.app(app)
-    chosen = releases.resolve(db, app_config, sources(p, app_config), release, "oci-layout")
+    if release:
+        chosen = releases.resolve(db, app_config, sources(p, app_config), release, "oci-layout")
+    else:
+        chosen, skipped = newest_allowed(p, app_config, p.config.route(app)[0].name, "oci-layout")
+        for sentence in skipped:
+            logger.info(sentence)
     logger.info("Pipeline of %s release %s", app, chosen.display_name)
     done: list[int] = []
     for env in p.config.route(app):

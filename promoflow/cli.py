@@ -396,8 +396,8 @@ def promote(
     release: Annotated[
         str | None,
         typer.Option(
-            help="Release id, label or tag; for a group, a bundle id or label (default: newest allowed by the "
-            "tag policy and the newest config commit)."
+            help="Release id, label or tag; for a group, a bundle id or label (default: the newest the tag policy "
+            "allows, with the newest config commit, that is not rejected for this environment)."
         ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",
@@ -457,8 +457,8 @@ def pipeline(
     release: Annotated[
         str | None,
         typer.Option(
-            help="Release id, label, tag or config commit; for a group, a bundle id or label "
-            "(default: newest allowed by the tag policy and the newest config commit)."
+            help="Release id, label, tag or config commit; for a group, a bundle id or label (default: the newest "
+            "the tag policy allows, with the newest config commit, that is not rejected for the first environment)."
         ),
     ] = None,
     as_user: AsOption = None,
@@ -538,12 +538,17 @@ def webhook(
 def _check_promotable(project: Project, app_name: str, env: str, release: str | None) -> str:
     """Settle every user mistake before a flow starts: unknown app, environment, release, order."""
     from promoflow import releases
-    from promoflow.promotion import check_order, sources
+    from promoflow.promotion import check_order, newest_allowed, sources
     from promoflow.records import Promotion
 
     app_config = project.config.app(app_name)
     project.config.previous(app_name, env)
-    chosen = releases.resolve(project.db, app_config, sources(project, app_config), release, "oci-layout")
+    if release:
+        chosen = releases.resolve(project.db, app_config, sources(project, app_config), release, "oci-layout")
+    else:
+        chosen, skipped = newest_allowed(project, app_config, env, "oci-layout")
+        for sentence in skipped:
+            err.print(sentence)
     check_order(project, Promotion(app=app_name, environment=env, release_id=chosen.id, requested_by=""))
     return chosen.id
 
@@ -751,25 +756,51 @@ def images_preview(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show each image's best candidate tags (best first) and the one its policy picks; changes nothing."""
+    """Show each image's best candidate tags (best first, those rejected in an environment marked) and the one
+    `promoflow pipeline` would pick: the newest its policy allows that is not rejected for the first environment.
+    Changes nothing."""
+    from promoflow import releases
+    from promoflow.promotion import sources
     from promoflow.sources import policy
 
     with _user_errors():
         project = _project(config)
+        db = project.db
         app_config = project.config.app(app_name)
+        found = sources(project, app_config)
+        route = project.config.route(app_name)
+        rejected_in: dict[tuple[str, str, str], list[str]] = {}  # (image, tag, digest) -> environments
+        for env in route:
+            for release_id in db.rejected(app_name, env.name):
+                for pin in releases.pins_of(db.get_release(release_id)):
+                    rejected_in.setdefault((pin.name, pin.tag, pin.digest), []).append(env.name)
+        try:
+            picked = releases.pick(app_config, found, route[0].name, db.rejected(app_name, route[0].name), "preview")
+            pins = {pin.name: pin for pin in releases.pins_of(picked.release)}
+        except TerminalError as error:  # no tag matches, or every one is rejected: shown, not a failure
+            err.print(f"No pick: {error}")
+            pins = {}
         previews: list[dict[str, Any]] = []
         for image in app_config.images:
-            source = project.source(image)
+            source = found.images[image.name]
             tags = source.tags()
-            chosen = policy.select(tags, image.policy)
+            candidates = policy.ranked(tags, image.policy, top)
+            rejected: dict[str, list[str]] = {}
+            for tag in candidates:
+                if any(key[:2] == (image.name, tag) for key in rejected_in):  # only then: its digest now
+                    envs = rejected_in.get((image.name, tag, source.digest(tag)))
+                    if envs:
+                        rejected[tag] = envs
+            chosen = pins.get(image.name)
             previews.append(
                 {
                     "image": image.name,
                     "policy": policy.describe(image.policy),
                     "tags": len(tags),
-                    "candidates": policy.ranked(tags, image.policy, top),
-                    "pick": chosen,
-                    "digest": source.digest(chosen) if chosen else None,
+                    "candidates": candidates,
+                    "rejected": rejected,
+                    "pick": chosen.tag if chosen else None,
+                    "digest": chosen.digest if chosen else None,
                 }
             )
     if as_json:
@@ -783,7 +814,10 @@ def images_preview(
             p["image"],
             p["policy"],
             str(p["tags"]),
-            ", ".join(p["candidates"]),
+            ", ".join(
+                f"{tag} (rejected: {', '.join(p['rejected'][tag])})" if tag in p["rejected"] else tag
+                for tag in p["candidates"]
+            ),
             p["pick"] or "-",
             (p["digest"] or "-")[:19],
         )

@@ -24,6 +24,18 @@ def sources(project: Project, app: App) -> AppSources:
     return AppSources(images, project.git_source(app))
 
 
+def newest_allowed(project: Project, app: App, environment: str, origin: str) -> tuple[Release, list[str]]:
+    """The newest release by the tag policies that is not rejected for `environment`, recorded, and a sentence
+    for each newer one passed over."""
+    rejected = project.db.rejected(app.name, environment)
+    picked = releases.pick(app, sources(project, app), environment, rejected, origin)
+    said = [
+        f"Skipped release {skipped.display_name}: rejected for {environment} ({rejected[skipped.id].reason})."
+        for skipped in picked.skipped
+    ]
+    return project.db.save_release(picked.release), said
+
+
 def request_branch(promotion: Promotion, release: Release) -> str:
     """`promoflow/<env>/<app>/<release>`, suffixed with the promotion: a release promoted again later (a
     rollback to it) gets its own branch instead of finding the old, merged one."""

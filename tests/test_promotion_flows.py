@@ -277,6 +277,32 @@ def test_failed_verification_rolls_back_by_itself_and_guards_the_release(
     assert sandbox.cli("promote", "web", "--to", "dev", "--release", "1.2.0", env=REQUESTER).returncode == 0
 
 
+def test_the_default_pick_skips_releases_rejected_where_they_would_go_and_says_which(
+    sandbox: Sandbox, health_endpoint: type[_Health]
+) -> None:
+    sandbox.edit_config("    path: apps/web\n", "    path: apps/web\n    environments: [dev]\n")
+    sandbox.publish("1.2.0")
+    health_endpoint.failures = 2  # 1.2.0 fails verification in dev: rolled back, rejected there
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 1
+    bad = sandbox.db().release("web", "1.2.0")
+    skipped = f"Skipped release 1.2.0 ({bad.id[:7]}): rejected for dev (automatic: promotion"
+    sandbox.publish("1.1.5")  # older than the rejected release, newer than what dev runs
+
+    (preview,) = json.loads(sandbox.cli("images", "preview", "web", "--json").stdout)
+    assert (preview["pick"], preview["rejected"]) == ("1.1.5", {"1.2.0": ["dev"]})
+    assert preview["candidates"][:2] == ["1.2.0", "1.1.5"]
+    assert "1.2.0 (rejected: dev)" in sandbox.cli("images", "preview", "web").stdout
+
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert promoted.returncode == 0, promoted.stderr
+    assert skipped in promoted.stderr and "promotion of web 1.1.5 into dev: succeeded" in promoted.stdout
+
+    sandbox.publish("1.1.6")
+    walked = sandbox.cli("pipeline", "web", env=REQUESTER)
+    assert walked.returncode == 0, walked.stderr
+    assert skipped in walked.stderr and "promotion of web 1.1.6 into dev: succeeded" in walked.stdout
+
+
 @pytest.mark.parametrize("url", ["http://[::1/healthz", "http://", "http://web/\x00", "http://we b/"])
 def test_a_bad_url_from_an_older_config_fails_the_check_instead_of_raising(url: str) -> None:
     """`validate` refuses these now; one that still reaches verification fails it, which rolls back."""
