@@ -90,6 +90,7 @@ def await_reviews(project: Project, promotion_id: int, env: Environment, descrip
             message = "; ".join(now.reasons)
             if message != said:
                 logger.info("Pull request #%s waits for %s", number, message)
+                db.save_detail(promotion_id, "await_approval", detail)  # for `promoflow status`
                 said = message
             if people:
                 form = ApprovalForm.with_initial_data(

@@ -239,11 +239,17 @@ def schema() -> None:
 @app.command()
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """What runs where: current and last known good release per app and environment, and for each group the
-    bundle an environment runs (when every member there runs that bundle's release)."""
+    bundle an environment runs (when every member there runs that bundle's release); and what waits: each
+    unfinished promotion, what it waits for (approvals n of m, checks), since when, who may approve, and the
+    command or link that decides it."""
+    from promoflow.server import ui_url
+    from promoflow.waits import waits
+
     with _user_errors():
         project = _project(config)
         db = project.db
         running = _bundles_running(project)
+        ui = ui_url(project.state_dir)
         rows: list[dict[str, Any]] = []
         for app_config in project.config.apps:
             group = project.config.group_of(app_config.name)
@@ -263,6 +269,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                         "rejected_releases": sorted(db.rejected(app_config.name, env.name)),
                         "group": group.name if group else None,
                         "bundle": {"id": bundle.id, "label": bundle.label} if bundle else None,
+                        "waiting": [w.as_dict() for w in waits(project, app_config.name, env.name, ui)],
                     }
                 )
     if as_json:
@@ -284,6 +291,30 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             str(len(row["rejected_releases"]) or ""),
         )
     tables.show(out, table)
+    waiting = [(row, wait) for row in rows for wait in row["waiting"]]
+    if waiting:
+        table = tables.table(
+            "waiting",
+            *("promotion", "app", "environment", "release", "waits for", "since", "may approve"),
+            whole=("promotion", "app", "environment"),
+        )
+        for row, wait in waiting:
+            table.add_row(
+                str(wait["promotion"]) + ("" if wait["kind"] == "promotion" else f" ({wait['kind']})"),
+                row["app"],
+                row["environment"],
+                wait["release"],
+                wait["waiting_for"],
+                _short_time(wait["since"]),
+                wait["may_approve"] or "-",
+            )
+        tables.show(out, table)
+        for row, wait in waiting:
+            if wait["decide"]:
+                out.print(
+                    f"Promotion {wait['promotion']} ({row['app']} into {row['environment']}): "
+                    + " or ".join(wait["decide"])
+                )
     if not project.config.groups:
         return
     groups = tables.table(

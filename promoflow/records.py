@@ -387,6 +387,19 @@ class Database:
             s.add(row)
             s.commit()
 
+    def save_detail(self, promotion_id: int, name: str, detail: dict[str, Any]) -> None:
+        """What the running step `name` knows so far (a wait's progress), before its outcome is recorded."""
+        with self.session() as s:
+            row = s.exec(
+                select(Step)
+                .where(Step.promotion_id == promotion_id, Step.name == name, Step.outcome == "running")
+                .order_by(col(Step.id).desc())
+            ).first()
+            if row is not None:
+                row.detail = redact(json.dumps(detail, default=str))
+                s.add(row)
+                s.commit()
+
     def steps(self, promotion_id: int) -> list[Step]:
         with self.session() as s:
             return list(s.exec(select(Step).where(Step.promotion_id == promotion_id).order_by(col(Step.id))).all())

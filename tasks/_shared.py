@@ -70,10 +70,12 @@ def run_url(promotion: Promotion) -> str | None:
     """The promotion's flow run in the Prefect UI, for links in pull requests and statuses."""
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
+    from promoflow.server import run_link
+
     base = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
     if not base or not promotion.flow_run_id:
         return None
-    return f"{base.rstrip('/')}/runs/flow-run/{promotion.flow_run_id}"
+    return run_link(base, promotion.flow_run_id)
 
 
 def pull_request(db: Database, promotion_id: int) -> int:

@@ -41,6 +41,7 @@ def preflight(config: str, promotion_id: int) -> bool:
             if holder.id != announced:
                 announced = holder.id
                 detail.setdefault("waited_for", []).append(holder.id)
+                db.save_detail(promotion_id, "preflight", detail)  # for `promoflow status`
                 get_run_logger().info(
                     "Waiting for promotion %s of %s into %s to finish",
                     holder.id,

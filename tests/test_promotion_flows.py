@@ -142,6 +142,51 @@ def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back
     assert "was rejected for prod" in again.stderr and "Traceback" not in again.stderr
 
 
+def status_of(sandbox: Sandbox, env: str) -> dict[str, Any]:
+    rows = sandbox.cli_json("status")
+    assert isinstance(rows, list)
+    return next(row for row in rows if row["environment"] == env)
+
+
+def test_status_shows_what_waits_since_when_who_may_approve_and_what_decides_it(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    pipeline = start_cli(sandbox, "pipeline", "web")
+    queued: subprocess.Popen[str] | None = None
+    try:
+        staging = wait_for(lambda: awaiting(sandbox, "staging") or pipeline.poll(), what="staging to wait")
+        assert isinstance(staging, dict), pipeline.communicate()
+        pid, ui = staging["id"], os.environ["PREFECT_API_URL"].removesuffix("/api")
+        (wait,) = status_of(sandbox, "staging")["waiting"]
+        assert wait["promotion"] == pid and wait["release"] == f"1.2.0 ({staging['release']['id'][:7]})"
+        assert (wait["waiting_for"], wait["approvals"]) == ("approvals 0 of 1", {"counted": 0, "required": 1})
+        assert wait["may_approve"] == "anyone but rita; from ui, cli" and wait["since"] >= staging["created_at"]
+        assert wait["decide"] == [f"promoflow approve {pid}", f"Resume at {ui}/runs/flow-run/{staging['flow_run_id']}"]
+        assert status_of(sandbox, "dev")["waiting"] == [] and status_of(sandbox, "prod")["waiting"] == []
+
+        # another promotion into staging queues behind it
+        queued = start_cli(sandbox, "promote", "web", "--to", "staging", "--release", "1.1.0")
+        behind = wait_for(lambda: len(status_of(sandbox, "staging")["waiting"]) == 2, what="the second to queue")
+        first, second = status_of(sandbox, "staging")["waiting"]
+        assert behind and first["promotion"] == pid and second["waiting_for"] == f"promotion {pid} to finish"
+        table = sandbox.cli("status", env={"COLUMNS": "80"}).stdout
+        assert "waits for" in table and "approvals 0 of 1" in table, table
+        assert f"Promotion {pid} (web into staging): promoflow approve {pid} or Resume at {ui}/runs/" in table
+        assert sandbox.cli("reject", str(pid), "--as", "uma").returncode == 0
+        pipeline.communicate(timeout=120)  # reading its output: a full pipe would block it
+        assert pipeline.returncode == 1
+        successor = wait_for(lambda: awaiting(sandbox, "staging"), what="the queued one to wait for approval")
+        assert successor["id"] == second["promotion"]
+        assert sandbox.cli("reject", str(successor["id"]), "--as", "uma").returncode == 0
+        queued.communicate(timeout=120)
+        assert queued.returncode == 1
+        assert status_of(sandbox, "staging")["waiting"] == []
+    finally:
+        for process in (pipeline, queued):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
 def test_reject_ends_the_promotion_and_merges_nothing(sandbox: Sandbox) -> None:
     sandbox.edit_config("      # approvers: [alice, bob]", "      approvers: [vera, rita]")
     sandbox.publish("1.2.0")
