@@ -24,6 +24,8 @@ POLL_FREQUENCY_SECONDS = "1"
 def deployments() -> list[RunnerDeployment]:
     """`promote`, `pipeline`, `rollback`, and `watch` on an interval ($PROMOFLOW_WATCH_INTERVAL seconds,
     default 60), their config defaulting to the absolute config path."""
+    from prefect.types.entrypoint import EntrypointType
+
     from flows.pipeline import pipeline
     from flows.promote import promote
     from flows.rollback import rollback
@@ -46,6 +48,7 @@ def deployments() -> list[RunnerDeployment]:
                 triggers=[trigger()] if flow is watch else None,
                 # an interval run and a triggered one must not both take the same new release for new
                 concurrency_limit=1 if flow is watch else None,
+                entrypoint_type=EntrypointType.MODULE_PATH,  # as prefect.yaml: imported, not read from a path
             ),
         )
         for flow in (promote, pipeline, rollback, watch)

@@ -17,7 +17,7 @@ from tasks._shared import project
 
 @flow(name="pipeline", flow_run_name="pipeline {app}")
 def pipeline(
-    app: str, release: str | None = None, requested_by: str | None = None, config: str = "promotions.yaml"
+    app: str, release: str | None = None, requested_by: str | None = None, config: str = settings.FROM_ENVIRONMENT
 ) -> list[int]:
     """Promote into every environment on the route whose `auto_promote` allows it. `app` may name a group:
     then `release` names one of its bundles."""
@@ -70,7 +70,7 @@ def promote_bundle(
     bundle: str | None = None,
     requested_by: str | None = None,
     reason: str = "",
-    config: str = "promotions.yaml",
+    config: str = settings.FROM_ENVIRONMENT,
 ) -> list[int]:
     """Promote every member of one bundle of `group` (id or label; the newest releases if omitted) into
     `environment`; the members already changed there are rolled back when one fails."""

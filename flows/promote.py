@@ -27,7 +27,7 @@ def promote(
     release: str | None = None,
     requested_by: str | None = None,
     reason: str = "",
-    config: str = "promotions.yaml",
+    config: str = settings.FROM_ENVIRONMENT,
     kind: str = "promotion",
     rollback_of: int | None = None,
 ) -> int:
@@ -44,7 +44,7 @@ def run_promotion(
     release: str | None = None,
     requested_by: str | None = None,
     reason: str = "",
-    config: str = "promotions.yaml",
+    config: str = settings.FROM_ENVIRONMENT,
     kind: str = "promotion",
     rollback_of: int | None = None,
     bundle_id: str | None = None,

@@ -19,7 +19,7 @@ def rollback(
     to: str | None = None,
     reason: str = "",
     requested_by: str | None = None,
-    config: str = "promotions.yaml",
+    config: str = settings.FROM_ENVIRONMENT,
     failed_promotion: int | None = None,
 ) -> int:
     """Promote the last known good release (or `to`) back, marking the current release rejected there.

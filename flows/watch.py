@@ -13,7 +13,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
 from flows.pipeline import pipeline
-from promoflow import releases, watching
+from promoflow import releases, settings, watching
 from tasks._shared import project
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ logger = logging.getLogger("promoflow.webhooks")
 
 
 @flow(name="watch", flow_run_name="watch")
-def watch(config: str = "promotions.yaml", apps: list[str] | None = None, promote: bool = True) -> list[str]:
+def watch(config: str = settings.FROM_ENVIRONMENT, apps: list[str] | None = None, promote: bool = True) -> list[str]:
     """Discover the newest release of every app (or of `apps`) by its tag policies and config commits; start a
     pipeline for each one not seen before, or for its group's bundle once. Returns the new releases' ids. An
     app that cannot be looked at fails the run after the others' new releases went on."""
