@@ -648,9 +648,10 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
             except httpx.TransportError:
                 return False
 
-        deployment = _wait("the watch deployment", deployment_id, 30, logs)
-        _wait("its trigger", automation, 10, logs)
-        _wait("the receiver", receiver_up, 15, logs)
+        # generous deadlines: liveness on a loaded machine, not latency (printed below)
+        deployment = _wait("the watch deployment", deployment_id, 120, logs)
+        _wait("its trigger", automation, 60, logs)
+        _wait("the receiver", receiver_up, 60, logs)
 
         host = registry.url.removeprefix("http://")
         with httpx.Client(base_url=registry.url, timeout=10) as http:  # 3 manifests: 2 platforms, the tagged index
@@ -664,10 +665,10 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
         def started() -> dict[str, Any] | None:
             return next((run for run in runs() if run["start_time"]), None)
 
-        run = _wait("the triggered watch run", started, 20, logs)
-        release = _wait("the recorded release", lambda: sandbox.db().release("web", "1.5.0"), 20, logs)
+        run = _wait("the triggered watch run", started, 60, logs)
+        release = _wait("the recorded release", lambda: sandbox.db().release("web", "1.5.0"), 60, logs)
         query = {"filter": {"event": {"name": [EVENT]}, "resource": {"id": [f"promoflow.repository.{host}/demo/web"]}}}
-        events = _wait("the stored event", lambda: api.post("/events/filter", json=query).json()["events"], 20, logs)
+        events = _wait("the stored event", lambda: api.post("/events/filter", json=query).json()["events"], 60, logs)
         seconds = {
             "event received": datetime.fromisoformat(events[0]["received"]).timestamp() - pushed_at,
             "run created": datetime.fromisoformat(run["created"]).timestamp() - pushed_at,
@@ -679,7 +680,7 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
         assert run["parameters"] == {"config": str(sandbox.config), "promote": False, "apps": ["web"]}
         assert json.loads(release.images)[0]["digest"] == pushed.digest("demo/web", "1.5.0")
         final = _wait(
-            "the watch run to finish", lambda: [r for r in runs() if r["state_type"] == "COMPLETED"], 20, logs
+            "the watch run to finish", lambda: [r for r in runs() if r["state_type"] == "COMPLETED"], 60, logs
         )
         assert len(final) == len(runs()) == len(events) == 1  # one image pushed, one event, one run
         receiver_log = logs[1].read_text()
