@@ -321,6 +321,8 @@ def _tour(
     )
     # The Prefect server $PREFECT_API_URL names, else the local one (started here if need be).
     already_running = server.running(project.state_dir)
+    if not already_running and not os.environ.get("PREFECT_API_URL"):
+        out.print("Starting a local Prefect server (its UI and API; this takes a few seconds)...")
     local = server.connect(project.state_dir, launch=True)
     server.without_heartbeat()
     ours = local if local and not already_running else None
