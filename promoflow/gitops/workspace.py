@@ -19,6 +19,7 @@ from pathlib import Path
 import git
 
 from promoflow.errors import TerminalError, TransientError
+from promoflow.gitops.links import refuse_links_leaving
 from promoflow.redact import redact
 
 BOT_NAME = "promoflow"
@@ -241,6 +242,7 @@ class Workspace:
     def export(self, commit: str, directory: str, destination: Path) -> None:
         """Write `directory` as of `commit` to `destination` (which must not exist yet)."""
         with self._locked() as repo, self._worktree(repo, commit) as tree:
+            refuse_links_leaving(tree, tree / directory, f"Commit {commit[:12]} of {redact(self.url)}: ")
             source = (tree / directory).resolve()
             if not source.is_dir() or tree.resolve() not in (source, *source.parents):
                 raise TerminalError(
