@@ -6,21 +6,24 @@ would create and returns that instead of doing the work twice.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 
 from promoflow.errors import TerminalError, TransientError
 from promoflow.gitops.links import refuse_links_leaving
-from promoflow.redact import redact
+from promoflow.redact import redact, register
 
 BOT_NAME = "promoflow"
 BOT_EMAIL = "promoflow@localhost"
@@ -36,22 +39,56 @@ class Change:
     created: bool
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """How promoflow authenticates to a git remote over HTTP(S)."""
+
+    header: str  # an HTTP Authorization header
+    source: str  # where a person fixes them, for the message when the remote refuses them
+
+
+def split_credentials(url: str) -> tuple[str, Credentials | None]:
+    """`https://user:password@host/...` as the URL without them and the header carrying them (None if it has none).
+
+    Both forms of the password are masked from then on; a user name alone is no secret and stays in the URL.
+    """
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if parts.scheme not in ("http", "https") or not at or ":" not in userinfo:
+        return url, None
+    user, _, password = (unquote(part) for part in userinfo.partition(":"))
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    for secret in (password, userinfo.partition(":")[2], basic):
+        register(secret)
+    return urlunsplit(parts._replace(netloc=host)), Credentials(
+        f"Authorization: Basic {basic}", "the user and password in the URL"
+    )
+
+
 class Workspace:
-    def __init__(self, url: str, cache_dir: Path, auth_header: str | None = None) -> None:
-        self.url = url
+    """A cached bare clone of `url`. Credentials in the URL are taken out of it and passed the way `credentials`
+    are; `setting` names where the URL is configured (for messages)."""
+
+    def __init__(
+        self, url: str, cache_dir: Path, credentials: Credentials | None = None, setting: str = "repository.url"
+    ) -> None:
+        self.url, in_url = split_credentials(url)
+        self.credentials = in_url or credentials
+        self.setting = setting
         # A refused credential must fail, not wait for someone to type a password. An HTTP Authorization
         # header for the remote goes to git through its environment, so that it is never written to a config
         # file or a URL (both end up in logs).
         self._env = {"GIT_TERMINAL_PROMPT": "0"}
-        if auth_header:
+        if self.credentials:
             self._env |= {
                 "GIT_CONFIG_COUNT": "1",
                 "GIT_CONFIG_KEY_0": "http.extraHeader",
-                "GIT_CONFIG_VALUE_0": auth_header,
+                "GIT_CONFIG_VALUE_0": self.credentials.header,
             }
-        key = hashlib.sha256(url.encode()).hexdigest()[:16]
-        self.path = cache_dir / "workspaces" / key
+        self.path = cache_dir / "workspaces" / _key(self.url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if in_url:  # a clone made before credentials were taken out of URLs keeps them in its git config
+            shutil.rmtree(self.path.parent / _key(url), ignore_errors=True)
 
     @contextmanager
     def _locked(self) -> Iterator[git.Repo]:
@@ -70,7 +107,11 @@ class Workspace:
         if (self.path / "HEAD").exists():
             return git.Repo(self.path)
         tmp = Path(tempfile.mkdtemp(dir=self.path.parent))
-        self._run(lambda: git.Repo.clone_from(self.url, tmp, bare=True, env={**os.environ, **self._env}), "clone")
+        try:
+            self._run(lambda: git.Repo.clone_from(self.url, tmp, bare=True, env={**os.environ, **self._env}), "clone")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         repo = git.Repo(tmp)
         # A bare clone has no remote-tracking refs; ask for them so fetch keeps origin/* current.
         repo.git.config("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
@@ -82,18 +123,33 @@ class Workspace:
         try:
             return action()
         except git.GitCommandError as error:
-            message = redact(str(error.stderr or error).strip())
-            if any(word in message for word in ("Authentication failed", "could not read Username", " 401", " 403")):
+            text = redact(str(error.stderr or error))
+            where = f"Cannot {what} {redact(self.url)}"
+            if any(word in text for word in ("Authentication failed", "could not read Username", " 401", " 403")):
+                if self.credentials is None:
+                    raise TerminalError(
+                        f"{where}: the remote asks for credentials: give them in the URL (https://USER:TOKEN@HOST/...;"
+                        " promoflow sends them as a header and writes them nowhere)."
+                    ) from None
                 raise TerminalError(
-                    f"Cannot {what} {redact(self.url)}: the remote refused promoflow's credentials; check the "
-                    "token (`github.token` in promotions.yaml) and that it may read and write the repository."
+                    f"{where}: the remote refused promoflow's credentials; check {self.credentials.source} "
+                    "and that they may read and write the repository."
                 ) from None
-            if any(word in message for word in ("does not appear to be a git repository", "not found")):
+            if any(word in text for word in ("does not appear to be a git repository", "not found")):
                 raise TerminalError(
-                    f"Cannot {what} {redact(self.url)}: the repository does not exist; "
-                    "check repository.url in promotions.yaml."
+                    f"{where}: the repository does not exist; check {self.setting} in promotions.yaml."
                 ) from None
-            raise TransientError(f"git {what} of {redact(self.url)} failed: {message}") from None
+            if unknown := re.search(r"Could not resolve host(?:name)?:? ([^\s:']+)", text):
+                raise TerminalError(
+                    f"{where}: the host {unknown[1]} is unknown; check {self.setting} in promotions.yaml."
+                ) from None
+            raise TransientError(f"{where}: {self._reason(text)}.") from None
+
+    def _reason(self, text: str) -> str:
+        """git's own reason (its last `fatal:` or `error:` line), without the command line or local paths."""
+        lines = re.findall(r"(?:fatal|error): (.*)", text) or [text.strip().splitlines()[-1]]
+        said = re.sub(r"^unable to access '[^']*': ", "", lines[-1].strip().strip("'").strip())
+        return said.replace(str(self.path.parent), "the workspace").rstrip(".")
 
     @staticmethod
     def _remote_head(repo: git.Repo, branch: str) -> str | None:
@@ -122,8 +178,8 @@ class Workspace:
     @contextmanager
     def _worktree(self, repo: git.Repo, commit: str) -> Iterator[Path]:
         tree = Path(tempfile.mkdtemp(prefix="worktree-", dir=self.path.parent))
-        repo.git.worktree("add", "--detach", "--quiet", str(tree), commit)
         try:
+            repo.git.worktree("add", "--detach", "--quiet", str(tree), commit)
             yield tree
         finally:
             shutil.rmtree(tree, ignore_errors=True)
@@ -255,6 +311,10 @@ class Workspace:
         """The change a request brings, as `git diff base...head`."""
         with self._locked() as repo:
             return repo.git.diff(f"refs/remotes/origin/{base}...{head}")
+
+
+def _key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def _bot_identity() -> dict[str, str]:
