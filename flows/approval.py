@@ -95,7 +95,7 @@ def receive(
     requester = db.promotion(promotion_id).requested_by
     pending = db.pending_approval(promotion_id, approver, decision)
     source = pending.source if pending else "ui"
-    verdict = judge(policy, requester, approver, source)
+    verdict = judge(policy, requester, approver, source, decision, db.approvals(promotion_id))
     if pending and pending.id is not None:
         db.update_approval(pending.id, verdict.counted, verdict.reason)
         pending.counted, pending.reason = verdict.counted, verdict.reason
@@ -125,7 +125,7 @@ def send_decision(
     db = project.db
     promotion = db.promotion(promotion_id)
     policy = project.config.environment(promotion.environment).approval
-    verdict = judge(policy, promotion.requested_by, approver, "cli")
+    verdict = judge(policy, promotion.requested_by, approver, "cli", decision, db.approvals(promotion_id))
     if not verdict.counted:
         raise TerminalError(f"{approver} cannot decide promotion {promotion_id}: {verdict.reason}.")
     flow_run_id = _wait_until_paused(project, promotion_id, wait_seconds)

@@ -26,6 +26,7 @@ from prefect.utilities.engine import propose_state_sync
 from pydantic import ValidationError
 
 from flows.approval import ApprovalForm, ApprovalRejected, receive
+from promoflow.approvals import distinct
 from promoflow.config import Environment, GitHub
 from promoflow.errors import TerminalError
 from promoflow.forges.github import EVENT_PREFIX, ForgeVerdict, GateStatus, ReviewDecision
@@ -115,8 +116,7 @@ def _look(project: Project, promotion_id: int, number: int, env: Environment) ->
     rejection = next((a for a in decisions if a.decision == "reject"), None)
     if rejection is not None:
         raise ApprovalRejected(f"Promotion {promotion_id} was rejected by {rejection.approver}.")
-    approvers = list(verdict.approvers)
-    approvers += [a.approver for a in decisions if a.approver not in approvers]
+    approvers = distinct([*verdict.approvers, *(a.approver for a in decisions)])
     gates = project.github.gates(verdict.head_sha, env.checks) if env.checks else None
     if gates is not None and gates.outcome == "failed":
         failed = [g for g in gates.contexts if g.state == "failure"]

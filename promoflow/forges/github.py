@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from promoflow.approvals import Decided, judge, tally
+from promoflow.approvals import Decided, identity, judge, tally
 from promoflow.config import ApprovalPolicy
 from promoflow.errors import NotFound, TerminalError, TransientError
 from promoflow.redact import redact
@@ -188,7 +188,7 @@ class GitHubForge:
             head = pull.head.sha
             reviews = self._reviews(pull)
             allowed = self._allowed(policy, team_members or {})
-        latest = {r.approver: r.review_id for r in reviews if r.state in _DECIDING}
+        latest = {identity(r.approver): r.review_id for r in reviews if r.state in _DECIDING}
         for review in reviews:
             review.counted, review.reason = _judge_review(review, latest, head, policy, requester, allowed)
         decided: list[Decided] = list(reviews)
@@ -210,21 +210,22 @@ class GitHubForge:
         return sorted(found, key=lambda r: r.review_id)
 
     def _allowed(self, policy: ApprovalPolicy, team_members: Mapping[str, set[str]]) -> set[str] | None:
-        """Logins allowed to approve, teams expanded; None when anyone may."""
+        """Identities (`promoflow.approvals.identity`) of the logins allowed to approve, teams expanded; None when
+        anyone may."""
         if not policy.approvers:
             return None
         allowed: set[str] = set()
         for entry in policy.approvers:
             if not entry.startswith("@"):
-                allowed.add(entry)
+                allowed.add(identity(entry))
             elif entry in team_members:
-                allowed |= team_members[entry]
+                allowed |= {identity(login) for login in team_members[entry]}
             else:
                 org, _, team = entry[1:].partition("/")
                 if not org or not team:
                     raise TerminalError(f"Approver {entry!r} is neither a login nor a team written @org/team.")
                 members = self._gh().get_organization(org).get_team_by_slug(team).get_members()
-                allowed |= {member.login for member in members}
+                allowed |= {identity(member.login) for member in members}
         return allowed
 
     # --- gates -------------------------------------------------------------------------------------
@@ -399,13 +400,15 @@ def _judge_review(
 ) -> tuple[bool, str]:
     if review.state not in _DECIDING:
         return False, f"{review.state.lower()}: not a decision"
-    if latest.get(review.approver) != review.review_id:
-        return False, f"superseded by {review.approver}'s later review {latest.get(review.approver)}"
+    if latest.get(identity(review.approver)) != review.review_id:
+        return False, f"superseded by {review.approver}'s later review {latest.get(identity(review.approver))}"
     if review.state == "DISMISSED":
         return False, "dismissed"
     # Team members are allowed approvers by name; `judge` checks the rest (sources, self-approval).
     effective = (
-        policy if allowed is None or review.approver not in allowed else policy.model_copy(update={"approvers": []})
+        policy
+        if allowed is None or identity(review.approver) not in allowed
+        else policy.model_copy(update={"approvers": []})
     )
     verdict = judge(effective, requester, review.approver, "forge")
     if not verdict.counted:
