@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from prefect import flow, get_run_logger
 
 from flows.approval import ApprovalRejected, await_approvals, current_flow_run_id
@@ -66,7 +68,14 @@ def run_promotion(
         if not preflight.with_options(**retrying)(config, pid):
             logger.info("Promotion %s was superseded by a newer request", pid)
             return pid
-        if prepare.with_options(**retrying)(config, pid):
+        changed = prepare.with_options(**retrying)(config, pid)
+        merging = db.last_step(pid, "merge")
+        if merging is not None and merging.outcome != "succeeded":
+            # A run ended inside the merge: the forge may hold a merge nobody recorded. Merging again finds it
+            # (or makes it), with the approvers the decision to merge was taken on.
+            logger.info("Promotion %s: settling the merge an earlier run started", pid)
+            merge.with_options(**retrying)(config, pid, json.loads(merging.detail).get("approvers", []))
+        elif merging is None and changed:
             description = open_request.with_options(**retrying)(config, pid)
             wanted = kind != "rollback" or env.rollback.require_approval
             if p.config.repository.forge == "github" and wanted and (env.approval.required or env.checks):

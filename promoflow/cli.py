@@ -154,8 +154,9 @@ def schema() -> None:
 
 @app.command()
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """What runs where: current and last known good release per app and environment, and for each group the
-    bundle an environment runs (when every member there runs that bundle's release)."""
+    """What runs where: current and last known good release per app and environment (and a release being merged
+    there, whose merge is not recorded yet), and for each group the bundle an environment runs (when every member
+    there runs that bundle's release)."""
     with _user_errors():
         project = _project(config)
         db = project.db
@@ -166,6 +167,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             for env in project.config.route(app_config.name):
                 state = db.environment_state(app_config.name, env.name)
                 bundle = running.get((group.name, env.name)) if group else None
+                merging = db.merging(app_config.name, env.name)
                 rows.append(
                     {
                         "app": app_config.name,
@@ -179,6 +181,9 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                         "rejected_releases": sorted(db.rejected(app_config.name, env.name)),
                         "group": group.name if group else None,
                         "bundle": {"id": bundle.id, "label": bundle.label} if bundle else None,
+                        "merging": {"promotion": merging.id, "release": _release_ref(db, merging.release_id)}
+                        if merging
+                        else None,
                     }
                 )
     if as_json:
@@ -188,10 +193,12 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     for column in ("app", "environment", "current", "since", "last known good", "rollback to", "rejected"):
         table.add_column(column)
     for row in rows:
+        merging = row["merging"]
         table.add_row(
             row["app"],
             row["environment"],
-            _label(row["current_release"]),
+            _label(row["current_release"])
+            + (f" (merging {_label(merging['release'])}: promotion {merging['promotion']})" if merging else ""),
             _short_time(row["since"]),
             _label(row["last_known_good"]),
             _label(row["rollback_target"]),

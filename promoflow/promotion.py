@@ -56,6 +56,8 @@ def start(
     existing = project.db.open_promotion(app, environment, release.id)
     if existing and existing.id is not None:
         _refuse_if_running_elsewhere(existing)
+        if existing.runner and existing.runner != runner_id():
+            project.db.interrupt_steps(existing.id, f"the process running it ({existing.runner}) ended first")
         return existing
     return project.db.create_promotion(
         Promotion(

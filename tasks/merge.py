@@ -21,12 +21,15 @@ def merge(config: str, promotion_id: int, approvers: list[str]) -> str:
     github = p.config.repository.github
     assert promotion.request_branch and promotion.request_head
     message = local.merge_message(promotion, release, promotion.request_branch, approvers)
-    with db.step(promotion_id, "merge", into=env.branch, head=promotion.request_head) as detail:
+    # The intent names the approvers: a run that ends inside this step is settled by merging with them again.
+    with db.step(promotion_id, "merge", into=env.branch, head=promotion.request_head, approvers=approvers) as detail:
         if github is None:
             commit = p.workspace.merge(env.branch, promotion.request_branch, promotion.request_head, message)
+            failpoints.hit("merge-pushed")  # merged on the forge, not recorded yet
         else:
             number = pull_request(db, promotion_id)
             commit = p.github.merge(number, github.merge_method, promotion.request_head, message)
+            failpoints.hit("merge-pushed")
             detail.update(number=number, method=github.merge_method)
             p.github.set_commit_status(
                 commit, "pending", f"promoflow/{env.name}", "Merged; applying and verifying", run_url(promotion)

@@ -65,7 +65,8 @@ def _edited_branch(p: Project, promotion_id: int) -> list[str]:
             copied = replace_tree(tree / directory, config_dir) if config_dir else []
             return sorted({*(f"{directory}/{name}" for name in copied), *pin(tree)})
 
-        change = p.workspace.prepare(env.branch, branch, edit, local.commit_message(promotion, release, pins))
+        message = local.commit_message(promotion, release, pins)
+        change = p.workspace.prepare(env.branch, branch, edit, message, promotion.request_head)
         detail.update(head=change.head, files=list(change.files), reused=not change.created)
         if release.commit:
             detail.update(config_commit=release.commit)

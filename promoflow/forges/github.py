@@ -131,11 +131,15 @@ class GitHubForge:
 
     # --- promotion requests ------------------------------------------------------------------------
 
-    def open_request(self, head: str, base: str, title: str, body: str, labels: list[str]) -> PullRequestRef:
-        """Find the open pull request from ``head`` into ``base``, or open it; then make sure it has ``labels``."""
+    def open_request(
+        self, head: str, base: str, title: str, body: str, labels: list[str], head_sha: str | None = None
+    ) -> PullRequestRef:
+        """Find the open pull request from ``head`` into ``base``, or the one already merged at ``head_sha`` (the head
+        promoflow prepared: a run that ended after GitHub merged it must not open a second), or open it; then make
+        sure it has ``labels``."""
         with self._api(f"open a pull request from {head} into {base}"):
             repo = self._repo()
-            pull = self._find_open(repo, head, base)
+            pull = self._find_open(repo, head, base) or self._find_merged(repo, head, base, head_sha)
             created = pull is None
             if pull is None:
                 pull = self._create(repo, head, base, title, body)
@@ -145,6 +149,12 @@ class GitHubForge:
 
     def _find_open(self, repo: Repository, head: str, base: str) -> PullRequest | None:
         return next(iter(repo.get_pulls(state="open", head=f"{self.owner}:{head}", base=base)), None)
+
+    def _find_merged(self, repo: Repository, head: str, base: str, head_sha: str | None) -> PullRequest | None:
+        if head_sha is None:
+            return None
+        closed = repo.get_pulls(state="closed", head=f"{self.owner}:{head}", base=base)
+        return next((p for p in closed if p.merged_at is not None and p.head.sha == head_sha), None)
 
     def _create(self, repo: Repository, head: str, base: str, title: str, body: str) -> PullRequest:
         from github import GithubException

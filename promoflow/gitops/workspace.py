@@ -190,22 +190,30 @@ class Workspace:
         branch: str,
         edit: Callable[[Path], list[str]],
         message: str,
+        prepared: str | None = None,
     ) -> Change:
         """Cut `branch` from `base`, apply `edit` (returns changed files), commit, push.
 
-        If `branch` already exists on the remote it is the result of an earlier attempt: reuse it.
+        If `branch` already exists on the remote it is the result of an earlier attempt: reuse it. So is
+        `prepared` (the head an earlier attempt pushed) when `base` contains it, even if its branch was deleted
+        since (GitHub can delete merged branches). A reused head already in `base` was merged: its files are those
+        its commit changed, so that the merge is found and recorded rather than taken for "nothing to do".
         """
         with self._locked() as repo:
-            existing = self._remote_head(repo, branch)
-            if existing:
-                files = repo.git.diff("--name-only", f"refs/remotes/origin/{base}...{existing}").split()
-                return Change(branch, existing, tuple(files), created=False)
             base_head = self._remote_head(repo, base)
             if base_head is None:
                 raise TerminalError(
                     f"Environment branch {base!r} does not exist in {redact(self.url)}: "
                     "create it or fix the environment's branch in promotions.yaml."
                 )
+            existing = self._remote_head(repo, branch)
+            if existing is None and prepared and _contains(repo, base_head, prepared):
+                existing = prepared
+            if existing:
+                merged = _contains(repo, base_head, existing)
+                span = [f"{existing}~1", existing] if merged else [f"{base_head}...{existing}"]
+                files = repo.git.diff("--name-only", *span).split()
+                return Change(branch, existing, tuple(files), created=False)
             with self._worktree(repo, base_head) as tree:
                 files = edit(tree)
                 if not files:
@@ -311,6 +319,15 @@ class Workspace:
         """The change a request brings, as `git diff base...head`."""
         with self._locked() as repo:
             return repo.git.diff(f"refs/remotes/origin/{base}...{head}")
+
+
+def _contains(repo: git.Repo, branch_head: str, commit: str) -> bool:
+    """Whether `commit` is in the history of `branch_head` (False for a commit this clone does not have)."""
+    try:
+        repo.git.merge_base("--is-ancestor", commit, branch_head)
+    except git.GitCommandError:
+        return False
+    return True
 
 
 def _key(url: str) -> str:
