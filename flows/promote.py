@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 from prefect import flow, get_run_logger
+from prefect.states import Cancelled
 
 from flows.approval import ApprovalRejected, await_approvals, current_flow_run_id
 from flows.github_approval import await_reviews
 from promoflow import settings
-from promoflow.errors import PromoflowError
+from promoflow.errors import PromoflowError, Superseded
 from promoflow.promotion import runner_id, start
 from tasks._shared import project, retry_options
 from tasks.apply import apply
@@ -20,6 +23,8 @@ from tasks.preflight import preflight
 from tasks.prepare import prepare
 from tasks.report import report
 from tasks.verify import VerificationFailed, verify
+
+T = TypeVar("T")
 
 
 @flow(name="promote", flow_run_name="promote {app} to {environment}")
@@ -37,7 +42,19 @@ def promote(
 
     Re-running it after a crash resumes the same promotion: every step finds what it already did.
     """
-    return run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
+    return cancelled_if_superseded(
+        lambda: run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
+    )
+
+
+def cancelled_if_superseded(body: Callable[[], T]) -> T:
+    """Run a flow's body. When a promotion in it is superseded (a rollback took its environment and cancelled
+    this run), the run ends Cancelled rather than Failed, and the caller still gets the `Superseded` error:
+    Prefect makes a returned state the run's final state and raises that state's data for the caller."""
+    try:
+        return body()
+    except Superseded as error:
+        return cast(T, Cancelled(message=str(error), data=error))
 
 
 def run_promotion(
@@ -88,6 +105,10 @@ def run_promotion(
         apply.with_options(**retrying)(config, pid)
         verify.with_options(**retrying)(config, pid)  # terminal failures (unhealthy) are not retried
         finalize.with_options(**retrying)(config, pid)
+    except Superseded as error:  # recorded by the rollback that took the environment
+        db.update_promotion(pid, state="superseded")
+        logger.warning("%s", error)
+        raise
     except ApprovalRejected as error:
         db.update_promotion(pid, state="rejected", error=str(error))
         report(p, pid, "failure", f"Promotion {pid} was rejected: {error}", comment=True)

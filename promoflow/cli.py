@@ -572,8 +572,9 @@ def rollback(
 ) -> None:
     """Put APP in an environment back on its last known good (or a named) release, now.
 
-    The current release is marked rejected there, so automation does not promote it again
-    until `promoflow release unreject`.
+    A promotion waiting there for approval is superseded (its run cancelled, its pull request closed with a
+    comment). Once the rollback holds the environment, the current release is marked rejected there, so
+    automation does not promote it again until `promoflow release unreject`.
     """
     with _user_errors():
         project = _project(config)

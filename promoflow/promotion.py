@@ -10,7 +10,7 @@ import socket
 
 from promoflow import releases
 from promoflow.config import App, Group
-from promoflow.errors import NotFound, TerminalError
+from promoflow.errors import NotFound, Superseded, TerminalError
 from promoflow.gitops.manifests import find_images
 from promoflow.project import Project
 from promoflow.records import Bundle, Promotion, Release
@@ -220,6 +220,20 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
         db.set_known_good(app, environment, release.id)
     db.update_promotion(baseline.id, state="succeeded")
     return release
+
+
+def superseded(promotion: Promotion) -> Superseded:
+    """The error a promotion ends with when a rollback took its environment (the reason is in its record)."""
+    return Superseded(f"Promotion {promotion.id} was superseded ({promotion.error}): nothing was merged.")
+
+
+def culprit(project: Project, promotion: Promotion) -> Promotion | None:
+    """The promotion a rollback undoes, whose release it marks rejected once it holds the environment; None for
+    anything else, and for the rollback of a bundle's member that only undoes a partial bundle (that release did
+    nothing wrong)."""
+    if promotion.kind != "rollback" or promotion.rollback_of is None or promotion.bundle_id is not None:
+        return None
+    return project.db.promotion(promotion.rollback_of)
 
 
 def rollback_target(project: Project, app: str, environment: str, to: str | None) -> Release:

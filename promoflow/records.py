@@ -295,6 +295,8 @@ class Database:
                 raise NotFound(f"There is no promotion {promotion_id}.")
             if "error" in changes and changes["error"] is not None:
                 changes["error"] = redact(changes["error"])
+            if row.state in TERMINAL_STATES and changes.get("state", row.state) not in TERMINAL_STATES:
+                del changes["state"]  # an ended promotion stays ended (a rollback may have superseded it meanwhile)
             for key, value in changes.items():
                 setattr(row, key, value)
             row.updated_at = now()

@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from promoflow import failpoints
 from promoflow.forges import local
+from promoflow.promotion import superseded
 from tasks._shared import project, pull_request, run_url
 
 
@@ -20,6 +21,8 @@ def merge(config: str, promotion_id: int, approvers: list[str]) -> str:
     env = p.config.environment(promotion.environment)
     github = p.config.repository.github
     assert promotion.request_branch and promotion.request_head
+    if promotion.slot is None:  # a rollback took the environment while this promotion waited
+        raise superseded(promotion)
     message = local.merge_message(promotion, release, promotion.request_branch, approvers)
     # The intent names the approvers: a run that ends inside this step is settled by merging with them again.
     with db.step(promotion_id, "merge", into=env.branch, head=promotion.request_head, approvers=approvers) as detail:

@@ -171,6 +171,13 @@ class GitHubForge:
         with self._api(f"comment on pull request #{number}"):
             self._repo().get_issue(number).create_comment(text)
 
+    def close_request(self, number: int, text: str) -> None:
+        """Close pull request ``number`` unmerged, saying why in a comment."""
+        with self._api(f"close pull request #{number}"):
+            pull = self._repo().get_pull(number)
+            pull.create_issue_comment(text)
+            pull.edit(state="closed")
+
     # --- approvals ---------------------------------------------------------------------------------
 
     def reviews(self, number: int) -> list[ReviewDecision]:
