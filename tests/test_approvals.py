@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import pytest
@@ -68,7 +67,7 @@ def test_through_the_cli_and_a_ui_resume_a_requester_never_approves_and_a_person
     running = start_cli(sandbox, "promote", "web", "--to", "staging", env=carol)
     db = sandbox.db()
     try:
-        waiting = wait_for(lambda: waiting_in_staging(db), what="staging to wait")
+        waiting = wait_for(lambda: sandbox.waiting("staging"), what="staging to wait")
         pid, run = waiting.id, waiting.flow_run_id
         for spelling in ("Carol", "carol "):
             refused = sandbox.cli("approve", str(pid), "--as", spelling)
@@ -106,10 +105,6 @@ def test_through_the_cli_and_a_ui_resume_a_requester_never_approves_and_a_person
         "Approved-by: alice",
         "Approved-by: bob",
     ]
-
-
-def waiting_in_staging(db: Any) -> Any:
-    return next((p for p in db.promotions("web", "staging") if p.state == "awaiting_approval"), None)
 
 
 def paused(flow_run_id: str | None) -> bool:

@@ -19,15 +19,13 @@ from tests.git_http import serve_git
 TOKEN = "ghs_gitTransportToken0123456789abc"
 
 
-def project(base: Path, url: str) -> Project:
+def config_file(base: Path, repository: str, layout: Path | str = "oci") -> Path:
+    """A promotions.yaml of one environment and the demo's app, with `repository` as its repository mapping."""
     base.mkdir(parents=True, exist_ok=True)
     config = base / "promotions.yaml"
     config.write_text(
         f"""version: 1
-repository:
-  url: {url}/deploy.git
-  forge: github
-  github: {{repository: acme/deploy, token: "env:PF_TEST_GIT_TOKEN"}}
+repository: {repository}
 environments:
   - {{name: dev, branch: env/dev}}
 apps:
@@ -35,10 +33,15 @@ apps:
     path: apps/web
     images:
       - name: registry.example.com/demo/web
-        source: {{oci_layout: oci}}
+        source: {{oci_layout: "{layout}"}}
 """
     )
-    return Project.load(config)
+    return config
+
+
+def project(base: Path, url: str) -> Project:
+    github = '{repository: acme/deploy, token: "env:PF_TEST_GIT_TOKEN"}'
+    return Project.load(config_file(base, f"{{url: {url}/deploy.git, forge: github, github: {github}}}"))
 
 
 @pytest.fixture
@@ -101,22 +104,7 @@ URL_SECRET = "glpat-Url%40Token0123456789abcdef"
 
 
 def local_project(base: Path, url: str, layout: Path) -> Path:
-    base.mkdir(parents=True, exist_ok=True)
-    config = base / "promotions.yaml"
-    config.write_text(
-        f"""version: 1
-repository: {{url: "{url}"}}
-environments:
-  - {{name: dev, branch: env/dev}}
-apps:
-  - name: web
-    path: apps/web
-    images:
-      - name: registry.example.com/demo/web
-        source: {{oci_layout: "{layout}"}}
-"""
-    )
-    return config
+    return config_file(base, f'{{url: "{url}"}}', layout)
 
 
 def test_credentials_in_repository_url_go_as_a_header_and_are_stored_nowhere(tmp_path: Path, root: Path) -> None:

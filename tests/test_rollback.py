@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -28,17 +27,6 @@ APPROVAL = "      required: 1                 # one approval before the merge"
 @pytest.fixture(autouse=True)
 def _server(prefect_api: str) -> None:
     """Every test here talks to the session's Prefect server."""
-
-
-@pytest.fixture
-def background() -> Iterator[list[subprocess.Popen[str]]]:
-    """CLI processes a test starts; any still running at its end are killed."""
-    processes: list[subprocess.Popen[str]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 def run_state(flow_run_id: str | None) -> str | None:
@@ -76,10 +64,7 @@ def test_a_rollback_supersedes_a_promotion_waiting_for_approval_and_runs_at_once
     waiter = start_cli(sandbox, "promote", "web", "--to", "staging", "--release", "1.3.0")
     background.append(waiter)
     db: Database = sandbox.db()
-    waiting = wait_for(
-        lambda: next((p for p in db.promotions("web", "staging") if p.state == "awaiting_approval"), None),
-        what="1.3.0 to wait for approval in staging",
-    )
+    waiting = wait_for(lambda: sandbox.waiting("staging"), what="1.3.0 to wait for approval in staging")
     wait_for(lambda: run_state(waiting.flow_run_id) == "PAUSED", what="its run to pause")
 
     started = time.monotonic()
@@ -166,10 +151,7 @@ def test_on_github_the_superseded_pull_request_is_closed_with_a_comment(
         waiter = start_cli(sandbox, "promote", "web", "--to", "dev", "--release", "1.3.0", env=PEOPLE)
         background.append(waiter)
         db: Database = sandbox.db()
-        waiting = wait_for(
-            lambda: next((p for p in db.promotions("web", "dev") if p.state == "awaiting_approval"), None),
-            what="1.3.0 to wait for a review",
-        )
+        waiting = wait_for(lambda: sandbox.waiting("dev"), what="1.3.0 to wait for a review")
 
         rolled = sandbox.cli("rollback", "web", "--env", "dev", env=PEOPLE, timeout=150)
         assert rolled.returncode == 0, rolled.stdout + rolled.stderr

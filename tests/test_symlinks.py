@@ -15,7 +15,7 @@ from promoflow.errors import TerminalError
 from promoflow.gitops.links import LinkLeavesRepository
 from promoflow.gitops.manifests import ImagePin, pin_images
 from tests.conftest import Sandbox
-from tests.test_git_sources import IDENTITY, ConfigRepo
+from tests.test_git_sources import CONFIG_ONLY, IDENTITY, ConfigRepo
 
 REQUESTER = {"PROMOFLOW_USER": "rita"}
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: outside}\ndata: {secret: from-outside}\n"
@@ -156,18 +156,6 @@ def test_render_of_a_plain_directory_refuses_links_leaving_it(tmp_path: Path, ou
         named = "apps/web"
     with pytest.raises(TerminalError, match=f"^{named} is a symbolic link to {outside}"):
         render(app, tree)
-
-
-CONFIG_ONLY = """\
-version: 1
-repository: {url: .promoflow/demo/repo.git}
-environments:
-  - {name: dev, branch: env/dev}
-apps:
-  - name: conf
-    path: apps/conf
-    git: {url: config-src, branch: main, directory: deploy/conf}
-"""
 
 
 @pytest.mark.prefect
