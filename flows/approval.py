@@ -16,7 +16,7 @@ from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.context import FlowRunContext, get_run_context
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import Abort, ObjectNotFound
 from prefect.input import RunInput, keyset_from_paused_state
 from prefect.input.run_input import Keyset
 from prefect.states import Paused, Running, State
@@ -110,7 +110,11 @@ def pause_for_decision(
     paused.state_details.run_input_keyset = {str(k): v for k, v in keyset.items()}
     until = deadline if until is None else min(until, deadline)
     with get_client(sync_client=True) as client:
-        state = propose_state_sync(client, paused, flow_run_id=run_id)
+        try:
+            state = propose_state_sync(client, paused, flow_run_id=run_id)
+        except Abort as error:  # the run ended meanwhile: cancelled before it paused
+            check_wanted(project, promotion_id)
+            raise TerminalError(f"Prefect refused to pause the run for approval ({error}).") from None
         if not state.is_paused():
             raise TerminalError(f"Prefect refused to pause the run for approval ({state.type.value}).")
         form.save(keyset)

@@ -28,12 +28,12 @@ def merge(config: str, promotion_id: int, approvers: list[str]) -> str:
     with db.step(promotion_id, "merge", into=env.branch, head=promotion.request_head, approvers=approvers) as detail:
         if github is None:
             commit = p.workspace.merge(env.branch, promotion.request_branch, promotion.request_head, message)
-            failpoints.hit("merge-pushed")  # merged on the forge, not recorded yet
         else:
             number = pull_request(db, promotion_id)
             commit = p.github.merge(number, github.merge_method, promotion.request_head, message)
-            failpoints.hit("merge-pushed")
             detail.update(number=number, method=github.merge_method)
+        failpoints.hit("merge-pushed")  # merged on the forge, not recorded yet
+        if github is not None:
             p.github.set_commit_status(
                 commit, "pending", f"promoflow/{env.name}", "Merged; applying and verifying", run_url(promotion)
             )
