@@ -11,21 +11,14 @@ reviewer approves; a failing required check ends the promotion.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.context import FlowRunContext
-from prefect.input import RunInput, keyset_from_paused_state
-from prefect.input.run_input import Keyset
-from prefect.states import Paused, Running, State
-from prefect.utilities.engine import propose_state_sync
-from pydantic import ValidationError
 
-from flows.approval import ApprovalForm, ApprovalRejected, receive
+from flows.approval import ApprovalForm, ApprovalRejected, check_wanted, pause_for_decision, receive
+from promoflow.approvals import distinct
 from promoflow.config import Environment, GitHub
 from promoflow.errors import TerminalError
 from promoflow.forges.github import EVENT_PREFIX, ForgeVerdict, GateStatus, ReviewDecision
@@ -96,13 +89,16 @@ def await_reviews(project: Project, promotion_id: int, env: Environment, descrip
                 form = ApprovalForm.with_initial_data(
                     description=f"{description}\n\n**Waiting for:** {message}.", decision="approve"
                 )
-                answer = _paused_until(form, interval, wake, deadline)
+                answer = pause_for_decision(
+                    project, promotion_id, form, deadline, time.monotonic() + interval, wake.arrived
+                )
                 if answer is not None:
                     receive(project, promotion_id, policy, answer.approver, answer.decision, answer.comment)
                     interval = FIRST_POLL_SECONDS
                     continue
             else:
                 wake.sleep(interval, deadline)
+                check_wanted(project, promotion_id)
             interval = min(interval * 1.5, github.poll_seconds)
 
 
@@ -116,8 +112,7 @@ def _look(project: Project, promotion_id: int, number: int, env: Environment) ->
     rejection = next((a for a in decisions if a.decision == "reject"), None)
     if rejection is not None:
         raise ApprovalRejected(f"Promotion {promotion_id} was rejected by {rejection.approver}.")
-    approvers = list(verdict.approvers)
-    approvers += [a.approver for a in decisions if a.approver not in approvers]
+    approvers = distinct([*verdict.approvers, *(a.approver for a in decisions)])
     gates = project.github.gates(verdict.head_sha, env.checks) if env.checks else None
     if gates is not None and gates.outcome == "failed":
         failed = [g for g in gates.contexts if g.state == "failure"]
@@ -192,41 +187,3 @@ class _Wake:
             if self.arrived():
                 return
             time.sleep(1)
-
-
-def _paused_until(form: type[RunInput], seconds: float, wake: _Wake, deadline: float) -> ApprovalForm | None:
-    """Pause the run with `form` (the UI's Resume, `promoflow approve`) for up to `seconds`, or until a GitHub
-    event arrives. Returns the decision if a person resumed it, else None (and the run is running again)."""
-    context = FlowRunContext.get()
-    assert context is not None and context.flow_run is not None
-    run_id = context.flow_run.id
-    paused: State[Any] = Paused(
-        timeout_seconds=max(int(deadline - time.monotonic()), 1), reschedule=False, pause_key=uuid.uuid4().hex
-    )
-    keyset = keyset_from_paused_state(paused)
-    paused.state_details.run_input_keyset = {str(k): v for k, v in keyset.items()}
-    with get_client(sync_client=True) as client:
-        state = propose_state_sync(client, paused, flow_run_id=run_id)
-        if not state.is_paused():
-            raise TerminalError(f"Prefect refused to pause the run for approval ({state.type.value}).")
-        form.save(keyset)
-        until = min(time.monotonic() + seconds, deadline)
-        while True:
-            time.sleep(1)
-            run: Any = client.read_flow_run(run_id)
-            if run.state is not None and run.state.is_running():
-                return _answer(keyset)
-            if time.monotonic() >= until or wake.arrived():
-                break
-        # Nobody answered: run on, to look at GitHub. `force`: the pause has not expired yet.
-        result: Any = client.set_flow_run_state(run_id, Running(), force=True)
-        if result.state is not None and not result.state.is_running():
-            raise TerminalError(f"Prefect did not let the run continue ({result.state.type.value}).")
-    try:  # someone may have answered just before the run went on
-        return _answer(keyset)
-    except ValidationError:  # no answer: the form's required fields are empty
-        return None
-
-
-def _answer(keyset: Keyset) -> ApprovalForm:
-    return cast(ApprovalForm, ApprovalForm.load(keyset))  # a sync caller gets the form, not a coroutine

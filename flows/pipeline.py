@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.promote import run_promotion
+from flows.promote import cancelled_if_superseded, run_promotion
 from promoflow import releases, settings
 from promoflow.config import Environment, Group
 from promoflow.errors import TerminalError
@@ -21,6 +21,10 @@ def pipeline(
 ) -> list[int]:
     """Promote into every environment on the route whose `auto_promote` allows it. `app` may name a group:
     then `release` names one of its bundles."""
+    return cancelled_if_superseded(lambda: _pipeline(app, release, requested_by, config))
+
+
+def _pipeline(app: str, release: str | None, requested_by: str | None, config: str) -> list[int]:
     p = project(config)
     group = p.config.group(app)
     if group is not None:

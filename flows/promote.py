@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import TypeVar, cast
+
 from prefect import flow, get_run_logger
+from prefect.states import Cancelled
 
 from flows.approval import ApprovalRejected, await_approvals, current_flow_run_id
 from flows.github_approval import await_reviews
 from promoflow import settings
-from promoflow.errors import PromoflowError
+from promoflow.errors import PromoflowError, Superseded
 from promoflow.promotion import runner_id, start
 from tasks._shared import project, retry_options
 from tasks.apply import apply
@@ -18,6 +23,8 @@ from tasks.preflight import preflight
 from tasks.prepare import prepare
 from tasks.report import report
 from tasks.verify import VerificationFailed, verify
+
+T = TypeVar("T")
 
 
 @flow(name="promote", flow_run_name="promote {app} to {environment}")
@@ -35,7 +42,19 @@ def promote(
 
     Re-running it after a crash resumes the same promotion: every step finds what it already did.
     """
-    return run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
+    return cancelled_if_superseded(
+        lambda: run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
+    )
+
+
+def cancelled_if_superseded(body: Callable[[], T]) -> T:
+    """Run a flow's body. When a promotion in it is superseded (a rollback took its environment and cancelled
+    this run), the run ends Cancelled rather than Failed, and the caller still gets the `Superseded` error:
+    Prefect makes a returned state the run's final state and raises that state's data for the caller."""
+    try:
+        return body()
+    except Superseded as error:
+        return cast(T, Cancelled(message=str(error), data=error))
 
 
 def run_promotion(
@@ -68,7 +87,14 @@ def run_promotion(
         if not preflight.with_options(**retrying)(config, pid):
             logger.info("Promotion %s was superseded by a newer request", pid)
             return pid
-        if prepare.with_options(**retrying)(config, pid):
+        changed = prepare.with_options(**retrying)(config, pid)
+        merging = db.last_step(pid, "merge")
+        if merging is not None and merging.outcome != "succeeded":
+            # A run ended inside the merge: the forge may hold a merge nobody recorded. Merging again finds it
+            # (or makes it), with the approvers the decision to merge was taken on.
+            logger.info("Promotion %s: settling the merge an earlier run started", pid)
+            merge.with_options(**retrying)(config, pid, json.loads(merging.detail).get("approvers", []))
+        elif merging is None and changed:
             description = open_request.with_options(**retrying)(config, pid)
             wanted = kind != "rollback" or env.rollback.require_approval
             if p.config.repository.forge == "github" and wanted and (env.approval.required or env.checks):
@@ -81,6 +107,10 @@ def run_promotion(
         apply.with_options(**retrying)(config, pid)
         verify.with_options(**retrying)(config, pid)  # terminal failures (unhealthy) are not retried
         finalize.with_options(**retrying)(config, pid)
+    except Superseded as error:  # recorded by the rollback that took the environment
+        db.update_promotion(pid, state="superseded")
+        logger.warning("%s", error)
+        raise
     except ApprovalRejected as error:
         db.update_promotion(pid, state="rejected", error=str(error))
         report(p, pid, "failure", f"Promotion {pid} was rejected: {error}", comment=True)

@@ -238,10 +238,10 @@ def schema() -> None:
 
 @app.command()
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """What runs where: current and last known good release per app and environment, and for each group the
-    bundle an environment runs (when every member there runs that bundle's release); and what waits: each
-    unfinished promotion, what it waits for (approvals n of m, checks), since when, who may approve, and the
-    command or link that decides it."""
+    """What runs where: current and last known good release per app and environment (and a release being merged
+    there, whose merge is not recorded yet), and for each group the bundle an environment runs (when every member
+    there runs that bundle's release); and what waits: each unfinished promotion, what it waits for (approvals n
+    of m, checks), since when, who may approve, and the command or link that decides it."""
     from promoflow.server import ui_url
     from promoflow.waits import waits
 
@@ -256,6 +256,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             for env in project.config.route(app_config.name):
                 state = db.environment_state(app_config.name, env.name)
                 bundle = running.get((group.name, env.name)) if group else None
+                merging = db.merging(app_config.name, env.name)
                 rows.append(
                     {
                         "app": app_config.name,
@@ -270,6 +271,9 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                         "group": group.name if group else None,
                         "bundle": {"id": bundle.id, "label": bundle.label} if bundle else None,
                         "waiting": [w.as_dict() for w in waits(project, app_config.name, env.name, ui)],
+                        "merging": {"promotion": merging.id, "release": _release_ref(db, merging.release_id)}
+                        if merging
+                        else None,
                     }
                 )
     if as_json:
@@ -281,10 +285,12 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         whole=("app", "environment", "rejected"),
     )
     for row in rows:
+        merging = row["merging"]
         table.add_row(
             row["app"],
             row["environment"],
-            _label(row["current_release"]),
+            _label(row["current_release"])
+            + (f" (merging {_label(merging['release'])}: promotion {merging['promotion']})" if merging else ""),
             _short_time(row["since"]),
             _label(row["last_known_good"]),
             _label(row["rollback_target"]),
@@ -617,8 +623,8 @@ def diff(
         )
         with project.workspace.checkout(environment.branch) as tree:
             if chosen:  # the throwaway worktree only
-                pin_images(tree / app_config.directory(environment), releases.pins_of(chosen))
-            objects = render(tree / app_config.directory(environment))
+                pin_images(tree / app_config.directory(environment), releases.pins_of(chosen), tree)
+            objects = render(tree / app_config.directory(environment), tree)
         before = project.db.last_outcome(app_name, env, "apply") or {}
         previous = [ObjectRef.from_dict(r) for r in before.get("applied", [])]
         with project.cluster(environment) as cluster:
@@ -689,8 +695,9 @@ def rollback(
 ) -> None:
     """Put APP in an environment back on its last known good (or a named) release, now.
 
-    The current release is marked rejected there, so automation does not promote it again
-    until `promoflow release unreject`.
+    A promotion waiting there for approval is superseded (its run cancelled, its pull request closed with a
+    comment). Once the rollback holds the environment, the current release is marked rejected there, so
+    automation does not promote it again until `promoflow release unreject`.
     """
     with _user_errors():
         project = _project(config)

@@ -26,6 +26,10 @@ class TransientError(PromoflowError):
         return type(self), (str(self), self.retry_after)
 
 
+class Superseded(TerminalError):
+    """The promotion gave its environment up (a rollback took it): it ends without merging."""
+
+
 class NotFound(TerminalError):
     """An app, environment, release or promotion that does not exist."""
 

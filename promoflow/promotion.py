@@ -10,7 +10,7 @@ import socket
 
 from promoflow import releases
 from promoflow.config import App, Group
-from promoflow.errors import NotFound, TerminalError
+from promoflow.errors import NotFound, Superseded, TerminalError
 from promoflow.gitops.manifests import find_images
 from promoflow.project import Project
 from promoflow.records import Bundle, Promotion, Release
@@ -68,6 +68,8 @@ def start(
     existing = project.db.open_promotion(app, environment, release.id)
     if existing and existing.id is not None:
         _refuse_if_running_elsewhere(existing)
+        if existing.runner and existing.runner != runner_id():
+            project.db.interrupt_steps(existing.id, f"the process running it ({existing.runner}) ended first")
         return existing
     return project.db.create_promotion(
         Promotion(
@@ -209,7 +211,7 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
     env = project.config.environment(environment)
     with project.workspace.checkout(env.branch) as tree:
         app_dir = tree / app_config.directory(env)
-        uses = find_images(app_dir) if app_dir.is_dir() else []
+        uses = find_images(app_dir, tree) if app_dir.is_dir() else []
     pins = releases.from_manifests(app_config, uses, sources(project, app_config))
     if pins is None:
         return None
@@ -231,6 +233,20 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
         db.set_known_good(app, environment, release.id)
     db.update_promotion(baseline.id, state="succeeded")
     return release
+
+
+def superseded(promotion: Promotion) -> Superseded:
+    """The error a promotion ends with when a rollback took its environment (the reason is in its record)."""
+    return Superseded(f"Promotion {promotion.id} was superseded ({promotion.error}): nothing was merged.")
+
+
+def culprit(project: Project, promotion: Promotion) -> Promotion | None:
+    """The promotion a rollback undoes, whose release it marks rejected once it holds the environment; None for
+    anything else, and for the rollback of a bundle's member that only undoes a partial bundle (that release did
+    nothing wrong)."""
+    if promotion.kind != "rollback" or promotion.rollback_of is None or promotion.bundle_id is not None:
+        return None
+    return project.db.promotion(promotion.rollback_of)
 
 
 def rollback_target(project: Project, app: str, environment: str, to: str | None) -> Release:

@@ -304,6 +304,8 @@ class Database:
                 raise NotFound(f"There is no promotion {promotion_id}.")
             if "error" in changes and changes["error"] is not None:
                 changes["error"] = redact(changes["error"])
+            if row.state in TERMINAL_STATES and changes.get("state", row.state) not in TERMINAL_STATES:
+                del changes["state"]  # an ended promotion stays ended (a rollback may have superseded it meanwhile)
             for key, value in changes.items():
                 setattr(row, key, value)
             row.updated_at = now()
@@ -314,6 +316,20 @@ class Database:
             s.commit()
             s.refresh(row)
             return row
+
+    def merging(self, app: str, environment: str) -> Promotion | None:
+        """The unfinished promotion of `app` into `environment` whose merge began and is not recorded as done: the
+        environment's branch may already hold its release (a run that ended inside the merge, until a re-run)."""
+        with self.session() as s:
+            row = s.exec(
+                select(Promotion)
+                .join(Step, col(Step.promotion_id) == col(Promotion.id))
+                .where(Promotion.app == app, Promotion.environment == environment, Step.name == "merge")
+                .where(col(Promotion.state).not_in(TERMINAL_STATES))
+                .order_by(col(Step.id).desc())
+            ).first()
+        merge = self.last_step(row.id, "merge") if row and row.id is not None else None
+        return row if merge is not None and merge.outcome != "succeeded" else None
 
     def try_claim_slot(self, promotion_id: int, app: str, environment: str) -> Promotion | None:
         """Take the app/environment slot for this promotion; return the holder if someone else has it."""
@@ -399,6 +415,14 @@ class Database:
                 row.detail = redact(json.dumps(detail, default=str))
                 s.add(row)
                 s.commit()
+
+    def interrupt_steps(self, promotion_id: int, why: str) -> None:
+        """Close the steps a process left running when it ended: their outcome is `interrupted`."""
+        with self.session() as s:
+            for row in s.exec(select(Step).where(Step.promotion_id == promotion_id, Step.outcome == "running")):
+                row.outcome, row.error, row.ended_at = "interrupted", why, now()
+                s.add(row)
+            s.commit()
 
     def steps(self, promotion_id: int) -> list[Step]:
         with self.session() as s:

@@ -85,7 +85,7 @@ def start(state: Path, port: int | None = None) -> LocalServer:
     if existing:
         return existing
     home = state / "prefect"
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -98,7 +98,8 @@ def start(state: Path, port: int | None = None) -> LocalServer:
     }
     env.pop("PREFECT_API_URL", None)
     prefect = Path(sys.executable).parent / "prefect"
-    with open(home / "server.log", "ab") as log:
+    # Its database holds Secret blocks and every run's logs: private to the user, like the log.
+    with open(os.open(home / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         process = subprocess.Popen(
             [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
@@ -106,6 +107,7 @@ def start(state: Path, port: int | None = None) -> LocalServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=0o077,
         )
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while not healthy(url):

@@ -46,7 +46,7 @@ def apply(config: str, promotion_id: int) -> None:
             detail.update(done, reused=True, requests=0)
         else:
             with p.workspace.checkout(env.branch) as tree:
-                objects = render(tree / app.directory(env))
+                objects = render(tree / app.directory(env), tree)
             before = db.last_outcome(promotion.app, promotion.environment, "apply") or {}
             previous = [ObjectRef.from_dict(r) for r in before.get("applied", [])]
             with p.cluster(env) as cluster:

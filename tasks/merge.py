@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from promoflow import failpoints
 from promoflow.forges import local
+from promoflow.promotion import superseded
 from tasks._shared import project, pull_request, run_url
 
 
@@ -20,14 +21,19 @@ def merge(config: str, promotion_id: int, approvers: list[str]) -> str:
     env = p.config.environment(promotion.environment)
     github = p.config.repository.github
     assert promotion.request_branch and promotion.request_head
+    if promotion.slot is None:  # a rollback took the environment while this promotion waited
+        raise superseded(promotion)
     message = local.merge_message(promotion, release, promotion.request_branch, approvers)
-    with db.step(promotion_id, "merge", into=env.branch, head=promotion.request_head) as detail:
+    # The intent names the approvers: a run that ends inside this step is settled by merging with them again.
+    with db.step(promotion_id, "merge", into=env.branch, head=promotion.request_head, approvers=approvers) as detail:
         if github is None:
             commit = p.workspace.merge(env.branch, promotion.request_branch, promotion.request_head, message)
         else:
             number = pull_request(db, promotion_id)
             commit = p.github.merge(number, github.merge_method, promotion.request_head, message)
             detail.update(number=number, method=github.merge_method)
+        failpoints.hit("merge-pushed")  # merged on the forge, not recorded yet
+        if github is not None:
             p.github.set_commit_status(
                 commit, "pending", f"promoflow/{env.name}", "Merged; applying and verifying", run_url(promotion)
             )

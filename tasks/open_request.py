@@ -33,6 +33,7 @@ def open_request(config: str, promotion_id: int) -> str:
                 local.title(promotion, release),
                 description,
                 ["promotion", f"env:{env.name}"],
+                promotion.request_head,
             )
             detail.update(number=pull.number, url=pull.url, head=pull.head_sha, created=pull.created)
             description = f"Pull request: [#{pull.number}]({pull.url})\n\n{description}"

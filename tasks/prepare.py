@@ -16,6 +16,7 @@ from promoflow import releases
 from promoflow.config import App
 from promoflow.errors import TerminalError
 from promoflow.forges import local
+from promoflow.gitops.links import refuse_links_leaving
 from promoflow.gitops.manifests import ManifestError, pin_images
 from promoflow.project import Project
 from promoflow.promotion import request_branch
@@ -51,7 +52,7 @@ def _edited_branch(p: Project, promotion_id: int) -> list[str]:
                 "fix the app's path in promotions.yaml or add the manifests there."
             )
         try:
-            return [f"{directory}/{name}" for name in pin_images(tree / directory, pins)]
+            return [f"{directory}/{name}" for name in pin_images(tree / directory, pins, tree)]
         except ManifestError as error:  # name files as `branch:path`, not by the throwaway worktree
             raise ManifestError(str(error).replace(f"{tree}/", f"{env.branch}:")) from None
 
@@ -60,10 +61,12 @@ def _edited_branch(p: Project, promotion_id: int) -> list[str]:
         config_dir = _export_config(p, app, release, Path(tmp) / "config")
 
         def edit(tree: Path) -> list[str]:
+            refuse_links_leaving(tree, tree / directory)  # before the copy below reads or removes anything there
             copied = replace_tree(tree / directory, config_dir) if config_dir else []
             return sorted({*(f"{directory}/{name}" for name in copied), *pin(tree)})
 
-        change = p.workspace.prepare(env.branch, branch, edit, local.commit_message(promotion, release, pins))
+        message = local.commit_message(promotion, release, pins)
+        change = p.workspace.prepare(env.branch, branch, edit, message, promotion.request_head)
         detail.update(head=change.head, files=list(change.files), reused=not change.created)
         if release.commit:
             detail.update(config_commit=release.commit)

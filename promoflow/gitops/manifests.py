@@ -23,7 +23,9 @@ except the changed values stays byte-identical:
   is re-parsed and compared with the intended data before anything is written.
 
 Hidden files and directories (``.git``, ``.github``, ...) are skipped and symlinked
-directories are not followed.
+directories are not followed. A symbolic link that leads out of the repository (``root``) is refused
+before anything is read (``promoflow.gitops.links``); one that stays inside it is read, and written
+through to its target.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from ruamel.yaml.tokens import CommentToken
 
 from promoflow import references
 from promoflow.errors import TerminalError
+from promoflow.gitops.links import refuse_links_leaving
 
 __all__ = [
     "KUSTOMIZATION_FILENAMES",
@@ -370,18 +373,19 @@ def _parse(f: _File, piece: _Piece, text: str | None = None) -> Any:
         raise ManifestError(f"{f.path}: YAML error: {exc}") from exc
 
 
-def _discover(app_dir: Path) -> list[_File]:
+def _discover(app_dir: Path, root: Path | None) -> list[_File]:
+    refuse_links_leaving(root or app_dir, app_dir)
     if not app_dir.is_dir():
         if app_dir.exists():
             raise ManifestError(f"app path {app_dir} is not a directory in the environment branch")
         raise ManifestError(f"app directory {app_dir} does not exist in the environment branch")
     found: list[tuple[str, Path, bool]] = []
-    for root, dirs, names in os.walk(app_dir):
+    for folder, dirs, names in os.walk(app_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in names:
             if name.startswith("."):
                 continue
-            path = Path(root, name)
+            path = Path(folder, name)
             if name in KUSTOMIZATION_FILENAMES:
                 found.append((path.relative_to(app_dir).as_posix(), path, True))
             elif name.endswith(_MANIFEST_SUFFIXES):
@@ -660,21 +664,23 @@ def _write_all(changes: list[tuple[_File, bytes]]) -> None:
 # -------------------------------------------------------------------------- API
 
 
-def find_images(app_dir: Path) -> list[ImageUse]:
+def find_images(app_dir: Path, root: Path | None = None) -> list[ImageUse]:
     """Every image reference in ``app_dir``, in file order (sorted relative paths) and
-    document order within a file."""
-    return [ref.use for ref in _refs(_discover(Path(app_dir)))]
+    document order within a file. ``root``: the worktree ``app_dir`` is in (default: ``app_dir``);
+    no link may lead out of it."""
+    return [ref.use for ref in _refs(_discover(Path(app_dir), root))]
 
 
-def pin_images(app_dir: Path, pins: list[ImagePin]) -> list[str]:
+def pin_images(app_dir: Path, pins: list[ImagePin], root: Path | None = None) -> list[str]:
     """Point every reference of each pinned image to its tag and digest.
 
     Returns the sorted relative paths of the files that changed; files whose content
     would not change are not written.  Nothing is written unless every edit succeeded.
+    ``root``: the worktree ``app_dir`` is in (default: ``app_dir``); no link may lead out of it.
     """
     app_dir = Path(app_dir)
     by_name = _validate_pins(list(pins))
-    files = _discover(app_dir)
+    files = _discover(app_dir, root)
     refs = _refs(files)
 
     missing = [name for name in by_name if not any(_matches(ref, name) for ref in refs)]
