@@ -26,6 +26,8 @@ def deployments() -> list[RunnerDeployment]:
     """`promote`, `pipeline`, `rollback`, `watch` on an interval ($PROMOFLOW_WATCH_INTERVAL seconds, default
     60) and `reconcile` on an interval ($PROMOFLOW_RECONCILE_INTERVAL, default 30) and when a promoflow run is
     cancelled or crashes or a forge event arrives, their config defaulting to the absolute config path."""
+    from prefect.types.entrypoint import EntrypointType
+
     from flows.pipeline import pipeline
     from flows.promote import promote
     from flows.reconcile import reconcile
@@ -52,6 +54,7 @@ def deployments() -> list[RunnerDeployment]:
                 # watch: an interval run and a triggered one must not both take the same new release for new;
                 # reconcile: two must not both carry one promotion on
                 concurrency_limit=1 if flow in (watch, reconcile) else None,
+                entrypoint_type=EntrypointType.MODULE_PATH,  # as prefect.yaml: imported, not read from a path
             ),
         )
         for flow in (promote, pipeline, rollback, watch, reconcile)

@@ -32,9 +32,11 @@ def receive(
     project: Project, promotion_id: int, policy: ApprovalPolicy, approver: str, decision: str, comment: str
 ) -> Approval:
     """Record a decision from the UI's form, counted or not as the policy says."""
-    requester = project.db.promotion(promotion_id).requested_by
-    verdict = judge(policy, requester, approver, "ui")
-    return project.db.add_approval(
+    db = project.db
+    verdict = judge(
+        policy, db.promotion(promotion_id).requested_by, approver, "ui", decision, db.approvals(promotion_id)
+    )
+    return db.add_approval(
         Approval(
             promotion_id=promotion_id,
             approver=approver,
@@ -61,7 +63,7 @@ def send_decision(
     promotion = db.promotion(promotion_id)
     require_decidable(promotion)
     policy = project.config.environment(promotion.environment).approval
-    verdict = judge(policy, promotion.requested_by, approver, "cli")
+    verdict = judge(policy, promotion.requested_by, approver, "cli", decision, db.approvals(promotion_id))
     if not verdict.counted:
         raise TerminalError(f"{approver} cannot decide promotion {promotion_id}: {verdict.reason}.")
     approval = db.add_approval(

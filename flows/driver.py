@@ -49,7 +49,7 @@ def drive(config: str, promotion_id: int) -> Terminal | None:
     ctx = Context(p, promotion_id, events=PrefectEvents(p), log=get_run_logger())
     run = as_task(config)
     while True:
-        if _cancelling():
+        if _cancelling() and not PromotionState(ctx.promotion.state).ended:  # ended elsewhere: advance says how
             cancelled = Terminal("its run was cancelled in Prefect", PromotionState.CANCELLED)
             end(ctx, cancelled)
             publish(ctx)
@@ -104,7 +104,10 @@ def _wait_here(ctx: Context, waiting: Waiting) -> None:
     keyset = _pause(run_id, ctx, waiting) if waiting.form else None
     if waiting.form:
         get_run_logger().info(
-            "Promotion %s waits for %s: %s.", ctx.promotion_id, waiting.summary, waiting.decide or "see the records"
+            "Promotion %s waits for %s: %s.",
+            ctx.promotion_id,
+            waiting.summary,
+            " or ".join(waiting.decide) or "see the records",
         )
     with get_client(sync_client=True) as client:
         while True:
@@ -222,7 +225,8 @@ def publish(ctx: Context) -> None:
     )
     if promotion.waiting:
         waiting = Waiting.model_validate_json(promotion.waiting)
-        lines.append(f"**Waiting for:** {waiting.summary} (since {waiting.since:%Y-%m-%d %H:%M} UTC). {waiting.decide}")
+        decide = " or ".join(waiting.decide)
+        lines.append(f"**Waiting for:** {waiting.summary} (since {waiting.since:%Y-%m-%d %H:%M} UTC). {decide}")
     decisions = db.approvals(ctx.promotion_id)
     if decisions:
         lines += ["", "| decision | by | from | counted | why |", "|---|---|---|---|---|"]

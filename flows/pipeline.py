@@ -11,7 +11,7 @@ from promoflow.config import Environment, Group
 from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError
 from promoflow.project import Project
-from promoflow.promotion import check_bundle_order, resolve_bundle, runs, sources
+from promoflow.promotion import check_bundle_order, newest_allowed, resolve_bundle, runs, sources
 from promoflow.records import Bundle
 from tasks._shared import label_run, project
 from tasks.steps import mark
@@ -19,7 +19,7 @@ from tasks.steps import mark
 
 @flow(name="pipeline", flow_run_name="pipeline {app}")
 def pipeline(
-    app: str, release: str | None = None, requested_by: str | None = None, config: str = "promotions.yaml"
+    app: str, release: str | None = None, requested_by: str | None = None, config: str = settings.FROM_ENVIRONMENT
 ) -> list[int]:
     """Promote into every environment on the route whose `auto_promote` allows it. `app` may name a group:
     then `release` names one of its bundles."""
@@ -31,9 +31,14 @@ def pipeline(
     db = p.db
     logger = get_run_logger()
     app_config = p.config.app(app)
-    chosen = releases.resolve(db, app_config, sources(p, app_config), release, "oci-layout")
+    if release:
+        chosen = releases.resolve(db, app_config, sources(p, app_config), release, "oci-layout")
+    else:
+        chosen, skipped = newest_allowed(p, app_config, p.config.route(app)[0].name, "oci-layout")
+        for sentence in skipped:
+            logger.info(sentence)
     label_run(f"pipeline {app} {chosen.label}", app, None, chosen.label)
-    logger.info("Pipeline of %s release %s (%s)", app, chosen.label, chosen.id)
+    logger.info("Pipeline of %s release %s", app, chosen.display_name)
     done: list[int] = []
     for env in p.config.route(app):
         if not env.auto_promote:
@@ -45,10 +50,10 @@ def pipeline(
             )
             break
         if chosen.id in db.rejected(app, env.name):
-            logger.warning("Release %s is rejected for %s; stopping", chosen.id, env.name)
+            logger.warning("Release %s is rejected for %s; stopping", chosen.display_name, env.name)
             break
         if runs(p, app, env.name, chosen.id):
-            logger.info("%s already runs %s", env.name, chosen.label)
+            logger.info("%s already runs %s", env.name, chosen.display_name)
             continue
         pid = run_promotion(
             app,
@@ -72,7 +77,7 @@ def promote_bundle(
     bundle: str | None = None,
     requested_by: str | None = None,
     reason: str = "",
-    config: str = "promotions.yaml",
+    config: str = settings.FROM_ENVIRONMENT,
 ) -> list[int]:
     """Promote every member of one bundle of `group` (id or label; the newest releases if omitted) into
     `environment`; the members already changed there are rolled back when one fails."""

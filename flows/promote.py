@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeVar, cast
 
 from prefect import flow, get_run_logger
+from prefect.states import Cancelled
 
 from promoflow import settings
 from promoflow.clusters.targets import VerificationFailed
@@ -23,7 +24,7 @@ def promote(
     release: str | None = None,
     requested_by: str | None = None,
     reason: str = "",
-    config: str = "promotions.yaml",
+    config: str = settings.FROM_ENVIRONMENT,
     kind: str = "promotion",
     rollback_of: int | None = None,
 ) -> int:
@@ -37,14 +38,16 @@ def promote(
 
 def finished(config: str, promotions: list[int], result: T) -> T:
     """The flow's return: `result`, or a Cancelled state holding it when a promotion of the run was cancelled
-    (cancelling a run in the Prefect UI must leave it Cancelled, not Completed)."""
+    (cancelling a run in the Prefect UI must leave it Cancelled, not Completed) or superseded (a rollback took
+    its environment and cancelled this run)."""
     db = project(config).db
-    cancelled = [pid for pid in promotions if db.promotion(pid).state == PromotionState.CANCELLED]
-    if not cancelled:
+    stopped = [db.promotion(pid) for pid in promotions]
+    stopped = [p for p in stopped if p.state in (PromotionState.CANCELLED, PromotionState.SUPERSEDED)]
+    if not stopped:
         return result
-    from prefect.states import Cancelled
-
-    return cast(T, Cancelled(message=f"promotion {cancelled[0]} was cancelled", data=result))
+    return cast(
+        T, Cancelled(message=f"promotion {stopped[0].id} {PromotionState(stopped[0].state).words}", data=result)
+    )
 
 
 def run_promotion(
@@ -53,7 +56,7 @@ def run_promotion(
     release: str | None = None,
     requested_by: str | None = None,
     reason: str = "",
-    config: str = "promotions.yaml",
+    config: str = settings.FROM_ENVIRONMENT,
     kind: str = "promotion",
     rollback_of: int | None = None,
     bundle_id: str | None = None,
@@ -75,7 +78,14 @@ def run_promotion(
     verb = "roll back" if kind == "rollback" else "promote"
     label_run(f"{verb} {app} {release_label} to {environment}" if rename_run else None, app, environment, release_label)
     logger = get_run_logger()
-    logger.info("Promotion %s: %s of %s %s into %s", pid, kind, app, release_label, environment)
+    logger.info(
+        "Promotion %s: %s of %s %s into %s",
+        pid,
+        kind,
+        app,
+        db.get_release(promotion.release_id).display_name,
+        environment,
+    )
     try:
         outcome = drive(config, pid)
     except Exception as error:  # a bug or an unforeseen failure must not hold the slot forever

@@ -18,6 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.states import Completed
 
 from flows.resume import RunStatus, cancel, carry_on, status, wake
+from promoflow import settings
 from promoflow.engine.context import Context
 from promoflow.engine.results import Waiting, expiry
 from promoflow.engine.runner import end
@@ -27,7 +28,7 @@ from tasks.steps import PrefectEvents
 
 
 @flow(name="reconcile", flow_run_name="reconcile promotions")
-def reconcile(config: str = "promotions.yaml", woken_by: str = "") -> list[str]:
+def reconcile(config: str = settings.FROM_ENVIRONMENT, woken_by: str = "") -> list[str]:
     """Returns what it did, one sentence per promotion it touched. `woken_by`: the event that started it; a
     forge's event (a review, a check) wakes every suspended promotion waiting on that forge."""
     p = project(config)

@@ -22,10 +22,11 @@ def rollback(
     to: str | None = None,
     reason: str = "",
     requested_by: str | None = None,
-    config: str = "promotions.yaml",
+    config: str = settings.FROM_ENVIRONMENT,
     failed_promotion: int | None = None,
 ) -> int:
-    """Promote the last known good release (or `to`) back, marking the current release rejected there.
+    """Promote the last known good release (or `to`) back, marking the current release rejected there once the
+    rollback holds the environment (a promotion waiting for approval there is superseded, not waited for).
 
     Rollbacks skip the order check and, unless the environment's rollback policy says otherwise,
     approvals; a failing rollback never triggers another one.
@@ -37,9 +38,13 @@ def rollback(
     current = state.current_release if state else None
     culprit = failed_promotion or (state.current_promotion if state else None)
     why = reason or "rolled back"
-    if current:
-        db.reject_release(app, environment, current, why, culprit)
-    get_run_logger().info("Rolling %s in %s back from %s to %s", app, environment, current, target)
+    get_run_logger().info(
+        "Rolling %s in %s back from %s to %s",
+        app,
+        environment,
+        db.get_release(current).display_name if current else "nothing recorded",
+        db.get_release(target).display_name,
+    )
     try:
         pid = promote(
             app,
@@ -52,9 +57,11 @@ def rollback(
             rollback_of=culprit,
         )
     except PromoflowError as error:
+        marked = current is not None and current in db.rejected(app, environment)
         raise TerminalError(
             f"The rollback of {app} in {environment} failed: {error} "
-            f"The failed release stays rejected there; fix the cause and run `promoflow rollback` again."
+            + ("The failed release stays rejected there; fix" if marked else "Fix")
+            + " the cause and run `promoflow rollback` again."
         ) from None
     if culprit:
         mark(p, culprit, PromotionState.ROLLED_BACK)

@@ -13,7 +13,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
 from flows.pipeline import pipeline
-from promoflow import releases, watching
+from promoflow import releases, settings, watching
 from tasks._shared import project
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ logger = logging.getLogger("promoflow.webhooks")
 
 
 @flow(name="watch", flow_run_name="watch")
-def watch(config: str = "promotions.yaml", apps: list[str] | None = None, promote: bool = True) -> list[str]:
+def watch(config: str = settings.FROM_ENVIRONMENT, apps: list[str] | None = None, promote: bool = True) -> list[str]:
     """Discover the newest release of every app (or of `apps`) by its tag policies and config commits; start a
     pipeline for each one not seen before, or for its group's bundle once. Returns the new releases' ids. An
     app that cannot be looked at fails the run after the others' new releases went on."""
@@ -42,7 +42,7 @@ def watch(config: str = "promotions.yaml", apps: list[str] | None = None, promot
         logger.info("Registry requests: %s", ", ".join(f"{kind} {n}" for kind, n in sorted(cycle.requests.items())))
     new = {release.app for release in cycle.new}
     for release in cycle.new:
-        logger.info("New release of %s: %s (%s)", release.app, release.label, release.id)
+        logger.info("New release of %s: %s", release.app, release.display_name)
         if promote and p.config.group_of(release.app) is None:
             _hand_off(release.app, release.id, config)
     for group in groups:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-from promoflow import settings
+from promoflow import settings, tables
 from promoflow.errors import PromoflowError, TerminalError
 
 if TYPE_CHECKING:
@@ -53,8 +53,9 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(release_app, name="release")
 app.add_typer(server_app, name="server")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup and emoji codes off: user, config and server text (`[a-z]`, `:x:`) is printed as it is.
+out = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     str | None,
@@ -98,14 +99,14 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as error:
-        err.print(str(error), markup=False)
+        err.print(str(error))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except OperationalError as error:
         reason = redact(str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__)
-        err.print(f"error: Cannot use the records database ({reason}); check PROMOFLOW_DATABASE_URL.", markup=False)
+        err.print(f"error: Cannot use the records database ({reason}); check PROMOFLOW_DATABASE_URL.")
         raise typer.Exit(EXIT_FAILED) from None
     except PromoflowError as error:
-        err.print(f"error: {error}", markup=False)
+        err.print(f"error: {error}")
         raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -118,7 +119,90 @@ def _project(config: str | None) -> Project:
     return Project.load(config)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"promoflow {version('promoflow')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print promoflow's version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
 # -- configuration ------------------------------------------------------------------------------
+
+
+class Forge(StrEnum):
+    local = "local"
+    github = "github"
+
+
+class Layout(StrEnum):
+    branches = "branches"
+    directories = "directories"
+
+
+@app.command()
+def init(
+    repo: Annotated[
+        str, typer.Option(help="The environments repository: a git URL, or a path (written relative to the file).")
+    ],
+    app_paths: Annotated[
+        list[str],
+        typer.Option("--app", metavar="NAME=PATH", help="An app and its manifests' directory in each environment."),
+    ],
+    images: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image", metavar="[APP=]IMAGE", help="An image of an app, as written in its manifests (repeatable)."
+        ),
+    ] = None,
+    envs: Annotated[str, typer.Option(help="The environments, in promotion order.")] = "dev,staging,prod",
+    forge: Annotated[
+        Forge, typer.Option(help="`local` (branches + records) or `github` (pull requests; --repo is its URL).")
+    ] = Forge.local,
+    layout: Annotated[
+        Layout, typer.Option(help="`branches`: one branch per environment; `directories`: clusters/<env> on one.")
+    ] = Layout.branches,
+    config: ConfigOption = None,
+) -> None:
+    """Write a commented promotions.yaml for an existing environments repository (never over an existing file).
+
+    Each environment gets the branch the repository already has (env/NAME, NAME or environments/NAME), the
+    first promotes without approval, the next ones wait for one; each image is read from its registry.
+    Example: promoflow init --repo https://github.com/acme/deploy.git --app web=apps/web --image ghcr.io/acme/web
+    """
+    from promoflow import scaffold
+    from promoflow.config_loader import load
+
+    path = settings.config_path(config, resolve=False)
+    with _user_errors():
+        if path.exists() or path.is_symlink():
+            raise TerminalError(f"{path} already exists: edit it, or give another file with --config.")
+        apps = scaffold.parse_apps(app_paths, images or [])
+        environments = scaffold.parse_environments(envs)
+        local = "://" not in repo and not repo.startswith("git@")
+        url = os.path.relpath(Path(repo).resolve(), path.resolve().parent) if local else repo
+        branches = scaffold.existing_branches(str(Path(repo).resolve()) if local else repo)
+        text = scaffold.promotions_yaml(url, environments, apps, forge.value, layout.value, branches)
+        draft = path.with_name(f".{path.name}.init")
+        draft.write_text(text)
+        try:
+            load(draft)  # as `validate` will: what init writes is valid
+        except BaseException:
+            draft.unlink()
+            raise
+        draft.replace(path)
+    out.print(f"Wrote {path}: check it, then `promoflow validate` and `promoflow images preview APP`.")
+    if branches is None:
+        err.print(f"Could not list the branches of {repo}: each environment's branch is env/NAME; check them.")
 
 
 @app.command()
@@ -162,19 +246,23 @@ def schema() -> None:
 
 @app.command()
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """What runs where: current and last known good release per app and environment, and for each group the
-    bundle an environment runs (when every member there runs that bundle's release)."""
+    """What runs where: current and last known good release per app and environment (and a release being merged
+    there, whose merge is not recorded yet), and for each group the bundle an environment runs (when every member
+    there runs that bundle's release); and what waits: each unfinished promotion, what it waits for (approvals n
+    of m, checks), since when, who may approve, and the command or link that decides it."""
+    from promoflow.waits import waits
+
     with _user_errors():
         project = _project(config)
         db = project.db
         running = _bundles_running(project)
-        waits = _waits(db)
         rows: list[dict[str, Any]] = []
         for app_config in project.config.apps:
             group = project.config.group_of(app_config.name)
             for env in project.config.route(app_config.name):
                 state = db.environment_state(app_config.name, env.name)
                 bundle = running.get((group.name, env.name)) if group else None
+                merging = db.merging(app_config.name, env.name)
                 rows.append(
                     {
                         "app": app_config.name,
@@ -188,78 +276,70 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                         "rejected_releases": sorted(db.rejected(app_config.name, env.name)),
                         "group": group.name if group else None,
                         "bundle": {"id": bundle.id, "label": bundle.label} if bundle else None,
-                        "waiting": waits.get((app_config.name, env.name)),
+                        "waiting": [w.as_dict() for w in waits(project, app_config.name, env.name)],
+                        "merging": {"promotion": merging.id, "release": _release_ref(db, merging.release_id)}
+                        if merging
+                        else None,
                     }
                 )
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table(title="promoflow status")
-    for column in ("app", "environment", "current", "since", "last known good", "rollback to", "rejected"):
-        table.add_column(column)
+    table = tables.table(
+        "promoflow status",
+        *("app", "environment", "current", "since", "last known good", "rollback to", "rejected"),
+        whole=("app", "environment", "rejected"),
+    )
     for row in rows:
+        merging = row["merging"]
         table.add_row(
             row["app"],
             row["environment"],
-            _label(row["current_release"]),
+            _label(row["current_release"])
+            + (f" (merging {_label(merging['release'])}: promotion {merging['promotion']})" if merging else ""),
             _short_time(row["since"]),
             _label(row["last_known_good"]),
             _label(row["rollback_target"]),
             str(len(row["rejected_releases"]) or ""),
         )
-    out.print(table)
-    waiting = [row for row in rows if row["waiting"]]
+    tables.show(out, table)
+    waiting = [(row, wait) for row in rows for wait in row["waiting"]]
     if waiting:
-        table = Table(title="waiting")
-        for column in ("promotion", "app", "environment", "release", "waits for", "since", "decide with"):
-            table.add_column(column, overflow="fold")
-        for row in waiting:
-            wait = row["waiting"]
+        table = tables.table(
+            "waiting",
+            *("promotion", "app", "environment", "release", "waits for", "since", "may approve"),
+            whole=("promotion", "app", "environment"),
+        )
+        for row, wait in waiting:
             table.add_row(
-                str(wait["promotion"]),
+                str(wait["promotion"]) + ("" if wait["kind"] == "promotion" else f" ({wait['kind']})"),
                 row["app"],
                 row["environment"],
-                _label(wait["release"]),
-                wait["for"] + (f" (approvers: {', '.join(wait['approvers'])})" if wait["approvers"] else ""),
+                wait["release"],
+                wait["waiting_for"],
                 _short_time(wait["since"]),
-                wait["decide"],
+                wait["may_approve"] or "-",
             )
-        out.print(table)
+        tables.show(out, table)
+        for row, wait in waiting:
+            if wait["decide"]:
+                out.print(
+                    f"Promotion {wait['promotion']} ({row['app']} into {row['environment']}): "
+                    + " or ".join(wait["decide"])
+                )
     if not project.config.groups:
         return
-    groups = Table(title="groups", caption="bundle: the one whose release every member runs there")
-    for column in ("group", "environment", "bundle"):
-        groups.add_column(column, overflow="fold")
+    groups = tables.table(
+        "groups",
+        *("group", "environment", "bundle"),
+        whole=("group", "environment"),
+        caption="bundle: the one whose release every member runs there",
+    )
     for group in project.config.groups:
         for env in project.config.group_route(group):
             bundle = running.get((group.name, env.name))
             groups.add_row(group.name, env.name, f"{bundle.id} ({bundle.label})" if bundle else "-")
-    out.print(groups)
-
-
-def _waits(db: Database) -> dict[tuple[str, str], dict[str, Any]]:
-    """(app, environment) -> the promotion waiting there: for what, since when, who may decide, and how."""
-    from promoflow.engine.results import Waiting
-
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for promotion in db.active_promotions():
-        if promotion.waiting is None:
-            continue
-        waiting = Waiting.model_validate_json(promotion.waiting)
-        found[(promotion.app, promotion.environment)] = {
-            "promotion": promotion.id,
-            "release": _release_ref(db, promotion.release_id),
-            "state": promotion.state,
-            "gate": waiting.gate.value,
-            "for": waiting.summary,
-            "since": waiting.since.isoformat(),
-            "approvals": {"counted": waiting.approved_by, "required": waiting.required} if waiting.required else None,
-            "approvers": waiting.approvers,
-            "checks": waiting.checks,
-            "expires_at": waiting.expires_at.isoformat() if waiting.expires_at else None,
-            "decide": waiting.decide,
-        }
-    return found
+    tables.show(out, groups)
 
 
 def _bundles_running(project: Project) -> dict[tuple[str, str], Bundle]:
@@ -306,10 +386,10 @@ def history(
         out.print("No promotions yet: `promoflow promote APP --to ENV` or `promoflow demo` makes some.")
         return
     bundles = any(e["bundle_id"] for e in entries)
-    table = Table(title="promoflow history")
-    columns = ["id", "app", "env", "release", *(["bundle"] if bundles else []), "kind", "state", "by"]
-    for column in [*columns, "approved by", "when (UTC)", "took"]:
-        table.add_column(column, overflow="fold")
+    columns = ["id", "app", "env", "release", *(["bundle"] if bundles else []), "state", "by"]
+    table = tables.table(
+        "promoflow history", *columns, *("approved by", "when (UTC)", "took"), whole=("id", "app", "env", "took")
+    )
     for e in entries:
         approved = ", ".join(f"{a['approver']} ({a['source']})" for a in e["approvals"] if a["counted"])
         table.add_row(
@@ -318,17 +398,16 @@ def history(
             e["environment"],
             e["release"]["label"],
             *([e["bundle_id"] or "-"] if bundles else []),
-            e["kind"],
-            _state(e["state"]),
+            _kind_and_state(e["kind"], e["state"]),
             e["requested_by"],
             approved,
             _short_time(e["created_at"]),
             _took(e["duration_seconds"]),
         )
-    out.print(table)
+    tables.show(out, table)
     failed = [e for e in entries if e["error"]]
     for e in failed[:5]:
-        out.print(f"[dim]{e['id']}:[/] {e['error']}", markup=True)
+        out.print(Text.assemble((f"{e['id']}:", "dim"), f" {e['error']}"))
 
 
 def _history_entry(db: Database, promotion: Promotion) -> dict[str, Any]:
@@ -360,8 +439,8 @@ def promote(
     release: Annotated[
         str | None,
         typer.Option(
-            help="Release id, label or tag; for a group, a bundle id or label (default: newest allowed by the "
-            "tag policy and the newest config commit)."
+            help="Release id, label or tag; for a group, a bundle id or label (default: the newest the tag policy "
+            "allows, with the newest config commit, that is not rejected for this environment)."
         ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",
@@ -442,8 +521,8 @@ def pipeline(
     release: Annotated[
         str | None,
         typer.Option(
-            help="Release id, label, tag or config commit; for a group, a bundle id or label "
-            "(default: newest allowed by the tag policy and the newest config commit)."
+            help="Release id, label, tag or config commit; for a group, a bundle id or label (default: the newest "
+            "the tag policy allows, with the newest config commit, that is not rejected for the first environment)."
         ),
     ] = None,
     no_wait: NoWaitOption = False,
@@ -532,12 +611,17 @@ def webhook(
 def _check_promotable(project: Project, app_name: str, env: str, release: str | None) -> str:
     """Settle every user mistake before a flow starts: unknown app, environment, release, order."""
     from promoflow import releases
-    from promoflow.promotion import check_order, sources
+    from promoflow.promotion import check_order, newest_allowed, sources
     from promoflow.records import Promotion
 
     app_config = project.config.app(app_name)
     project.config.previous(app_name, env)
-    chosen = releases.resolve(project.db, app_config, sources(project, app_config), release, "oci-layout")
+    if release:
+        chosen = releases.resolve(project.db, app_config, sources(project, app_config), release, "oci-layout")
+    else:
+        chosen, skipped = newest_allowed(project, app_config, env, "oci-layout")
+        for sentence in skipped:
+            err.print(sentence)
     check_order(project, Promotion(app=app_name, environment=env, release_id=chosen.id, requested_by=""))
     return chosen.id
 
@@ -575,8 +659,8 @@ def diff(
         )
         with project.workspace.checkout(environment.branch) as tree:
             if chosen:  # the throwaway worktree only
-                pin_images(tree / app_config.directory(environment), releases.pins_of(chosen))
-            objects = render(tree / app_config.directory(environment))
+                pin_images(tree / app_config.directory(environment), releases.pins_of(chosen), tree)
+            objects = render(tree / app_config.directory(environment), tree)
         before = project.db.last_outcome(app_name, env, "apply") or {}
         previous = [ObjectRef.from_dict(r) for r in before.get("applied", [])]
         with project.cluster(environment) as cluster:
@@ -588,7 +672,7 @@ def diff(
         out.print(f"No changes: the cluster matches {app_name} in {env}.")
     for change in changes:
         out.rule(f"{change.action}: {change.ref}")
-        out.print(change.diff, markup=False, highlight=False)
+        out.print(change.diff)
 
 
 @app.command()
@@ -650,8 +734,9 @@ def rollback(
 ) -> None:
     """Put APP in an environment back on its last known good (or a named) release, now.
 
-    The current release is marked rejected there, so automation does not promote it again
-    until `promoflow release unreject`.
+    A promotion waiting there for approval is superseded (its run cancelled, its pull request closed with a
+    comment). Once the rollback holds the environment, the current release is marked rejected there, so
+    automation does not promote it again until `promoflow release unreject`.
     """
     with _user_errors():
         project = _project(config)
@@ -756,7 +841,9 @@ def images_select(
     ] = None,
     semver: Annotated[str, typer.Option(help="Semver range (npm syntax): '>=1.2 <2', '^1.4', '~1.4.2', '1.x'.")] = "*",
     prerelease: Annotated[bool, typer.Option("--prerelease", help="Let prerelease versions be picked.")] = False,
-    regex: Annotated[str | None, typer.Option(help="Only tags fully matching this regular expression.")] = None,
+    regex: Annotated[
+        str | None, typer.Option(help="Only tags matching this regular expression anywhere (anchor with ^ and $).")
+    ] = None,
     extract: Annotated[
         str | None, typer.Option(help="Order by this, built from the regex's captures: '$build', '${v}', '$1'.")
     ] = None,
@@ -766,7 +853,7 @@ def images_select(
 ) -> None:
     """Print the tag a policy picks (exit 1 when none matches), the same way promoflow picks releases.
 
-    Example: `promoflow images select --regex 'main-(?P<n>[0-9]+)-.*' --extract '$n' --order numerical < tags.txt`
+    Example: `promoflow images select --regex '^main-(?P<n>[0-9]+)-' --extract '$n' --order numerical < tags.txt`
     """
     from pydantic import ValidationError
 
@@ -788,14 +875,14 @@ def images_select(
     except ValidationError as error:
         for problem in error.errors():
             where = ".".join(str(part) for part in problem["loc"])
-            err.print(f"error: {'--' + where + ': ' if where else ''}{problem['msg']}", markup=False)
+            err.print(f"error: {'--' + where + ': ' if where else ''}{problem['msg']}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     candidates = tags if tags else [line.strip() for line in sys.stdin if line.strip()]
     chosen = policy.select(candidates, chosen_policy)
     if chosen is None:
-        err.print(f"error: none of {len(candidates)} tags matches ({policy.describe(chosen_policy)})", markup=False)
+        err.print(f"error: none of {len(candidates)} tags matches ({policy.describe(chosen_policy)})")
         raise typer.Exit(EXIT_FAILED)
-    out.print(chosen, markup=False)
+    out.print(chosen)
 
 
 @images_app.command("preview")
@@ -805,43 +892,72 @@ def images_preview(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show each image's best candidate tags (best first) and the one its policy picks; changes nothing."""
+    """Show each image's best candidate tags (best first, those rejected in an environment marked) and the one
+    `promoflow pipeline` would pick: the newest its policy allows that is not rejected for the first environment.
+    Changes nothing."""
+    from promoflow import releases
+    from promoflow.promotion import sources
     from promoflow.sources import policy
 
     with _user_errors():
         project = _project(config)
+        db = project.db
         app_config = project.config.app(app_name)
+        found = sources(project, app_config)
+        route = project.config.route(app_name)
+        rejected_in: dict[tuple[str, str, str], list[str]] = {}  # (image, tag, digest) -> environments
+        for env in route:
+            for release_id in db.rejected(app_name, env.name):
+                for pin in releases.pins_of(db.get_release(release_id)):
+                    rejected_in.setdefault((pin.name, pin.tag, pin.digest), []).append(env.name)
+        try:
+            picked = releases.pick(app_config, found, route[0].name, db.rejected(app_name, route[0].name), "preview")
+            pins = {pin.name: pin for pin in releases.pins_of(picked.release)}
+        except TerminalError as error:  # no tag matches, or every one is rejected: shown, not a failure
+            err.print(f"No pick: {error}")
+            pins = {}
         previews: list[dict[str, Any]] = []
         for image in app_config.images:
-            source = project.source(image)
+            source = found.images[image.name]
             tags = source.tags()
-            chosen = policy.select(tags, image.policy)
+            candidates = policy.ranked(tags, image.policy, top)
+            rejected: dict[str, list[str]] = {}
+            for tag in candidates:
+                if any(key[:2] == (image.name, tag) for key in rejected_in):  # only then: its digest now
+                    envs = rejected_in.get((image.name, tag, source.digest(tag)))
+                    if envs:
+                        rejected[tag] = envs
+            chosen = pins.get(image.name)
             previews.append(
                 {
                     "image": image.name,
                     "policy": policy.describe(image.policy),
                     "tags": len(tags),
-                    "candidates": policy.ranked(tags, image.policy, top),
-                    "pick": chosen,
-                    "digest": source.digest(chosen) if chosen else None,
+                    "candidates": candidates,
+                    "rejected": rejected,
+                    "pick": chosen.tag if chosen else None,
+                    "digest": chosen.digest if chosen else None,
                 }
             )
     if as_json:
         out.print_json(json.dumps(previews))
         return
-    table = Table(title=f"images of {app_name}")
-    for column in ("image", "policy", "tags", "candidates", "pick", "digest"):
-        table.add_column(column, overflow="fold")
+    table = tables.table(
+        f"images of {app_name}", *("image", "policy", "tags", "candidates", "pick", "digest"), whole=("tags", "pick")
+    )
     for p in previews:
         table.add_row(
             p["image"],
             p["policy"],
             str(p["tags"]),
-            ", ".join(p["candidates"]),
+            ", ".join(
+                f"{tag} (rejected: {', '.join(p['rejected'][tag])})" if tag in p["rejected"] else tag
+                for tag in p["candidates"]
+            ),
             p["pick"] or "-",
             (p["digest"] or "-")[:19],
         )
-    out.print(table)
+    tables.show(out, table)
 
 
 # -- stand-ins ------------------------------------------------------------------------------------------------
@@ -923,11 +1039,6 @@ def server_status(config: ConfigOption = None) -> None:
 
 
 # -- the demo ---------------------------------------------------------------------------------------------
-
-
-class Forge(StrEnum):
-    local = "local"
-    github = "github"
 
 
 @app.command()
@@ -1039,7 +1150,9 @@ def _release_ref(db: Database, release_id: str | None) -> dict[str, str] | None:
 
 
 def _label(ref: dict[str, str] | None) -> str:
-    return f"{ref['label']} ({ref['id'][:7]})" if ref else "-"
+    from promoflow.records import release_name
+
+    return release_name(ref["label"], ref["id"]) if ref else "-"
 
 
 def _iso(value: Any) -> str | None:
@@ -1058,6 +1171,13 @@ def _took(seconds: float | None) -> str:
 
 def _state(state: str) -> str:
     return state.replace("_", " ")
+
+
+def _kind_and_state(kind: str, state: str) -> str:
+    """One column for both: `succeeded` (a promotion), `rollback failed`, `baseline` (adopted: always succeeded)."""
+    if kind == "baseline":
+        return kind
+    return _state(state) if kind == "promotion" else f"{kind} {_state(state)}"
 
 
 if __name__ == "__main__":

@@ -14,12 +14,65 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from promoflow import references
 from promoflow.errors import NotFound
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+def branch_name(value: str) -> str:
+    """A name `git check-ref-format --branch` accepts (and `git branch` creates); ValueError says why not."""
+    why = None
+    control = next((c for c in value if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    forbidden = next((c for c in value if c in "~^:?*[\\"), None)
+    if value.startswith("-"):
+        why = "it starts with '-'"
+    elif control is not None:
+        why = "a control character"
+    elif " " in value:
+        why = "a space"
+    elif forbidden is not None:
+        why = f"'{forbidden}'"
+    elif ".." in value or "@{" in value or "//" in value:
+        why = next(f"`{s}`" for s in ("..", "@{", "//") if s in value)
+    elif value.startswith("/") or value.endswith("/"):
+        why = "it starts or ends with '/'"
+    elif value.endswith("."):
+        why = "it ends with '.'"
+    elif any(part.startswith(".") for part in value.split("/")):
+        why = "a part starts with '.'"
+    elif any(part.endswith(".lock") for part in value.split("/")):
+        why = "a part ends with '.lock'"
+    elif value in ("@", "HEAD"):
+        why = f"{value!r} alone" if value == "@" else "'HEAD'"
+    if why is not None:
+        raise ValueError(f"not a valid git branch name: {why} (see `git help check-ref-format`)")
+    return value
+
+
+BranchName = Annotated[str, Field(min_length=1), AfterValidator(branch_name)]
+
+
+def http_url(value: str) -> str:
+    """An http:// or https:// URL naming a host, that an HTTP client can request as it is."""
+    try:
+        split = urlsplit(value)
+        port_ok = split.port is None or split.port > 0  # .port raises for one out of range
+    except ValueError:
+        port_ok = False
+    printable = all(c.isprintable() and not c.isspace() for c in value)
+    if not (port_ok and printable and split.scheme in ("http", "https") and split.hostname):
+        raise ValueError(
+            "expected a URL starting with http:// or https:// and naming a host, e.g. https://web.example.com/healthz"
+        )
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(http_url)]
 
 
 class Strict(BaseModel):
@@ -34,9 +87,8 @@ class GitHub(Strict):
     repository: str = Field(
         pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="The repository on GitHub, `OWNER/NAME`."
     )
-    api_url: str | None = Field(
+    api_url: HttpUrl | None = Field(
         None,
-        pattern=r"^https?://[^\s]+$",
         description="API base URL: empty for github.com, `https://HOST/api/v3` for GitHub Enterprise Server.",
     )
     token: str = Field(
@@ -79,8 +131,8 @@ class Repository(Strict):
         description="`branches`: one git branch per environment. `directories`: one branch (`branch`), one "
         "directory per environment (each environment's `path`).",
     )
-    branch: str | None = Field(
-        None, min_length=1, description="The branch holding every environment (`layout: directories`) [main]."
+    branch: BranchName | None = Field(
+        None, description="The branch holding every environment (`layout: directories`) [main]."
     )
     promote: Literal["edit", "branch"] = Field(
         "edit",
@@ -165,8 +217,7 @@ class ClusterTarget(Strict):
 
 class Environment(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="Environment name, e.g. `staging`.")
-    branch: str = Field(
-        min_length=1,
+    branch: BranchName = Field(
         description="Git branch holding this environment (`layout: directories`: the repository's `branch`).",
     )
     path: str = Field(
@@ -208,7 +259,9 @@ class TagPolicy(Strict):
     )
     prerelease: bool = Field(False, description="Whether prerelease versions (`1.2.0-rc.1`) may be picked.")
     regex: str | None = Field(
-        None, description="Only tags matching this regular expression (Python syntax, full match) count."
+        None,
+        description="Only tags matching this regular expression count (Python syntax). It matches anywhere in the "
+        "tag, as in Flux, Kargo and Argo CD Image Updater: anchor it with `^` and `$` to match the whole tag.",
     )
     extract: str | None = Field(
         None,
@@ -300,10 +353,8 @@ class ImageSource(Strict):
         description="Registry base URL, e.g. `https://ghcr.io` or `http://127.0.0.1:5000`. Credentials come "
         "from `credentials`, else PROMOFLOW_REGISTRY_<HOST>_USERNAME/_PASSWORD, else docker's config.json.",
     )
-    repository: str | None = Field(
-        None,
-        pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$",
-        description="Repository in the registry, e.g. `acme/web`.",
+    repository: Annotated[str, AfterValidator(references.repository)] | None = Field(
+        None, description="Repository in the registry, e.g. `acme/web`."
     )
     platform: str | None = Field(
         None,
@@ -328,16 +379,15 @@ class ImageSource(Strict):
 
 
 class Image(Strict):
-    name: str = Field(
-        min_length=1,
-        description="Image name as written in the manifests, e.g. `ghcr.io/acme/web`.",
+    name: Annotated[str, AfterValidator(references.image_name)] = Field(
+        description="Image name as written in the manifests, without tag or digest, e.g. `ghcr.io/acme/web`.",
     )
     source: ImageSource
     policy: TagPolicy = Field(default_factory=TagPolicy)
 
 
 class HealthCheck(Strict):
-    url: str = Field(pattern=r"^https?://", description="URL to GET after the change is applied.")
+    url: HttpUrl = Field(description="URL to GET after the change is applied.")
     expect_status: int = Field(200, ge=100, le=599, description="Status that counts as healthy.")
     contains: str | None = Field(None, description="Text the body must contain, if set.")
     timeout_seconds: float = Field(5.0, gt=0, le=300, description="Timeout of one request.")
@@ -370,7 +420,7 @@ class ConfigSource(Strict):
         min_length=1,
         description="Git URL or path of the repository. A relative path is relative to promotions.yaml.",
     )
-    branch: str = Field("main", min_length=1, description="Branch whose commits are releases.")
+    branch: BranchName = Field("main", description="Branch whose commits are releases.")
     directory: str = Field(".", min_length=1, description="Directory in that repository holding the app's config.")
     include: list[Glob] = Field(
         default_factory=lambda: ["**"],

@@ -13,6 +13,9 @@ pydantic models of `promoflow.config`, and turns every validation error into a
 
 Bad input of any kind (no file, not UTF-8, YAML syntax, tabs, duplicate keys, empty
 file, a top level that is not a mapping) ends in `ConfigError`, never a traceback.
+Hostile input is bounded: a file that is not a regular file or is larger than
+MAX_FILE_BYTES is not read, a scalar Python cannot hold (a number of thousands of
+digits) is located, and so is the alias that expands the file too far (an alias bomb).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 import datetime
 import difflib
 import json
+import os
 import re
+import stat
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +33,10 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.composer import Composer
+from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
@@ -37,7 +44,13 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from promoflow.config import NAME_PATTERN, NameIssue, NameIssues, Promotions, format_loc, name_issues
 from promoflow.errors import TerminalError
 
-__all__ = ["ConfigError", "Problem", "load"]
+__all__ = ["MAX_FILE_BYTES", "ConfigError", "Problem", "load"]
+
+MAX_FILE_BYTES = 256 * 1024  # far more than any real promotions.yaml; parsing this much takes seconds
+# What aliases (*name) may add to the file, in values and characters of text. An alias "bomb" (each anchor
+# repeating the one before) would otherwise expand a few hundred bytes into billions of values.
+MAX_ALIASED_VALUES = 100_000
+MAX_ALIASED_TEXT = 4 * MAX_FILE_BYTES
 
 
 Loc = tuple[Any, ...]
@@ -120,18 +133,7 @@ class _Loader:
     # ------------------------------------------------------------------ file and text
 
     def _read(self) -> str:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            where = "" if self.path.is_absolute() else f" (looked for {self.path.absolute()})"
-            self._add((1, 1), (), f"file does not exist{where}")
-            raise _Stop from None
-        except IsADirectoryError:
-            self._add((1, 1), (), "is a directory, not a file")
-            raise _Stop from None
-        except OSError as exc:
-            self._add((1, 1), (), f"cannot read the file: {exc.strerror or exc}")
-            raise _Stop from None
+        data = self._bytes()
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
         offset = 0
@@ -152,6 +154,39 @@ class _Loader:
                 offset += exc.end
         return data.decode("utf-8", errors="replace")
 
+    def _bytes(self) -> bytes:
+        """The file's bytes; a pipe, a device or an oversized file is refused before anything is read."""
+        try:
+            # Non-blocking: opening a FIFO nobody writes to would otherwise wait forever.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            where = "" if self.path.is_absolute() else f" (looked for {self.path.absolute()})"
+            self._add((1, 1), (), f"file does not exist{where}")
+            raise _Stop from None
+        except OSError as exc:
+            self._add((1, 1), (), f"cannot read the file: {exc.strerror or exc}")
+            raise _Stop from None
+        with os.fdopen(fd, "rb") as file:
+            mode, size = os.fstat(fd).st_mode, os.fstat(fd).st_size
+            if stat.S_ISDIR(mode):
+                self._add((1, 1), (), "is a directory, not a file")
+                raise _Stop
+            if not stat.S_ISREG(mode):
+                self._add((1, 1), (), f"not a regular file ({_file_kind(mode)}): give the path of promotions.yaml")
+                raise _Stop
+            if size > MAX_FILE_BYTES:
+                self._add((1, 1), (), f"the file is larger than {MAX_FILE_BYTES // 1024} KiB ({size} bytes)")
+                raise _Stop
+            try:
+                data = file.read(MAX_FILE_BYTES + 1)  # it may have grown since
+            except OSError as exc:
+                self._add((1, 1), (), f"cannot read the file: {exc.strerror or exc}")
+                raise _Stop from None
+        if len(data) > MAX_FILE_BYTES:
+            self._add((1, 1), (), f"the file is larger than {MAX_FILE_BYTES // 1024} KiB")
+            raise _Stop
+        return data
+
     # ------------------------------------------------------------------ YAML
 
     def _parse(self, text: str) -> object:
@@ -170,6 +205,9 @@ class _Loader:
         raise _Stop
 
     def _yaml_error(self, exc: YAMLError, text: str) -> None:
+        if isinstance(exc, _Unreadable) and exc.problem_mark is not None:
+            self._add((exc.problem_mark.line + 1, exc.problem_mark.column + 1), (), str(exc.problem))
+            return
         if isinstance(exc, ReaderError):
             before = text[: exc.position]
             pos = (before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1)
@@ -345,14 +383,85 @@ class _Loader:
             self._add(node.key, found, _unknown_key(loc))
         else:
             node, found = self._node(loc)
-            self._add(node.value, found, _message(kind, error))
+            message = _message(kind, error)
+            if found != loc and any(p.message == message for p in self.problems):
+                return  # not in the file: a default copied from a value already reported (repository.branch)
+            self._add(node.value, found, message)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
+class _Unreadable(ConstructorError):
+    """A scalar that cannot become the value its tag says (a number of 5000 digits, the 13th month), or an alias
+    that expands the file too far: its problem is the whole message."""
+
+
+class _Composer(Composer):
+    """Counts what each alias adds to the document, and refuses the alias that goes over the bounds."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.aliased = (0, 0)  # values, characters
+        self.sizes: dict[int, tuple[int, int]] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        alias = self.parser.peek_event() if self.parser.check_event(AliasEvent) else None
+        node = super().compose_node(parent, index)
+        if alias is not None:
+            values, text = _size(node, self.sizes)
+            self.aliased = (self.aliased[0] + values, self.aliased[1] + text)
+            if self.aliased[0] > MAX_ALIASED_VALUES or self.aliased[1] > MAX_ALIASED_TEXT:
+                message = (
+                    f"aliases (*name) expand this file by more than {MAX_ALIASED_VALUES} values or "
+                    f"{MAX_ALIASED_TEXT // 1024} KiB of text, this one included: repeat less through aliases"
+                )
+                raise _Unreadable(None, None, message, alias.start_mark)
+        return node
+
+
+def _size(node: Node, sizes: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """Values and characters of text in `node` with its aliases expanded (each shared node measured once)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = (0, 0)  # an alias inside its own anchor (refused later) counts once
+    if isinstance(node, ScalarNode):
+        size = (1, len(str(node.value)))
+    else:
+        children = [n for pair in node.value for n in pair] if isinstance(node, MappingNode) else node.value
+        measured = [_size(child, sizes) for child in children]
+        size = (1 + sum(v for v, _ in measured), sum(t for _, t in measured))
+    sizes[id(node)] = size
+    return size
+
+
+class _Constructor(RoundTripConstructor):
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            if str(exc).startswith("Exceeds the limit") and isinstance(node, ScalarNode):
+                digits = re.sub(r"^[-+]?(0[xXoObB])?|[^0-9a-fA-F]", "", str(node.value))
+                message = f"this number is too large ({len(digits)} digits)"
+            else:
+                message = f"cannot read this value: {exc}"
+            raise _Unreadable(None, None, message, node.start_mark) from None
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
 def _yaml(*, allow_duplicate_keys: bool) -> YAML:
     yaml = YAML(typ="rt", pure=True)
+    yaml.Composer = _Composer
+    yaml.Constructor = _Constructor
     yaml.allow_duplicate_keys = allow_duplicate_keys
     return yaml
 
@@ -457,6 +566,8 @@ def _describe(value: object) -> str:
         return "an empty value"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and value.bit_length() > 200:
+        return "a number of more than 60 digits"
     if isinstance(value, int | float):
         return repr(value) if value == value and abs(value) != float("inf") else str(value)
     if isinstance(value, str):
@@ -481,7 +592,6 @@ def _number(value: object) -> str:
 _PATTERNS = {
     NAME_PATTERN: "a lowercase name: letters a-z, digits and '-', starting and ending with a "
     "letter or digit, at most 63 characters",
-    r"^https?://": "a URL starting with http:// or https://",
 }
 
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-from promoflow import settings
+from promoflow import settings, tables
 from promoflow.errors import TerminalError
 from promoflow.sources import oci_layout, semver
 
@@ -321,6 +321,8 @@ def _tour(
     )
     # The Prefect server $PREFECT_API_URL names, else the local one (started here if need be).
     already_running = server.running(project.state_dir)
+    if not already_running and not os.environ.get("PREFECT_API_URL"):
+        out.print("Starting a local Prefect server (its UI and API; this takes a few seconds)...")
     local = server.connect(project.state_dir, launch=True)
     server.without_heartbeat()
     ours = local if local and not already_running else None
@@ -379,7 +381,7 @@ def _failed_rollout(base: Path, out: Console, project: Project, kube: KubeStandI
     try:
         pipeline("web", release=bad, requested_by=REQUESTER, config=str(project.config_path))
     except TerminalError as error:
-        out.print(f"[bold]{bad} failed in dev:[/] {error}")
+        _say(out, f"{bad} failed in dev:", f" {error}")
     state = project.db.environment_state("web", "dev")
     release = project.db.release("web", state.current_release) if state and state.current_release else None
     current = release.label if release else "its last known good release"
@@ -394,7 +396,9 @@ def _show_cluster(project: Project, out: Console) -> None:
     """What each environment's Deployment runs, read from its cluster as `kubectl get deployment` would."""
     from promoflow.clusters.kubernetes import ObjectRef
 
-    table = Table("environment", "Deployment", "image", "ready", "rollout", title="In the cluster")
+    table = tables.table(
+        "In the cluster: Deployment web", *("namespace", "image", "ready", "rollout"), whole=("namespace", "ready")
+    )
     for env in project.config.environments:
         if env.cluster.target != "kubernetes":
             continue
@@ -410,13 +414,12 @@ def _show_cluster(project: Project, out: Console) -> None:
         )
         ready = f"{status.get('readyReplicas', 0)}/{live.get('spec', {}).get('replicas', 0)}" if live else "-"
         table.add_row(
-            env.name,
-            str(ref),
-            f"{name.rpartition('/')[2]}@{digest[:19]}" if digest else name,
+            str(ref.namespace),
+            f"{name.rpartition('/')[2]}@{digest[:14]}" if digest else name,
             ready,
             str(progressing.get("reason", "-")),
         )
-    out.print(table)
+    tables.show(out, table)
 
 
 @contextlib.contextmanager
@@ -635,13 +638,14 @@ def _approvals(
             if github is not None:
                 _review(project, out, github, promotion.id, yes)
             elif yes:
-                out.print(f"[bold]--yes:[/] approving promotion {promotion.id} ({promotion.environment}) as {APPROVER}")
+                _say(out, "--yes:", f" approving promotion {promotion.id} ({promotion.environment}) as {APPROVER}")
                 send_decision(project, promotion.id, APPROVER, "approve", "approved by `promoflow demo --yes`")
             else:
-                out.print(
-                    f"\n[bold]Promotion {promotion.id} ({promotion.app} -> {promotion.environment}) waits for "
-                    f"approval.[/]\n  In the Prefect UI: {ui}/runs/flow-run/{promotion.flow_run_id} -> Resume\n"
-                    f"  Or in another terminal here: promoflow approve {promotion.id} --as YOUR_NAME\n"
+                _say(
+                    out,
+                    f"\nPromotion {promotion.id} ({promotion.app} -> {promotion.environment}) waits for approval.",
+                    f"\n  In the Prefect UI: {ui}/runs/flow-run/{promotion.flow_run_id} -> Resume\n"
+                    f"  Or in another terminal here: promoflow approve {promotion.id} --as YOUR_NAME\n",
                 )
 
 
@@ -654,26 +658,35 @@ def _review(project: Project, out: Console, github: GitHubStandIn, promotion_id:
     assert request is not None and request.number is not None  # it waits for approval: its request is open
     number = request.number
     if yes:
-        out.print(f"[bold]--yes:[/] {APPROVER} approves pull request #{number} on the {GITHUB_SIMULATED}")
+        _say(out, "--yes:", f" {APPROVER} approves pull request #{number} on the {GITHUB_SIMULATED}")
         github.review(GITHUB_REPOSITORY, number, APPROVER, "APPROVE", body="approved by `promoflow demo --yes`")
         return
-    out.print(
-        f"\n[bold]Pull request #{number} waits for a review.[/] Approve it as a reviewer:\n"
+    _say(
+        out,
+        f"\nPull request #{number} waits for a review.",
+        " Approve it as a reviewer:\n"
         f"  curl -s -X POST -H 'Authorization: token {APPROVER}' "
         f'{github.url}/repos/{GITHUB_REPOSITORY}/pulls/{number}/reviews -d \'{{"event": "APPROVE"}}\'\n'
-        f"  (or click Resume on the paused run in the Prefect UI, or `promoflow approve {promotion_id} --as NAME`)\n"
+        f"  (or click Resume on the paused run in the Prefect UI, or `promoflow approve {promotion_id} --as NAME`)\n",
     )
+
+
+def _say(out: Console, bold: str, rest: str) -> None:
+    """`bold` in bold, then `rest`: styled without markup, so every text is printed as it is."""
+    out.print(Text.assemble((bold, "bold"), rest))
 
 
 def _show_pull_requests(github: GitHubStandIn, out: Console) -> None:
     import github as pygithub
 
     client = pygithub.Github(base_url=github.url, auth=pygithub.Auth.Token(GITHUB_TOKEN))
-    table = Table("pull request", "from", "into", "state", title=f"Pull requests on the {GITHUB_SIMULATED}")
+    table = tables.table(
+        f"Pull requests on the {GITHUB_SIMULATED}", *("pull request", "from", "into", "state"), whole=("into", "state")
+    )
     for pull in client.get_repo(GITHUB_REPOSITORY).get_pulls(state="all", sort="created", direction="asc"):
         state = "merged" if pull.merged else pull.state
         table.add_row(f"#{pull.number} {pull.title}", pull.head.ref, pull.base.ref, state)
-    out.print(table)
+    tables.show(out, table)
 
 
 @contextlib.contextmanager

@@ -35,6 +35,8 @@ def run_check(check: HealthCheck) -> CheckResult:
                 message = "healthy" if healthy else _why(check, status)
             except httpx.HTTPError as error:
                 healthy, message = False, f"request failed: {type(error).__name__}"
+            except (httpx.InvalidURL, ValueError) as error:  # `validate` refuses it; an older config may hold it
+                healthy, message = False, f"invalid URL: {redact(str(error))}"
             streak = streak + 1 if healthy else 0
             if streak >= check.successes:
                 return CheckResult(redact(check.url), True, attempt, status, message)

@@ -12,7 +12,7 @@ from promoflow import settings
 from promoflow.config import App, Environment, Image, Promotions
 from promoflow.config_loader import load
 from promoflow.errors import TerminalError
-from promoflow.gitops.workspace import Workspace
+from promoflow.gitops.workspace import Credentials, Workspace, split_credentials
 from promoflow.records import Database
 from promoflow.redact import register
 from promoflow.sources import OciLayoutSource, RegistrySource, Source
@@ -47,12 +47,15 @@ class Project:
 
     @cached_property
     def workspace(self) -> Workspace:
+        """The environments repository. Credentials in its URL win; else, with `forge: github` over HTTP(S), the
+        GitHub token."""
+        url, in_url = split_credentials(self.repository_url)
         auth = None
-        if self.config.repository.forge == "github" and self.repository_url.startswith(("https://", "http://")):
+        if in_url is None and self.config.repository.forge == "github" and url.startswith(("https://", "http://")):
             # GitHub takes the token as the password of `x-access-token`, as actions/checkout sends it.
             credentials = base64.b64encode(f"x-access-token:{self.github_token}".encode()).decode()
             register(credentials)
-            auth = f"Authorization: Basic {credentials}"
+            auth = Credentials(f"Authorization: Basic {credentials}", "the token (`github.token` in promotions.yaml)")
         return Workspace(self.repository_url, self.state_dir, auth)
 
     @cached_property

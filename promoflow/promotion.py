@@ -24,6 +24,18 @@ def sources(project: Project, app: App) -> AppSources:
     return AppSources(images, project.git_source(app))
 
 
+def newest_allowed(project: Project, app: App, environment: str, origin: str) -> tuple[Release, list[str]]:
+    """The newest release by the tag policies that is not rejected for `environment`, recorded, and a sentence
+    for each newer one passed over."""
+    rejected = project.db.rejected(app.name, environment)
+    picked = releases.pick(app, sources(project, app), environment, rejected, origin)
+    said = [
+        f"Skipped release {skipped.display_name}: rejected for {environment} ({rejected[skipped.id].reason})."
+        for skipped in picked.skipped
+    ]
+    return project.db.save_release(picked.release), said
+
+
 def request_branch(promotion: Promotion, release: Release) -> str:
     """`promoflow/<env>/<app>/<release>`, suffixed with the promotion: a release promoted again later (a
     rollback to it) gets its own branch instead of finding the old, merged one."""
@@ -56,6 +68,8 @@ def start(
     existing = project.db.open_promotion(app, environment, release.id)
     if existing and existing.id is not None:
         _refuse_if_running_elsewhere(existing)
+        if existing.runner and existing.runner != runner_id():
+            project.db.interrupt_steps(existing.id, f"the process running it ({existing.runner}) ended first")
         return existing
     return project.db.create_promotion(
         Promotion(
@@ -117,17 +131,18 @@ def check_order(project: Project, promotion: Promotion) -> None:
     if promotion.kind == "rollback":
         return
     db = project.db
+    release = db.get_release(promotion.release_id).display_name
     rejection = db.rejected(promotion.app, promotion.environment).get(promotion.release_id)
     if rejection:
         raise TerminalError(
-            f"Release {promotion.release_id} of {promotion.app} was rejected for {promotion.environment} "
+            f"Release {release} of {promotion.app} was rejected for {promotion.environment} "
             f"({rejection.reason}); clear it with `promoflow release unreject {promotion.app} "
             f"{promotion.release_id} --env {promotion.environment}` to promote it again."
         )
     previous = project.config.previous(promotion.app, promotion.environment)
     if previous is not None and not _succeeded_in(project, promotion.app, previous.name, promotion.release_id):
         raise TerminalError(
-            f"Release {promotion.release_id} of {promotion.app} has not succeeded in {previous.name} yet: "
+            f"Release {release} of {promotion.app} has not succeeded in {previous.name} yet: "
             f"promote it there first (`promoflow promote {promotion.app} --to {previous.name}`)."
         )
 
@@ -196,7 +211,7 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
     env = project.config.environment(environment)
     with project.workspace.checkout(env.branch) as tree:
         app_dir = tree / app_config.directory(env)
-        uses = find_images(app_dir) if app_dir.is_dir() else []
+        uses = find_images(app_dir, tree) if app_dir.is_dir() else []
     pins = releases.from_manifests(app_config, uses, sources(project, app_config))
     if pins is None:
         return None
@@ -218,6 +233,15 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
         db.set_known_good(app, environment, release.id)
     db.update_promotion(baseline.id, state="succeeded")
     return release
+
+
+def culprit(project: Project, promotion: Promotion) -> Promotion | None:
+    """The promotion a rollback undoes, whose release it marks rejected once it holds the environment; None for
+    anything else, and for the rollback of a bundle's member that only undoes a partial bundle (that release did
+    nothing wrong)."""
+    if promotion.kind != "rollback" or promotion.rollback_of is None or promotion.bundle_id is not None:
+        return None
+    return project.db.promotion(promotion.rollback_of)
 
 
 def rollback_target(project: Project, app: str, environment: str, to: str | None) -> Release:

@@ -52,6 +52,15 @@ class Release(SQLModel, table=True):
     commit: str | None = Field(default=None, max_length=64, description="config commit of a git-sourced app")
     created_at: datetime = _timestamp()
 
+    @property
+    def display_name(self) -> str:
+        return release_name(self.label, self.id)
+
+
+def release_name(label: str, release_id: str) -> str:
+    """A release as people read it, in tables and logs alike: `1.2.0 (129d4a6)`."""
+    return f"{label} ({release_id[:7]})"
+
 
 class Bundle(SQLModel, table=True):
     """A group's release: one release of every member app. The id is derived from the members' ids."""
@@ -284,6 +293,8 @@ class Database:
                 raise NotFound(f"There is no promotion {promotion_id}.")
             if "error" in changes and changes["error"] is not None:
                 changes["error"] = redact(changes["error"])
+            if row.state in TERMINAL_STATES and changes.get("state", row.state) not in TERMINAL_STATES:
+                del changes["state"]  # an ended promotion stays ended (a rollback may have superseded it meanwhile)
             for key, value in changes.items():
                 setattr(row, key, value)
             row.updated_at = now()
@@ -294,6 +305,20 @@ class Database:
             s.commit()
             s.refresh(row)
             return row
+
+    def merging(self, app: str, environment: str) -> Promotion | None:
+        """The unfinished promotion of `app` into `environment` whose merge began and is not recorded as done: the
+        environment's branch may already hold its release (a run that ended inside the merge, until a re-run)."""
+        with self.session() as s:
+            row = s.exec(
+                select(Promotion)
+                .join(Step, col(Step.promotion_id) == col(Promotion.id))
+                .where(Promotion.app == app, Promotion.environment == environment, Step.name == "merge")
+                .where(col(Promotion.state).not_in(TERMINAL_STATES))
+                .order_by(col(Step.id).desc())
+            ).first()
+        merge = self.last_step(row.id, "merge") if row and row.id is not None else None
+        return row if merge is not None and merge.outcome != "succeeded" else None
 
     def try_claim_slot(self, promotion_id: int, app: str, environment: str) -> Promotion | None:
         """Take the app/environment slot for this promotion; return the holder if someone else has it."""
@@ -415,6 +440,15 @@ class Database:
             started = _utc(row.started_at)
             row.duration_seconds = round((row.ended_at - started).total_seconds(), 3) if started else None
             s.add(row)
+            s.commit()
+
+    def interrupt_steps(self, promotion_id: int, why: str, outcomes: tuple[str, ...] = ("running",)) -> None:
+        """Close the steps a process left running when it ended (and, given `waiting` among `outcomes`, those
+        waiting when the promotion ended): their outcome is `interrupted`."""
+        with self.session() as s:
+            for row in s.exec(select(Step).where(Step.promotion_id == promotion_id, col(Step.outcome).in_(outcomes))):
+                row.outcome, row.error, row.ended_at = "interrupted", why, now()
+                s.add(row)
             s.commit()
 
     def steps(self, promotion_id: int) -> list[Step]:

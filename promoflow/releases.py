@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from promoflow.config import App
+from promoflow.config import App, Image
 from promoflow.errors import NotFound, TerminalError
 from promoflow.gitops.manifests import ImagePin, ImageUse
 from promoflow.records import Bundle, Database, Release
@@ -75,16 +76,57 @@ def discover(app: App, sources: AppSources, origin: str) -> Release:
     return record(app.name, newest_pins(app, sources.images), origin, commit)
 
 
+# How many newer releases the default pick passes over (each costs a digest lookup) before it gives up.
+MAX_SKIPPED = 20
+
+
+@dataclass
+class Pick:
+    """The release the policy picks for an environment (not recorded yet), and the newer ones it passed over."""
+
+    release: Release
+    skipped: list[Release]
+
+
+def pick(app: App, sources: AppSources, environment: str, rejected: Collection[str], origin: str) -> Pick:
+    """The newest release by the tag policies that is not rejected for `environment` (`rejected`: its ids). Past
+    a rejected one, every image steps down its ranking together; the config commit stays the newest. Nothing is
+    recorded."""
+    newest = discover(app, sources, origin)
+    skipped = [newest]
+    if newest.id not in rejected:
+        return Pick(newest, [])
+    rankings = {i.name: policy.ranked(sources.images[i.name].tags(), i.policy, MAX_SKIPPED + 1) for i in app.images}
+    for depth in range(1, MAX_SKIPPED + 1):
+        if not rankings or any(depth >= len(ranked) for ranked in rankings.values()):
+            break  # nothing older (a config-only app has one candidate: the newest commit)
+        tags = {name: ranked[depth] for name, ranked in rankings.items()}
+        pins = [ImagePin(name, tag, sources.images[name].digest(tag)) for name, tag in tags.items()]
+        candidate = record(app.name, pins, origin, newest.commit)
+        if candidate.id not in rejected:
+            return Pick(candidate, skipped)
+        skipped.append(candidate)
+    raise TerminalError(
+        f"Every release of {app.name} its policy allows is rejected for {environment} (the newest: "
+        f"{newest.display_name}): name one with --release, clear a rejection with `promoflow release unreject`, "
+        "or publish a new one."
+    )
+
+
+def _no_tag(image: Image) -> TerminalError:
+    return TerminalError(
+        f"No tag of {image.name} matches its policy ({policy.describe(image.policy)}): "
+        "publish a matching version or change the policy in promotions.yaml."
+    )
+
+
 def newest_pins(app: App, sources: dict[str, Source]) -> list[ImagePin]:
     pins = []
     for image in app.images:
         source = sources[image.name]
         tag = policy.select(source.tags(), image.policy)
         if tag is None:
-            raise TerminalError(
-                f"No tag of {image.name} matches its policy ({policy.describe(image.policy)}): "
-                "publish a matching version or change the policy in promotions.yaml."
-            )
+            raise _no_tag(image)
         pins.append(ImagePin(image.name, tag, source.digest(tag)))
     return pins
 

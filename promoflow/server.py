@@ -34,6 +34,20 @@ class LocalServer:
         return f"{self.url}/api"
 
 
+def run_link(ui_url: str, flow_run_id: str) -> str:
+    """A flow run in the Prefect UI."""
+    return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+def ui_url(state: Path) -> str | None:
+    """The Prefect UI promoflow's runs are in, as the settings in the environment or the local server say."""
+    explicit = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
+    if explicit:
+        return explicit
+    local = running(state)
+    return local.url if local else None
+
+
 def _info_file(state: Path) -> Path:
     return state / "prefect" / "server.json"
 
@@ -71,7 +85,7 @@ def start(state: Path, port: int | None = None) -> LocalServer:
     if existing:
         return existing
     home = state / "prefect"
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -84,7 +98,8 @@ def start(state: Path, port: int | None = None) -> LocalServer:
     }
     env.pop("PREFECT_API_URL", None)
     prefect = Path(sys.executable).parent / "prefect"
-    with open(home / "server.log", "ab") as log:
+    # Its database holds Secret blocks and every run's logs: private to the user, like the log.
+    with open(os.open(home / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         process = subprocess.Popen(
             [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
@@ -92,6 +107,7 @@ def start(state: Path, port: int | None = None) -> LocalServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=0o077,
         )
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while not healthy(url):

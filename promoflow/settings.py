@@ -10,6 +10,10 @@ HOME_ENV = "PROMOFLOW_HOME"
 DATABASE_ENV = "PROMOFLOW_DATABASE_URL"
 
 
+# The flows' default `config`: $PROMOFLOW_CONFIG, else ./promotions.yaml, where the flow runs (a worker's own).
+FROM_ENVIRONMENT = ""
+
+
 def config_path(explicit: str | Path | None = None, resolve: bool = True) -> Path:
     """The promotions.yaml to use: the argument, $PROMOFLOW_CONFIG, or ./promotions.yaml."""
     path = Path(explicit or os.environ.get(CONFIG_ENV) or "promotions.yaml")

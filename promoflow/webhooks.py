@@ -19,10 +19,12 @@ directory.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -51,6 +53,13 @@ EVENT = "promoflow.registry.push"
 SECRET_ENV = "PROMOFLOW_WEBHOOK_SECRET"
 MIN_SECRET_LENGTH = 16
 MAX_BODY_BYTES = 1024 * 1024
+# GitHub signs the body, so its deliveries are read before they can be checked: at most this many at once (the
+# next are answered 503 unread), each within BODY_SECONDS (408 after), so unauthenticated senders cannot make the
+# receiver buffer more than a few MiB. The other sources are checked by a header before their body is read.
+UNVERIFIED_IN_FLIGHT = 16
+BODY_SECONDS = 10
+MAX_CONNECTIONS = 2048  # beyond, uvicorn answers 503 at once: each held connection costs memory and a file
+_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 SEEN_DELIVERIES = 4096  # deliveries remembered for deduplication: hours of pushes, a few hundred KiB
 DOCKER_HUB = "docker.io"
 GHCR = "ghcr.io"
@@ -392,15 +401,23 @@ class _TooLarge(Exception):
     pass
 
 
+class _TooSlow(Exception):
+    pass
+
+
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _TooLarge
     body = bytearray()
-    async for chunk in request.stream():  # a chunked body declares no length
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise _TooLarge
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():  # a chunked body declares no length
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise _TooLarge
+    except TimeoutError:
+        raise _TooSlow from None
     return bytes(body)
 
 
@@ -409,6 +426,8 @@ def _json(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise BadDelivery("The body is not JSON.") from None
+    except RecursionError:
+        raise BadDelivery("The body is nested too deeply.") from None
     return _object(data, "The body")
 
 
@@ -424,6 +443,7 @@ def create_app(config_path: str | Path, secret: str, emit: Emit | None = None) -
     deliver = emit or _prefect_emitter()
     config = _Config(Path(config_path).resolve())
     seen = _Seen(SEEN_DELIVERIES)
+    unverified = asyncio.Semaphore(UNVERIFIED_IN_FLIGHT)
     token = secret.encode()
     bearer = f"Bearer {secret}".encode()
 
@@ -473,7 +493,12 @@ def create_app(config_path: str | Path, secret: str, emit: Emit | None = None) -
         signature = request.headers.get("x-hub-signature-256")
         if signature is None:
             return _error(401, "Set the webhook's secret: the request has no X-Hub-Signature-256.")
-        body = await _read_body(request)
+        if not _SIGNATURE.fullmatch(signature):
+            return _error(401, "X-Hub-Signature-256 is not a sha256=<hex> signature.")
+        if unverified.locked():
+            return _error(503, "Too many deliveries at once; deliver again later.")
+        async with unverified:
+            body = await _read_body(request)
         expected = "sha256=" + hmac.new(token, body, hashlib.sha256).hexdigest()
         if not _same(signature, expected.encode()):
             return _error(401, "X-Hub-Signature-256 does not match: the webhook's secret differs.")
@@ -522,6 +547,8 @@ def create_app(config_path: str | Path, secret: str, emit: Emit | None = None) -
                 return _error(400, str(error))
             except _TooLarge:
                 return _error(413, f"The body is larger than {MAX_BODY_BYTES // 1024} KiB.")
+            except _TooSlow:
+                return _error(408, f"The body did not arrive within {BODY_SECONDS} s.")
             except Exception as error:  # never a traceback to the sender
                 logger.error("%s failed: %s: %s", request.url.path, type(error).__name__, redact(str(error)))
                 return _error(500, "The receiver failed; see its log.")
@@ -543,6 +570,8 @@ def serve(config_path: str | Path, host: str, port: int, secret: str, watch_here
     """Run the receiver with uvicorn until SIGTERM/SIGINT, against $PREFECT_API_URL or the local server.
 
     `watch_here`: run the watch of a push and its pipelines in this process (`flows.watch.WatchHere`)."""
+    import resource
+
     import uvicorn
 
     from promoflow import server, settings
@@ -563,7 +592,9 @@ def serve(config_path: str | Path, host: str, port: int, secret: str, watch_here
         quiet_user_error_tracebacks()
         emit = WatchHere(str(path), _prefect_emitter())
     app = create_app(path, secret, emit)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    _, most = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (most, most))  # room for MAX_CONNECTIONS (the soft limit is often 1024)
+    uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=MAX_CONNECTIONS)
 
 
 def trigger() -> DeploymentEventTrigger:

@@ -67,6 +67,20 @@ class PrefectEvents:
             payload=payload,
         )
 
+    def stop_run(self, promotion: Promotion, message: str) -> None:
+        if not promotion.flow_run_id:
+            return
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+        from prefect.states import Cancelled
+
+        try:
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(UUID(promotion.flow_run_id), Cancelled(message=message[:500]), force=True)
+        except Exception as error:  # the records decide; a run that survives this notices them when it looks
+            get_run_logger().warning("Could not cancel the run of promotion %s: %s", promotion.id, type(error).__name__)
+
 
 def context(config: str, promotion_id: int) -> Context:
     p = project(config)

@@ -86,6 +86,10 @@ class Sandbox:
 
         return Project.load(self.config).db
 
+    def waiting(self, env: str):  # type: ignore[no-untyped-def]
+        """The promotion of web waiting for approval in `env`, if any (from the records, without the CLI)."""
+        return next((p for p in self.db().promotions("web", env) if p.state == "awaiting_approval"), None)
+
 
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
@@ -107,6 +111,18 @@ def sandbox(tmp_path: Path) -> Sandbox:
     demo.write_config(tmp_path)
     demo.build_sandbox(tmp_path)
     return Sandbox(tmp_path)
+
+
+@pytest.fixture
+def background() -> Iterator[list[subprocess.Popen[str]]]:
+    """CLI processes a test starts in the background; any still running (waiting for an approval) at its end are
+    killed."""
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 
 @contextmanager
-def serve_git(root: Path, token: str) -> Iterator[tuple[str, list[str]]]:
-    """Serve the bare repositories under `root` at http://127.0.0.1:PORT/; only requests with GitHub's
-    `Authorization: Basic base64(x-access-token:<token>)` get through. Yields the base URL and the
-    Authorization headers seen (to check what git sent)."""
-    expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+def serve_git(root: Path, token: str, user: str = "x-access-token") -> Iterator[tuple[str, list[str]]]:
+    """Serve the bare repositories under `root` at http://127.0.0.1:PORT/; only requests with
+    `Authorization: Basic base64(<user>:<token>)` get through (by default GitHub's, `x-access-token`). Yields the
+    base URL and the Authorization headers seen (to check what git sent)."""
+    expected = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
     seen: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -43,7 +43,7 @@ def serve_git(root: Path, token: str) -> Iterator[tuple[str, list[str]]]:
                 "PATH": os.environ["PATH"],
                 "GIT_PROJECT_ROOT": str(root),
                 "GIT_HTTP_EXPORT_ALL": "1",
-                "REMOTE_USER": "x-access-token",  # lets http-backend accept pushes
+                "REMOTE_USER": user,  # lets http-backend accept pushes
                 "REQUEST_METHOD": self.command,
                 "PATH_INFO": parts.path,
                 "QUERY_STRING": parts.query,

@@ -296,6 +296,23 @@ def test_diff_shows_image_change_masks_secrets_and_lists_prunes(target: Kubernet
     assert [(d.ref.name, d.action) for d in unchanged] == [("blog-db", "prune"), ("blog-extra", "prune")]
 
 
+def test_diff_shows_the_objects_of_a_namespace_it_would_create_as_created(target: KubernetesTarget) -> None:
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "blog-preview"}}
+    inside = [deployment("blog", "shop/blog:1.0"), configmap("blog-extra", mode="fast")]
+    for obj in inside:
+        obj["metadata"]["namespace"] = "blog-preview"
+    changes = target.diff("blog", "dev", [*inside, namespace])
+    assert [(str(d.ref), d.action) for d in changes] == [
+        ("Namespace blog-preview", "create"),
+        ("Deployment blog-preview/blog", "create"),
+        ("ConfigMap blog-preview/blog-extra", "create"),
+    ]
+    created = {str(d.ref): d.diff for d in changes}
+    assert "+      - image: shop/blog:1.0" in created["Deployment blog-preview/blog"]
+    assert "+  mode: fast" in created["ConfigMap blog-preview/blog-extra"]
+    assert target.get(ObjectRef("v1", "Namespace", None, "blog-preview")) is None  # a diff creates nothing
+
+
 # --- rollout status --------------------------------------------------------------------------------------
 
 

@@ -142,7 +142,7 @@ def test_serve_builds_the_deployments(monkeypatch: pytest.MonkeyPatch, prefect_a
 
     for flow in (promote, pipeline, rollback, watch, reconcile):
         deployment = built[flow.name]
-        assert deployment.entrypoint == f"flows/{flow.name}.py:{flow.name}"
+        assert deployment.entrypoint == f"flows.{flow.name}.{flow.name}"  # imported, wherever it runs
         assert deployment.flow_name == flow.name
         assert deployment.description == flow.description
         assert deployment.tags == ["promoflow"]
@@ -154,19 +154,86 @@ def test_serve_builds_the_deployments(monkeypatch: pytest.MonkeyPatch, prefect_a
     assert {"app", "environment"} <= set(promote_schema.required or [])
 
 
-def test_prefect_yaml_declares_the_same_deployments_on_the_process_pool(
+def _declared() -> list[dict[str, Any]]:
+    declared = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())["deployments"]
+    assert isinstance(declared, list)
+    return declared
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_prefect_yaml_declares_what_serve_serves_on_the_process_pool(
     monkeypatch: pytest.MonkeyPatch, prefect_api: str
 ) -> None:
+    from prefect.events import DeploymentEventTrigger
+
     from deployments.serve import deployments
 
-    monkeypatch.chdir(ROOT)  # entrypoints are relative to the working directory
-
-    declared = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())["deployments"]
-    assert (
-        {d["name"]: d["entrypoint"] for d in declared}
-        == {d.name: d.entrypoint for d in deployments()}
-        == {name: f"flows/{name}.py:{name}" for name in ("promote", "pipeline", "rollback", "watch", "reconcile")}
-    )
-    for d in declared:
+    monkeypatch.chdir(ROOT)
+    served = {d.name: d for d in deployments()}
+    declared = {d["name"]: d for d in _declared()}
+    assert {name: d["entrypoint"] for name, d in declared.items()} == {d.name: d.entrypoint for d in served.values()}
+    for name, d in declared.items():
         assert d["work_pool"]["name"] == "promoflow"
-        assert (ROOT / d["entrypoint"].split(":")[0]).is_file()
+        assert d.get("concurrency_limit") == served[name].concurrency_limit
+        assert [s["interval"] for s in d.get("schedules", [])] == [
+            s.schedule.interval.total_seconds()  # type: ignore[union-attr]
+            for s in served[name].schedules or []
+        ]
+        specs = [{k: v for k, v in spec.items() if k != "type"} for spec in d.get("triggers", [])]
+        triggers = [DeploymentEventTrigger(**spec) for spec in specs]
+        assert [t.model_dump(exclude={"id"}) for t in triggers] == [
+            t.model_dump(exclude={"id"})  # type: ignore[union-attr]
+            for t in served[name].triggers
+        ]
+    assert declared["watch"]["concurrency_limit"] == 1 and declared["watch"]["triggers"]
+
+
+def test_prefect_yaml_bakes_no_path_of_the_deploying_machine(tmp_path: Path, prefect_api: str) -> None:
+    """Deployed for real: the deployments hold no path and no checkout to enter; the worker brings its own config."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    text = (ROOT / "deployments" / "prefect.yaml").read_text()
+    assert not [s for s in _strings(yaml.safe_load(text)) if s.startswith("/") or "{{ $" in s]
+    api = httpx.Client(base_url=prefect_api, timeout=30)
+    pool = "promoflow"
+    created_pool = api.post("/work_pools/", json={"name": pool, "type": "process"}).status_code == 201
+    prefect_file = str(ROOT / "deployments" / "prefect.yaml")
+    deployed = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", prefect_file],
+        cwd=tmp_path,  # anywhere: nothing is read from the checkout
+        env={**os.environ, "PROMOFLOW_ROOT": str(ROOT), "PROMOFLOW_CONFIG": str(ROOT / "promotions.yaml")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    ids = []
+    try:
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        for d in _declared():
+            found = api.get(f"/deployments/name/{d['name']}/{d['name']}").json()
+            ids.append(found["id"])
+            assert found["entrypoint"] == d["entrypoint"] and not found["pull_steps"]
+            assert found["parameters"] == {} and found["work_pool_name"] == pool
+            assert not [s for s in _strings(found) if str(ROOT) in s or str(tmp_path) in s], found
+        watch = api.get("/deployments/name/watch/watch").json()
+        assert watch["global_concurrency_limit"]["limit"] == 1
+        automations = api.post("/automations/filter", json={}).json()
+        mine = [a for a in automations if any(action.get("deployment_id") == watch["id"] for action in a["actions"])]
+        assert [a["trigger"]["expect"] for a in mine] == [["promoflow.registry.push"]]
+    finally:
+        for deployment_id in ids:
+            api.delete(f"/deployments/{deployment_id}")  # and the trigger's automation with it
+        if created_pool:
+            api.delete(f"/work_pools/{pool}")
+        api.close()

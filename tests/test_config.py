@@ -6,16 +6,19 @@ tests/broken_configs/*.yaml is a corpus of broken files; the first line of each 
 
 from __future__ import annotations
 
+import os
 import re
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from promoflow.config import NameIssues, Promotions
-from promoflow.config_loader import ConfigError, Problem, load
+from promoflow.config_loader import MAX_FILE_BYTES, ConfigError, Problem, load
 
 
 def validate_command(file: Path | str) -> list[str]:
@@ -236,6 +239,136 @@ def test_truncated_and_mangled_files_never_escape(tmp_path: Path) -> None:
         except ConfigError as error:
             assert error.problems
             assert all(p.line >= 1 and p.column >= 1 for p in error.problems)
+
+
+# -- values that must mean something ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "branch",
+    ["main", "env/production", "release-1.2", "feature/a_b.c", "Ünïcode", "v1.0@x", "a/b/c"],
+)
+def test_git_branch_names_are_accepted(tmp_path: Path, branch: str) -> None:
+    config = load(write(tmp_path, VALID.replace("branch: env/staging", f"branch: '{branch}'")))
+    assert config.environment("staging").branch == branch
+
+
+@pytest.mark.parametrize(
+    ("branch", "why"),
+    [
+        ("env/staging..next", "`..`"),
+        ("env~1", "'~'"),
+        ("env^", "'^'"),
+        ("env:prod", "':'"),
+        ("env?", "'?'"),
+        ("env*", "'*'"),
+        ("env[1]", "'['"),
+        ("env\\prod", "'\\'"),
+        ("env@{1}", "`@{`"),
+        ("-prod", "it starts with '-'"),
+        ("env prod", "a space"),
+        ("env\tprod", "a control character"),
+        ("/prod", "it starts or ends with '/'"),
+        ("prod/", "it starts or ends with '/'"),
+        ("env//prod", "`//`"),
+        ("env/.prod", "a part starts with '.'"),
+        ("env/prod.lock", "a part ends with '.lock'"),
+        ("prod.", "it ends with '.'"),
+        ("@", "'@' alone"),
+        ("HEAD", "'HEAD'"),
+    ],
+)
+def test_invalid_git_branch_names_are_located(tmp_path: Path, branch: str, why: str) -> None:
+    quoted = branch.replace("\\", "\\\\").replace("\t", "\\t")
+    [problem] = problems_of(write(tmp_path, VALID.replace("branch: env/staging", f'branch: "{quoted}"')))
+    assert (problem.line, problem.column, problem.path) == (11, 13, "environments[1].branch")
+    assert problem.message.startswith(f"not a valid git branch name: {why}"), problem.message
+
+
+def test_a_bad_repository_branch_is_reported_once_not_for_every_environment_using_it() -> None:
+    [problem] = problems_of(CORPUS / "bad_repository_branch.yaml")
+    assert problem.path == "repository.branch"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://", "https:///healthz", "http://:8080/", "ftp://web/healthz", "http://[::1/healthz", "http://web:99999/",
+     "http://we b/healthz", "http://web/\x7f", "web.example.com/healthz"],
+)  # fmt: skip
+def test_a_health_check_url_must_name_a_host(tmp_path: Path, url: str) -> None:
+    text = VALID.replace("http://127.0.0.1:8080/healthz", url.replace("\x7f", "\\x7f").join('""'))
+    [problem] = problems_of(write(tmp_path, text))
+    assert (problem.line, problem.path) == (27, "apps[0].health_checks[0].url")
+    assert problem.message.startswith("expected a URL starting with http:// or https:// and naming a host")
+
+
+# -- hostile files: bounded, refused at once ------------------------------------------------------------
+
+
+def run_validate_bounded(file: Path | str, memory_bytes: int = 1 << 30) -> subprocess.CompletedProcess[str]:
+    """`promoflow validate FILE` in at most 1 GiB of address space, killed after 60 s."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+    return subprocess.run(validate_command(file), capture_output=True, text=True, timeout=60, preexec_fn=limit)
+
+
+def alias_bomb(item: str, levels: int) -> str:
+    """A 'billion laughs': each anchor repeats the one before ten times (10**levels items once expanded)."""
+    lines = [f"a0: &a0 [{item}]"]
+    for level in range(1, levels + 1):
+        lines.append(f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [alias_bomb("lol", 9), alias_bomb("x" * 100_000, 4)],  # a billion strings; ten thousand copies of 100 kB
+    ids=["many-values", "long-strings"],
+)
+def test_an_alias_bomb_is_refused_at_once_in_bounded_memory(tmp_path: Path, bomb: str) -> None:
+    path = write(tmp_path, bomb)
+    started = time.monotonic()
+    result = run_validate_bounded(path)
+    assert result.returncode == 2, result.stderr
+    assert time.monotonic() - started < 30
+    [problem] = result.stderr.splitlines()
+    assert problem.startswith(f"{path}:") and "aliases (*name) expand this file" in problem, problem
+    line = int(problem.split(":")[1])
+    assert 2 <= line <= 10  # at the alias whose expansion went over the bound
+
+
+def test_anchors_and_aliases_of_a_normal_size_still_work(tmp_path: Path) -> None:
+    text = VALID.replace("approvers: [alice, bob]", "approvers: &reviewers [alice, bob]")
+    text = text.replace("sources: [ui, cli]}", "sources: [ui, cli], approvers: *reviewers}")
+    assert load(write(tmp_path, text)).environment("prod").approval.approvers == ["alice", "bob"]
+
+
+def test_a_file_over_the_size_limit_is_refused_without_reading_it(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID + "#" + "x" * MAX_FILE_BYTES + "\n")
+    [problem] = problems_of(path)
+    assert (problem.line, problem.column) == (1, 1)
+    assert f"larger than {MAX_FILE_BYTES // 1024} KiB" in problem.message
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_pipe_or_a_device_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    if kind == "fifo":
+        path = tmp_path / "promotions.yaml"
+        os.mkfifo(path)  # nobody ever writes to it: reading would wait forever
+    else:
+        path = Path("/dev/zero")  # endless
+    result = run_validate_bounded(path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"{path}:1:1: not a regular file"), result.stderr
+
+
+def test_a_huge_integer_is_a_located_plain_error(tmp_path: Path) -> None:
+    text = VALID.replace("    auto_promote: true\n", "    auto_promote: true\n    soak_seconds: 1" + "0" * 5000 + "\n")
+    [problem] = problems_of(write(tmp_path, text))
+    assert (problem.line, problem.column, problem.path) == (10, 19, "")
+    assert problem.message == "this number is too large (5001 digits)"
 
 
 # -- the valid case ---------------------------------------------------------------------------------

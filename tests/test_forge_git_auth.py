@@ -4,6 +4,7 @@ push work, and the token is written nowhere; a refused token is one sentence, no
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,20 +13,19 @@ import pytest
 from promoflow import demo
 from promoflow.errors import TerminalError
 from promoflow.project import Project
+from tests.conftest import run_cli
 from tests.git_http import serve_git
 
 TOKEN = "ghs_gitTransportToken0123456789abc"
 
 
-def project(base: Path, url: str) -> Project:
+def config_file(base: Path, repository: str, layout: Path | str = "oci") -> Path:
+    """A promotions.yaml of one environment and the demo's app, with `repository` as its repository mapping."""
     base.mkdir(parents=True, exist_ok=True)
     config = base / "promotions.yaml"
     config.write_text(
         f"""version: 1
-repository:
-  url: {url}/deploy.git
-  forge: github
-  github: {{repository: acme/deploy, token: "env:PF_TEST_GIT_TOKEN"}}
+repository: {repository}
 environments:
   - {{name: dev, branch: env/dev}}
 apps:
@@ -33,10 +33,15 @@ apps:
     path: apps/web
     images:
       - name: registry.example.com/demo/web
-        source: {{oci_layout: oci}}
+        source: {{oci_layout: "{layout}"}}
 """
     )
-    return Project.load(config)
+    return config
+
+
+def project(base: Path, url: str) -> Project:
+    github = '{repository: acme/deploy, token: "env:PF_TEST_GIT_TOKEN"}'
+    return Project.load(config_file(base, f"{{url: {url}/deploy.git, forge: github, github: {github}}}"))
 
 
 @pytest.fixture
@@ -89,3 +94,85 @@ def test_a_refused_token_is_one_sentence_not_a_prompt(
 def _touch(path: Path) -> str:
     path.write_text("promoted\n")
     return "apps/web/note.txt"
+
+
+# -- credentials written into repository.url, with the local forge ---------------------------------------------
+
+URL_USER = "deployer"
+URL_PASSWORD = "glpat-Url@Token0123456789abcdef"  # written percent-encoded in the URL
+URL_SECRET = "glpat-Url%40Token0123456789abcdef"
+
+
+def local_project(base: Path, url: str, layout: Path) -> Path:
+    return config_file(base, f'{{url: "{url}"}}', layout)
+
+
+def test_credentials_in_repository_url_go_as_a_header_and_are_stored_nowhere(tmp_path: Path, root: Path) -> None:
+    """A whole promotion with `https://user:TOKEN@host/...` and the local Prefect server kept in the state directory:
+    neither the token nor its base64 form is in any file there (records, Prefect's database and logs, git configs),
+    and Prefect's files are private."""
+    from promoflow.sources import oci_layout
+
+    layout = demo.sandbox_dir(tmp_path / "seed") / "oci" / "web"
+    oci_layout.publish(layout, "1.2.0")
+    with serve_git(root, URL_PASSWORD, user=URL_USER) as (url, seen):
+        credentialed = url.replace("http://", f"http://{URL_USER}:{URL_SECRET}@") + "/deploy.git"
+        config = local_project(tmp_path / "work", credentialed, layout)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")} | {"PROMOFLOW_USER": "rita"}
+        try:
+            promoted = run_cli("promote", "web", "--to", "dev", cwd=config.parent, env=env, timeout=300)
+        finally:
+            run_cli("server", "stop", cwd=config.parent, env=env)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    pushed = subprocess.run(
+        ["git", "--git-dir", str(root / "deploy.git"), "show", "env/dev:apps/web/kustomization.yaml"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert '"1.2.0"' in pushed
+
+    state = config.parent / ".promoflow"
+    secrets = [URL_PASSWORD.encode(), URL_SECRET.encode(), base64.b64encode(f"{URL_USER}:{URL_PASSWORD}".encode())]
+    looked = [path for path in state.rglob("*") if path.is_file()]
+    assert {"promoflow.db", "prefect.db", "config"} <= {path.name for path in looked}  # records, Prefect, git
+    for path in looked:
+        data = path.read_bytes()
+        assert not [secret for secret in secrets if secret in data], path
+    for path in (state / "prefect").rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+    for text in (promoted.stdout, promoted.stderr):
+        assert URL_PASSWORD not in text and URL_SECRET not in text
+    assert seen and all(header.startswith("Basic ") for header in seen)  # sent at once, never asked for
+
+
+@pytest.mark.parametrize("given", ["wrong password in the URL", "no credentials"])
+def test_a_refused_local_remote_names_its_url_not_github_token(tmp_path: Path, root: Path, given: str) -> None:
+    with serve_git(root, URL_PASSWORD, user=URL_USER) as (url, _):
+        if given == "no credentials":
+            repository = url + "/deploy.git"
+        else:
+            repository = url.replace("http://", f"http://{URL_USER}:wrong-password@") + "/deploy.git"
+        p = Project.load(local_project(tmp_path / "work", repository, tmp_path / "oci"))
+        with pytest.raises(TerminalError) as refused:
+            p.workspace.branch_head("env/dev")
+    said = str(refused.value)
+    assert "github" not in said and "wrong-password" not in said
+    assert said.startswith(f"Cannot clone {url}/deploy.git: the remote ")
+    if given == "no credentials":
+        assert "give them in the URL" in said
+    else:
+        assert "check the user and password in the URL" in said
+
+
+def test_a_clone_of_an_unknown_host_fails_once_in_one_sentence_and_leaves_nothing(tmp_path: Path) -> None:
+    config = local_project(tmp_path / "work", "https://git.nowhere.invalid/acme/deploy.git", tmp_path / "oci")
+    p = Project.load(config)
+    with pytest.raises(TerminalError) as failed:  # terminal: not worth retrying
+        p.workspace.branch_head("env/dev")
+    said = str(failed.value)
+    assert said == (
+        "Cannot clone https://git.nowhere.invalid/acme/deploy.git: the host git.nowhere.invalid is unknown; "
+        "check repository.url in promotions.yaml."
+    )
+    assert list((p.state_dir / "workspaces").iterdir()) == [] or all(
+        path.suffix == ".lock" for path in (p.state_dir / "workspaces").iterdir()
+    )

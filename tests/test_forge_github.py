@@ -273,3 +273,16 @@ def test_refusals_are_terminal_and_never_show_the_token(world: World) -> None:
         GitHubForge("acme/elsewhere", world.standin.url, TOKEN).reviews(1)
     with pytest.raises(TerminalError, match="OWNER/NAME"):
         GitHubForge("deploy", None, TOKEN)
+
+
+def test_logins_are_compared_as_github_does_without_case(world: World) -> None:
+    """A reviewer is the same person whatever case promotions.yaml or the requester's name uses."""
+    ref = world.open()
+    policy = ApprovalPolicy(required=2, approvers=["Alice", "BOB", "@acme/leads"], sources=["forge"])
+    world.standin.review(REPO, ref.number, "alice", "APPROVE")  # allowed as "Alice"
+    world.standin.review(REPO, ref.number, "carol", "APPROVE")  # requested it, as "Carol "
+    verdict = world.forge.evaluate(ref.number, policy, requester="Carol ", team_members={"@acme/leads": {"Carol"}})
+    reasons = {r.approver: (r.counted, r.reason) for r in verdict.reviews}
+    assert reasons["alice"] == (True, "counted")
+    assert reasons["carol"] == (False, "carol requested this promotion and cannot approve it")
+    assert (verdict.outcome, verdict.approvers, verdict.missing) == ("waiting", ("alice",), 1)

@@ -133,7 +133,18 @@ def test_pipeline_dev_staging_prod_through_github_reviews_and_checks(sandbox: Sa
     assert not merged(github, staging.number)
 
     github.review(REPO, staging.number, "alice", "APPROVE")  # on the head: counts; the check is still missing
-    time.sleep(5)
+
+    def staging_waits_for_the_check() -> dict[str, Any] | None:
+        rows = sandbox.cli_json("status")
+        assert isinstance(rows, list)
+        waiting = next(row for row in rows if row["environment"] == "staging")["waiting"]
+        return waiting[0] if waiting and waiting[0]["approvals"] == {"counted": 1, "required": 1} else None
+
+    wait = wait_for(staging_waits_for_the_check, what="status to show staging waiting for its check")
+    assert wait["waiting_for"].startswith("approvals 1 of 1; checks ci/test") and "ci/test" in wait["checks"]
+    assert wait["may_approve"] == "alice, mallory-not; from forge"
+    assert wait["decide"] == [f"review at {staging.html_url}"]
+    time.sleep(3)
     assert not merged(github, staging.number), "merged without the required check"
     github.set_status(REPO, staging.head.sha, "success", context="ci/test")
 

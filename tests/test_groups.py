@@ -94,9 +94,9 @@ def test_a_group_is_promoted_one_environment_at_a_time_and_shows_in_history_and_
     board = sandbox.cli("status")
     assert board.returncode == 0, board.stderr
     groups = {
-        tuple(cell.strip() for cell in line.split("│")[1:4])
+        tuple(line.strip().split(maxsplit=2))
         for line in board.stdout[board.stdout.index("groups") :].splitlines()
-        if "shop" in line
+        if line.startswith("shop ")
     }
     assert groups == {
         ("shop", "dev", f"{bundle_id} ({label_of(sandbox, bundle_id)})"),

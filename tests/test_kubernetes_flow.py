@@ -133,6 +133,32 @@ def test_diff_previews_a_promotion_and_shows_drift_without_changing_anything(
     assert none.returncode == 1 and "staging has cluster target none" in none.stderr
 
 
+@pytest.mark.parametrize(
+    "kubeconfig",
+    [
+        "apiVersion: v1\nclusters: [{name: a, cluster: {server: 'https://x'\n",
+        "contexts: 5\nclusters: nope\n",
+        "- a\n- b\n",
+    ],
+    ids=["not-yaml", "wrong-shape", "a-list"],
+)
+def test_an_unparsable_kubeconfig_is_one_sentence_for_diff_and_apply(
+    sandbox: Sandbox, kube: KubeStandIn, kubeconfig: str
+) -> None:
+    sandbox.publish("1.2.0")
+    (sandbox.base / "sandbox.kubeconfig").write_text(kubeconfig)
+    diff = sandbox.cli("diff", "web", "--env", "dev")
+    assert diff.returncode == 1 and "Traceback" not in diff.stderr, diff.stderr
+    [sentence] = diff.stderr.splitlines()
+    kubeconfig_file = str(sandbox.base / "sandbox.kubeconfig")
+    assert (
+        sentence.startswith("error: cannot load the kubeconfig (context 'sandbox'): ") and kubeconfig_file in sentence
+    )
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert promoted.returncode == 1 and "Traceback" not in promoted.stderr, promoted.stderr
+    assert sentence.removeprefix("error: ") in promoted.stderr
+
+
 def test_throttling_conflicts_and_server_errors_are_retried_honouring_retry_after(
     sandbox: Sandbox, kube: KubeStandIn
 ) -> None:

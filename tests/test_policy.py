@@ -29,6 +29,13 @@ TAGS = ["1.0.0", "1.2.0", "v1.10.0", "1.11.0-rc.1", "2.0.0", "latest", "main-7-a
         ({"regex": r"main-(\d+)-(\w+)", "extract": "$2", "order": "alphabetical", "direction": "asc"}, "main-9-0aa"),
         ({"regex": r"main-(?P<n>\d+)-\w+", "extract": "1.$n.0", "semver": "<1.10"}, "main-9-0aa"),
         ({"regex": r"main-.*", "order": "numerical"}, None),  # nothing numerical to compare
+        # a regex matches anywhere in the tag, as in Flux, Kargo and Argo CD Image Updater; ^ and $ anchor it
+        ({"regex": "main", "order": "alphabetical"}, "main-9-0aa"),
+        ({"regex": r"1\."}, "v1.10.0"),
+        ({"regex": r"^1\."}, "1.2.0"),
+        ({"regex": r"^1\.2"}, "1.2.0"),
+        ({"regex": r"^1\.2$"}, None),
+        ({"regex": r"-(?P<n>\d+)-", "extract": "$n", "order": "numerical"}, "main-12-def"),
         ({"track": "latest"}, "latest"),
         ({"track": "stable"}, None),
     ],

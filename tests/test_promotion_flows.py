@@ -6,6 +6,7 @@ import asyncio
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -139,6 +140,51 @@ def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back
     again = sandbox.cli("promote", "web", "--to", "prod", "--release", "1.2.0")
     assert again.returncode == 1
     assert "was rejected for prod" in again.stderr and "Traceback" not in again.stderr
+
+
+def status_of(sandbox: Sandbox, env: str) -> dict[str, Any]:
+    rows = sandbox.cli_json("status")
+    assert isinstance(rows, list)
+    return next(row for row in rows if row["environment"] == env)
+
+
+def test_status_shows_what_waits_since_when_who_may_approve_and_what_decides_it(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    pipeline = start_cli(sandbox, "pipeline", "web")
+    queued: subprocess.Popen[str] | None = None
+    try:
+        staging = wait_for(lambda: awaiting(sandbox, "staging") or pipeline.poll(), what="staging to wait")
+        assert isinstance(staging, dict), pipeline.communicate()
+        pid, ui = staging["id"], os.environ["PREFECT_API_URL"].removesuffix("/api")
+        (wait,) = status_of(sandbox, "staging")["waiting"]
+        assert wait["promotion"] == pid and wait["release"] == f"1.2.0 ({staging['release']['id'][:7]})"
+        assert (wait["waiting_for"], wait["approvals"]) == ("approvals 0 of 1", {"counted": 0, "required": 1})
+        assert wait["may_approve"] == "anyone but rita; from ui, cli" and wait["since"] >= staging["created_at"]
+        assert wait["decide"] == [f"promoflow approve {pid}", f"Resume at {ui}/runs/flow-run/{staging['flow_run_id']}"]
+        assert status_of(sandbox, "dev")["waiting"] == [] and status_of(sandbox, "prod")["waiting"] == []
+
+        # another promotion into staging queues behind it
+        queued = start_cli(sandbox, "promote", "web", "--to", "staging", "--release", "1.1.0")
+        behind = wait_for(lambda: len(status_of(sandbox, "staging")["waiting"]) == 2, what="the second to queue")
+        first, second = status_of(sandbox, "staging")["waiting"]
+        assert behind and first["promotion"] == pid and second["waiting_for"] == f"promotion {pid} to finish"
+        table = sandbox.cli("status", env={"COLUMNS": "80"}).stdout
+        assert "waits for" in table and "approvals 0 of 1" in table, table
+        assert f"Promotion {pid} (web into staging): promoflow approve {pid} or Resume at {ui}/runs/" in table
+        assert sandbox.cli("reject", str(pid), "--as", "uma").returncode == 0
+        pipeline.communicate(timeout=120)  # reading its output: a full pipe would block it
+        assert pipeline.returncode == 1
+        successor = wait_for(lambda: awaiting(sandbox, "staging"), what="the queued one to wait for approval")
+        assert successor["id"] == second["promotion"]
+        assert sandbox.cli("reject", str(successor["id"]), "--as", "uma").returncode == 0
+        queued.communicate(timeout=120)
+        assert queued.returncode == 1
+        assert status_of(sandbox, "staging")["waiting"] == []
+    finally:
+        for process in (pipeline, queued):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def test_reject_ends_the_promotion_and_merges_nothing(sandbox: Sandbox) -> None:
@@ -279,6 +325,43 @@ def test_failed_verification_rolls_back_by_itself_and_guards_the_release(
     assert sandbox.cli("promote", "web", "--to", "dev", "--release", "1.2.0", env=REQUESTER).returncode == 0
 
 
+def test_the_default_pick_skips_releases_rejected_where_they_would_go_and_says_which(
+    sandbox: Sandbox, health_endpoint: type[_Health]
+) -> None:
+    sandbox.edit_config("    path: apps/web\n", "    path: apps/web\n    environments: [dev]\n")
+    sandbox.publish("1.2.0")
+    health_endpoint.failures = 2  # 1.2.0 fails verification in dev: rolled back, rejected there
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 1
+    bad = sandbox.db().release("web", "1.2.0")
+    skipped = f"Skipped release 1.2.0 ({bad.id[:7]}): rejected for dev (automatic: promotion"
+    sandbox.publish("1.1.5")  # older than the rejected release, newer than what dev runs
+
+    (preview,) = json.loads(sandbox.cli("images", "preview", "web", "--json").stdout)
+    assert (preview["pick"], preview["rejected"]) == ("1.1.5", {"1.2.0": ["dev"]})
+    assert preview["candidates"][:2] == ["1.2.0", "1.1.5"]
+    assert "1.2.0 (rejected: dev)" in sandbox.cli("images", "preview", "web").stdout
+
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert promoted.returncode == 0, promoted.stderr
+    assert skipped in promoted.stderr and "promotion of web 1.1.5 into dev: succeeded" in promoted.stdout
+
+    sandbox.publish("1.1.6")
+    walked = sandbox.cli("pipeline", "web", env=REQUESTER)
+    assert walked.returncode == 0, walked.stderr
+    assert skipped in walked.stderr and "promotion of web 1.1.6 into dev: succeeded" in walked.stdout
+
+
+@pytest.mark.parametrize("url", ["http://[::1/healthz", "http://", "http://web/\x00", "http://we b/"])
+def test_a_bad_url_from_an_older_config_fails_the_check_instead_of_raising(url: str) -> None:
+    """`validate` refuses these now; one that still reaches verification fails it, which rolls back."""
+    from promoflow.config import HealthCheck
+    from promoflow.health import run_check
+
+    result = run_check(HealthCheck.model_construct(url=url, attempts=2, interval_seconds=0, timeout_seconds=1))
+    assert not result.healthy and result.attempts == 2
+    assert result.message.startswith(("invalid URL", "request failed")), result.message
+
+
 def test_a_failing_rollback_leaves_the_environment_marked_and_never_loops(
     sandbox: Sandbox, health_endpoint: type[_Health]
 ) -> None:
@@ -295,6 +378,31 @@ def test_a_failing_rollback_leaves_the_environment_marked_and_never_loops(
     ]
     status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
     assert len(status[("web", "dev")]["rejected_releases"]) == 1
+
+
+def test_tables_fit_80_columns_without_breaking_words_and_logs_name_releases_as_tables_do(sandbox: Sandbox) -> None:
+    sandbox.publish("1.2.0")
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env={"PROMOFLOW_USER": "promoflow-demo"})
+    assert promoted.returncode == 0, promoted.stderr
+    release = sandbox.db().release("web", "1.2.0")
+    name = f"1.2.0 ({release.id[:7]})"  # as `status` shows it
+    assert f"promotion of {name} into dev" in promoted.stderr
+    assert release.id not in promoted.stderr  # never the bare id
+
+    for command in (["status"], ["history"], ["images", "preview", "web"]):
+        narrow = sandbox.cli(*command, env={"COLUMNS": "80"})
+        assert narrow.returncode == 0, narrow.stderr
+        assert max(map(len, narrow.stdout.splitlines())) <= 80, narrow.stdout
+        words = set(narrow.stdout.split())
+        expected = {
+            "status": {"environment", "staging", "1.2.0", f"({release.id[:7]})", "known", "good"},
+            "history": {"baseline", "succeeded", "promoflow-demo", "1.2.0", "1.1.0"},
+            "images": {"registry.example.com/demo/web", "1.2.0,", "1.1.0,", "'>=1.0.0"},
+        }[command[0]]
+        assert expected <= words, narrow.stdout  # whole words: none broken across lines, none cut
+
+    piped = sandbox.cli("status", env={"COLUMNS": ""})  # no terminal, no width asked for: one line per row
+    assert any(re.search(rf"web +dev +{re.escape(name)} +\d", line) for line in piped.stdout.splitlines()), piped.stdout
 
 
 def test_bad_requests_say_one_sentence_and_change_nothing(sandbox: Sandbox) -> None:

@@ -80,17 +80,6 @@ def server_url(prefect_api: str) -> str:
     return prefect_api.removesuffix("/api")
 
 
-@pytest.fixture
-def background() -> Iterator[list[subprocess.Popen[str]]]:
-    """CLI processes started by a test; any still waiting for an approval at the end are killed."""
-    processes: list[subprocess.Popen[str]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-
 def staging_waiting_for_approval(sandbox: Sandbox, background: list[subprocess.Popen[str]]) -> dict[str, Any]:
     """1.2.0 promoted to dev, then `promoflow promote web --to staging` (as rita) paused for an approval."""
     sandbox.publish("1.2.0")

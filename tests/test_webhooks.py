@@ -11,9 +11,11 @@ import hmac
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -456,6 +458,43 @@ def test_a_github_delivery_with_a_wrong_or_no_signature_is_refused(receiver: Rec
     assert receiver.events == []
 
 
+FORGE_DELIVERIES = {
+    "pull_request_review": {
+        "action": "submitted",
+        "review": {"id": 7, "state": "approved", "user": {"login": "alice"}},
+        "pull_request": {"number": 3, "head": {"sha": "a" * 40}},
+        "repository": {"full_name": "acme/deploy"},
+    },
+    "status": {"sha": "b" * 40, "state": "success", "context": "ci/test", "repository": {"full_name": "acme/deploy"}},
+    "check_run": {"action": "completed", "check_run": {"id": 9}, "repository": {"full_name": "acme/deploy"}},
+}
+
+
+@pytest.mark.parametrize("kind", list(FORGE_DELIVERIES))
+def test_a_review_status_or_check_delivery_is_acted_on_only_with_a_good_signature(
+    receiver: Receiver, kind: str
+) -> None:
+    body = json.dumps(FORGE_DELIVERIES[kind]).encode()
+    forged = receiver.post("/hooks/github", body, github_headers(body, kind=kind, secret="not-the-secret-00000"))
+    unsigned = {k: v for k, v in github_headers(body, kind=kind).items() if k != "X-Hub-Signature-256"}
+    malformed = {**github_headers(body, kind=kind), "X-Hub-Signature-256": "sha1=0000"}
+    assert forged.status_code == 401 and receiver.post("/hooks/github", body, unsigned).status_code == 401
+    assert receiver.post("/hooks/github", body, malformed).status_code == 401
+    assert receiver.events == []  # nothing woken, nothing changed
+    signed = receiver.post("/hooks/github", body, github_headers(body, kind=kind, delivery=f"d-{kind}"))
+    assert signed.status_code == 200, signed.text
+    (event,) = receiver.events
+    assert event.event == f"promoflow.github.{kind}" and event.payload["repository"] == "acme/deploy"
+
+
+def test_deeply_nested_json_is_a_400(receiver: Receiver) -> None:
+    deep = b'{"events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    answer = receiver.post("/hooks/registry", deep, BEARER)
+    assert (answer.status_code, answer.json()) == (400, {"error": "The body is nested too deeply."})
+    signed = receiver.post("/hooks/github", deep, github_headers(deep, kind="status"))
+    assert signed.status_code == 400 and receiver.events == []
+
+
 def test_a_form_encoded_github_delivery_asks_for_json(receiver: Receiver) -> None:
     body = b"payload=%7B%7D"
     headers = {**github_headers(body), "Content-Type": "application/x-www-form-urlencoded"}
@@ -609,9 +648,10 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
             except httpx.TransportError:
                 return False
 
-        deployment = _wait("the watch deployment", deployment_id, 30, logs)
-        _wait("its trigger", automation, 10, logs)
-        _wait("the receiver", receiver_up, 15, logs)
+        # generous deadlines: liveness on a loaded machine, not latency (printed below)
+        deployment = _wait("the watch deployment", deployment_id, 120, logs)
+        _wait("its trigger", automation, 60, logs)
+        _wait("the receiver", receiver_up, 60, logs)
 
         host = registry.url.removeprefix("http://")
         with httpx.Client(base_url=registry.url, timeout=10) as http:  # 3 manifests: 2 platforms, the tagged index
@@ -625,10 +665,10 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
         def started() -> dict[str, Any] | None:
             return next((run for run in runs() if run["start_time"]), None)
 
-        run = _wait("the triggered watch run", started, 20, logs)
-        release = _wait("the recorded release", lambda: sandbox.db().release("web", "1.5.0"), 20, logs)
+        run = _wait("the triggered watch run", started, 60, logs)
+        release = _wait("the recorded release", lambda: sandbox.db().release("web", "1.5.0"), 60, logs)
         query = {"filter": {"event": {"name": [EVENT]}, "resource": {"id": [f"promoflow.repository.{host}/demo/web"]}}}
-        events = _wait("the stored event", lambda: api.post("/events/filter", json=query).json()["events"], 20, logs)
+        events = _wait("the stored event", lambda: api.post("/events/filter", json=query).json()["events"], 60, logs)
         seconds = {
             "event received": datetime.fromisoformat(events[0]["received"]).timestamp() - pushed_at,
             "run created": datetime.fromisoformat(run["created"]).timestamp() - pushed_at,
@@ -640,7 +680,7 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
         assert run["parameters"] == {"config": str(sandbox.config), "promote": False, "apps": ["web"]}
         assert json.loads(release.images)[0]["digest"] == pushed.digest("demo/web", "1.5.0")
         final = _wait(
-            "the watch run to finish", lambda: [r for r in runs() if r["state_type"] == "COMPLETED"], 20, logs
+            "the watch run to finish", lambda: [r for r in runs() if r["state_type"] == "COMPLETED"], 60, logs
         )
         assert len(final) == len(runs()) == len(events) == 1  # one image pushed, one event, one run
         receiver_log = logs[1].read_text()
@@ -711,3 +751,118 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
         if receiver is not None:
             _stop(receiver)
         registry.stop()
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (the peak) of a process, in MiB, from /proc."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) // 1024
+    return found
+
+
+class _Flood:
+    """Unauthenticated GitHub deliveries of 1 MiB each on raw sockets, every byte but the last sent, then held."""
+
+    HEAD = (
+        "POST /hooks/github HTTP/1.1\r\nHost: receiver\r\nContent-Type: application/json\r\n"
+        f"X-GitHub-Event: pull_request_review\r\nX-Hub-Signature-256: sha256={'0' * 64}\r\n"
+        f"Content-Length: {MAX_BODY_BYTES}\r\n\r\n"
+    ).encode()
+    CHUNK = b"x" * 65536
+
+    def __init__(self, port: int, connections: int) -> None:
+        self.sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(connections)]
+        self.unsent = {s: [self.HEAD, MAX_BODY_BYTES - 1] for s in self.sockets}
+        self.answered: dict[socket.socket, str] = {}
+        for s in self.sockets:
+            s.setblocking(False)
+
+    def send(self, seconds: float) -> None:
+        """Send what the receiver takes, round robin, for at most `seconds` (it may stop reading)."""
+        deadline = time.monotonic() + seconds
+        while self.unsent and time.monotonic() < deadline:
+            moved = False
+            for s, pending in list(self.unsent.items()):
+                head, left = pending
+                try:
+                    if head:
+                        pending[0] = head[s.send(head) :]
+                    elif left:
+                        pending[1] = left - s.send(self.CHUNK[: min(left, len(self.CHUNK))])
+                    else:
+                        del self.unsent[s]  # held: the last byte never comes
+                    moved = True
+                except BlockingIOError:
+                    pass
+                except OSError:  # answered and closed by the receiver
+                    del self.unsent[s]
+            if not moved:
+                time.sleep(0.05)
+
+    def answers(self) -> Counter[str]:
+        """The status codes the receiver answered so far, "closed" for a connection closed without one."""
+        for s in self.sockets:
+            if s in self.answered:
+                continue
+            try:
+                answer = s.recv(64)
+            except BlockingIOError:
+                continue
+            except OSError:
+                answer = b""
+            self.answered[s] = answer.split(b" ")[1].decode() if answer.startswith(b"HTTP/1.1 ") else "closed"
+        return Counter(self.answered.values())
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+@pytest.mark.prefect
+def test_a_thousand_unauthenticated_deliveries_leave_memory_bounded_and_deliveries_working(
+    config: Path, prefect_api: str, tmp_path: Path
+) -> None:
+    port = free_port(0)
+    log = tmp_path / "receiver.log"
+    receiver = _start(RECEIVER, str(config), str(port), log=log, env={"PROMOFLOW_WEBHOOK_SECRET": SECRET})
+    flood: _Flood | None = None
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _wait("the receiver", up, 30, [log])
+        before = _memory(receiver.pid)["VmRSS"]
+        flood = _Flood(port, 1000)
+        flood.send(seconds=30)
+        held = _memory(receiver.pid)
+
+        # header-authenticated deliveries still get through while the flood is held
+        push = envelope(distribution_event("ev-flood", repository="nobody/watches"))
+        answer = httpx.post(f"http://127.0.0.1:{port}/hooks/registry", json=push, headers=BEARER, timeout=30)
+        assert (answer.status_code, answer.json()) == (202, {"apps": []})
+
+        # the few bodies read before their signature could be checked time out, the rest were never read
+        _wait("the slow bodies to be refused", lambda: flood.answers().get("408"), 60, [log])
+        codes = flood.answers()
+        assert set(codes) <= {"408", "503", "closed"} and codes["408"] <= 32, codes
+        peak = _memory(receiver.pid)["VmHWM"]
+        print(f"receiver memory: {before} MiB before, {held['VmRSS']} MiB held, peak {peak} MiB")
+        assert peak - before < 150, (before, held, peak)  # 1000 bodies of 1 MiB would be a gigabyte
+        flood.close()
+        flood = None
+
+        ping = json.dumps({"zen": "Design for failure."}).encode()
+        signed = httpx.post(f"http://127.0.0.1:{port}/hooks/github", content=ping, headers=github_headers(ping, "ping"))
+        assert (signed.status_code, signed.json()) == (200, {"apps": []})
+        assert SECRET not in log.read_text()
+    finally:
+        if flood is not None:
+            flood.close()
+        _stop(receiver)

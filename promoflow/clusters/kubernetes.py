@@ -136,6 +136,12 @@ class KubernetesTarget:
         self.close()
 
     @property
+    def _file(self) -> str:
+        from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
+
+        return self.kubeconfig or KUBE_CONFIG_DEFAULT_LOCATION
+
+    @property
     def where(self) -> str:
         return f"context {self.context!r}" if self.context else f"kubeconfig {self.kubeconfig or '(default)'}"
 
@@ -158,6 +164,17 @@ class KubernetesTarget:
                 )
             except (ConfigException, OSError) as error:
                 raise TerminalError(f"cannot load the kubeconfig ({self.where}): {redact(str(error))}") from None
+            except yaml.MarkedYAMLError as error:
+                mark = error.problem_mark
+                at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+                raise TerminalError(
+                    f"cannot load the kubeconfig ({self.where}): {self._file}{at}: not valid YAML ({error.problem})"
+                ) from None
+            except (yaml.YAMLError, TypeError, ValueError, AttributeError, KeyError) as error:  # not its shape
+                raise TerminalError(
+                    f"cannot load the kubeconfig ({self.where}): {self._file} is not a kubeconfig "
+                    f"({type(error).__name__}: {redact(str(error))})"
+                ) from None
             cache_file = str(Path(self._cache_dir) / "discovery.json")
             connect = functools.partial(dynamic.DynamicClient, api, cache_file=cache_file)
             try:
@@ -237,9 +254,15 @@ class KubernetesTarget:
         desired = self._prepare(app, environment, objects)
         live = self._inventory(app, environment, self._kinds(desired, previous))
         diffs = []
+        created: set[str] = set()  # namespaces the apply would create (they come first in apply order)
         for obj in desired:
             ref = ObjectRef.of(obj)
+            if ref.namespace in created:  # no server dry-runs into a namespace that does not exist yet
+                diffs.append(ObjectDiff(ref, "create", _unified(ref, None, obj)))
+                continue
             current = live.get(ref.key) or self.get(ref)  # an object not yet labelled is adopted
+            if current is None and ref.kind == "Namespace":
+                created.add(ref.name)
             after = self._apply_one(obj, force=False, dry_run=True)
             text = _unified(ref, current, after)
             if text:

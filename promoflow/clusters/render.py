@@ -18,6 +18,7 @@ import yaml
 
 from promoflow.clusters import schemas
 from promoflow.errors import TerminalError
+from promoflow.gitops.links import refuse_links_leaving
 from promoflow.redact import redact
 
 Manifest = dict[str, Any]
@@ -31,11 +32,18 @@ RENDER_TIMEOUT_SECONDS = 120
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def render(app_dir: Path) -> list[Manifest]:
-    """The objects `app_dir` renders to, validated, Namespaces and CRDs first (they must exist before their users)."""
+def render(app_dir: Path, root: Path | None = None) -> list[Manifest]:
+    """The objects `app_dir` renders to, validated, Namespaces and CRDs first (they must exist before their users).
+
+    `root`: the worktree `app_dir` is in (default: `app_dir`). No symbolic link may lead out of what is read:
+    for a kustomization the whole worktree (it may name `../base` and anything else there), else `app_dir`.
+    """
+    root = root or app_dir
+    refuse_links_leaving(root, app_dir)
     if not app_dir.is_dir():
         raise TerminalError(f"{app_dir}: not a directory: point the environment at the app's manifest directory")
     if any((app_dir / name).is_file() for name in KUSTOMIZATION_FILES):
+        refuse_links_leaving(root, root)
         sources = [(f"{app_dir.name} (kustomize output)", _kustomize(app_dir))]
     elif (app_dir / "Chart.yaml").is_file():
         sources = [(f"{app_dir.name} (helm template output)", _helm_template(app_dir))]

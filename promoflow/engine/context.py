@@ -33,9 +33,17 @@ class Events(Protocol):
 
     def emit(self, promotion: Promotion, state: PromotionState) -> None: ...
 
+    def stop_run(self, promotion: Promotion, message: str) -> None:
+        """End the run of another promotion this one ended (a rollback superseding it): suspended, paused or
+        running elsewhere, it must not stay waiting."""
+        ...
+
 
 class NoEvents:
     def emit(self, promotion: Promotion, state: PromotionState) -> None:
+        return None
+
+    def stop_run(self, promotion: Promotion, message: str) -> None:
         return None
 
 

@@ -41,8 +41,8 @@ class Waiting(BaseModel):
     required: int = Field(0, description="approvals needed in all")
     approved_by: list[str] = Field(default_factory=list, description="approvals counted so far")
     approvers: list[str] = Field(default_factory=list, description="who may approve (empty: anyone else)")
-    checks: list[str] = Field(default_factory=list, description="required checks not green yet")
-    decide: str = Field("", description="the command or link that decides it")
+    checks: dict[str, str] = Field(default_factory=dict, description="required checks not green yet: their states")
+    decide: list[str] = Field(default_factory=list, description="the commands and links that decide it")
     form: bool = Field(False, description="a person answers in the approval form (UI) or the CLI")
     suspend_key: str | None = Field(None, description="the pause key of the suspended flow run holding this wait")
 

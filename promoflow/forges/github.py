@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from promoflow import links
-from promoflow.approvals import Decided, judge, tally
+from promoflow.approvals import Decided, identity, judge, tally
 from promoflow.config import ApprovalPolicy
 from promoflow.errors import NotFound, TerminalError, TransientError
 from promoflow.forges import ContextState, GateContext, GateStatus, Look, Request, ReviewDecision, StatusState, register
@@ -103,11 +103,15 @@ class GitHubForge:
 
     # --- promotion requests ------------------------------------------------------------------------
 
-    def open_request(self, head: str, base: str, title: str, body: str, labels: list[str]) -> PullRequestRef:
-        """Find the open pull request from ``head`` into ``base``, or open it; then make sure it has ``labels``."""
+    def open_request(
+        self, head: str, base: str, title: str, body: str, labels: list[str], head_sha: str | None = None
+    ) -> PullRequestRef:
+        """Find the open pull request from ``head`` into ``base``, or the one already merged at ``head_sha`` (the head
+        promoflow prepared: a run that ended after GitHub merged it must not open a second), or open it; then make
+        sure it has ``labels``."""
         with self._api(f"open a pull request from {head} into {base}"):
             repo = self._repo()
-            pull = self._find_open(repo, head, base)
+            pull = self._find_open(repo, head, base) or self._find_merged(repo, head, base, head_sha)
             created = pull is None
             if pull is None:
                 pull = self._create(repo, head, base, title, body)
@@ -117,6 +121,12 @@ class GitHubForge:
 
     def _find_open(self, repo: Repository, head: str, base: str) -> PullRequest | None:
         return next(iter(repo.get_pulls(state="open", head=f"{self.owner}:{head}", base=base)), None)
+
+    def _find_merged(self, repo: Repository, head: str, base: str, head_sha: str | None) -> PullRequest | None:
+        if head_sha is None:
+            return None
+        closed = repo.get_pulls(state="closed", head=f"{self.owner}:{head}", base=base)
+        return next((p for p in closed if p.merged_at is not None and p.head.sha == head_sha), None)
 
     def _create(self, repo: Repository, head: str, base: str, title: str, body: str) -> PullRequest:
         from github import GithubException
@@ -167,7 +177,7 @@ class GitHubForge:
             head = pull.head.sha
             reviews = self._reviews(pull)
             allowed = self._allowed(policy, team_members or {})
-        latest = {r.approver: r.review_id for r in reviews if r.state in _DECIDING}
+        latest = {identity(r.approver): r.review_id for r in reviews if r.state in _DECIDING}
         for review in reviews:
             review.counted, review.reason = _judge_review(review, latest, head, policy, requester, allowed)
         decided: list[Decided] = list(reviews)
@@ -189,21 +199,22 @@ class GitHubForge:
         return sorted(found, key=lambda r: r.review_id)
 
     def _allowed(self, policy: ApprovalPolicy, team_members: Mapping[str, set[str]]) -> set[str] | None:
-        """Logins allowed to approve, teams expanded; None when anyone may."""
+        """Identities (`promoflow.approvals.identity`) of the logins allowed to approve, teams expanded; None when
+        anyone may."""
         if not policy.approvers:
             return None
         allowed: set[str] = set()
         for entry in policy.approvers:
             if not entry.startswith("@"):
-                allowed.add(entry)
+                allowed.add(identity(entry))
             elif entry in team_members:
-                allowed |= team_members[entry]
+                allowed |= {identity(login) for login in team_members[entry]}
             else:
                 org, _, team = entry[1:].partition("/")
                 if not org or not team:
                     raise TerminalError(f"Approver {entry!r} is neither a login nor a team written @org/team.")
                 members = self._gh().get_organization(org).get_team_by_slug(team).get_members()
-                allowed |= {member.login for member in members}
+                allowed |= {identity(member.login) for member in members}
         return allowed
 
     # --- gates -------------------------------------------------------------------------------------
@@ -378,13 +389,15 @@ def _judge_review(
 ) -> tuple[bool, str]:
     if review.state not in _DECIDING:
         return False, f"{review.state.lower()}: not a decision"
-    if latest.get(review.approver) != review.review_id:
-        return False, f"superseded by {review.approver}'s later review {latest.get(review.approver)}"
+    if latest.get(identity(review.approver)) != review.review_id:
+        return False, f"superseded by {review.approver}'s later review {latest.get(identity(review.approver))}"
     if review.state == "DISMISSED":
         return False, "dismissed"
     # Team members are allowed approvers by name; `judge` checks the rest (sources, self-approval).
     effective = (
-        policy if allowed is None or review.approver not in allowed else policy.model_copy(update={"approvers": []})
+        policy
+        if allowed is None or identity(review.approver) not in allowed
+        else policy.model_copy(update={"approvers": []})
     )
     verdict = judge(effective, requester, review.approver, "forge")
     if not verdict.counted:
@@ -408,7 +421,8 @@ class PullRequests:
         self.client = project.github
 
     def open(self, promotion: Promotion, branch: str, base: str, head: str, title: str, description: str) -> Request:
-        pull = self.client.open_request(branch, base, title, description, ["promotion", f"env:{promotion.environment}"])
+        labels = ["promotion", f"env:{promotion.environment}"]
+        pull = self.client.open_request(branch, base, title, description, labels, head)
         return Request(
             forge=self.name,
             branch=branch,

@@ -23,7 +23,9 @@ except the changed values stays byte-identical:
   is re-parsed and compared with the intended data before anything is written.
 
 Hidden files and directories (``.git``, ``.github``, ...) are skipped and symlinked
-directories are not followed.
+directories are not followed. A symbolic link that leads out of the repository (``root``) is refused
+before anything is read (``promoflow.gitops.links``); one that stays inside it is read, and written
+through to its target.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
+from promoflow import references
 from promoflow.errors import TerminalError
+from promoflow.gitops.links import refuse_links_leaving
 
 __all__ = [
     "KUSTOMIZATION_FILENAMES",
@@ -104,25 +108,7 @@ class ManifestError(TerminalError):
     """Terminal: the message names the file (and line if known) and what is wrong."""
 
 
-# ------------------------------------------------------------ image reference grammar
-# github.com/distribution/reference regexp.go
-
-_ALNUM = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|[-]+)"
-_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
-_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
-_DOMAIN = rf"(?:{_DOMAIN_NAME}|{_IPV6})(?::[0-9]+)?"
-_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-
-_NAME_RE = re.compile(rf"{_NAME}", re.ASCII)
-_TAG_RE = re.compile(_TAG, re.ASCII)
-_REFERENCE_RE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?", re.ASCII)
 _PIN_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
-_MAX_NAME_LENGTH = 255
 
 
 def parse_image_reference(ref: str) -> tuple[str, str | None, str | None]:
@@ -134,12 +120,12 @@ def parse_image_reference(ref: str) -> tuple[str, str | None, str | None]:
     """
     if len(ref) > 1024:
         raise ValueError("image reference is too long")
-    match = _REFERENCE_RE.fullmatch(ref)
+    match = references.REFERENCE.fullmatch(ref)
     if match is None:
         raise ValueError(f"invalid image reference {ref!r}")
     name = match["name"]
-    if len(name) > _MAX_NAME_LENGTH:
-        raise ValueError(f"image name longer than {_MAX_NAME_LENGTH} characters in {ref!r}")
+    if len(name) > references.MAX_NAME_LENGTH:
+        raise ValueError(f"image name longer than {references.MAX_NAME_LENGTH} characters in {ref!r}")
     return name, match["tag"], match["digest"]
 
 
@@ -147,9 +133,9 @@ def _validate_pins(pins: list[ImagePin]) -> dict[str, ImagePin]:
     by_name: dict[str, ImagePin] = {}
     for pin in pins:
         problems = []
-        if not isinstance(pin.name, str) or not _NAME_RE.fullmatch(pin.name):
+        if not isinstance(pin.name, str) or not references.is_name(pin.name):
             problems.append(f"name {pin.name!r} is not a valid image name (no tag or digest)")
-        if not isinstance(pin.tag, str) or not _TAG_RE.fullmatch(pin.tag):
+        if not isinstance(pin.tag, str) or not references.TAG.fullmatch(pin.tag):
             problems.append(f"tag {pin.tag!r} is not a valid image tag")
         if not isinstance(pin.digest, str) or not _PIN_DIGEST_RE.fullmatch(pin.digest):
             problems.append(f"digest {pin.digest!r} is not of the form sha256:<64 lowercase hex>")
@@ -387,18 +373,19 @@ def _parse(f: _File, piece: _Piece, text: str | None = None) -> Any:
         raise ManifestError(f"{f.path}: YAML error: {exc}") from exc
 
 
-def _discover(app_dir: Path) -> list[_File]:
+def _discover(app_dir: Path, root: Path | None) -> list[_File]:
+    refuse_links_leaving(root or app_dir, app_dir)
     if not app_dir.is_dir():
         if app_dir.exists():
             raise ManifestError(f"app path {app_dir} is not a directory in the environment branch")
         raise ManifestError(f"app directory {app_dir} does not exist in the environment branch")
     found: list[tuple[str, Path, bool]] = []
-    for root, dirs, names in os.walk(app_dir):
+    for folder, dirs, names in os.walk(app_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in names:
             if name.startswith("."):
                 continue
-            path = Path(root, name)
+            path = Path(folder, name)
             if name in KUSTOMIZATION_FILENAMES:
                 found.append((path.relative_to(app_dir).as_posix(), path, True))
             elif name.endswith(_MANIFEST_SUFFIXES):
@@ -677,21 +664,23 @@ def _write_all(changes: list[tuple[_File, bytes]]) -> None:
 # -------------------------------------------------------------------------- API
 
 
-def find_images(app_dir: Path) -> list[ImageUse]:
+def find_images(app_dir: Path, root: Path | None = None) -> list[ImageUse]:
     """Every image reference in ``app_dir``, in file order (sorted relative paths) and
-    document order within a file."""
-    return [ref.use for ref in _refs(_discover(Path(app_dir)))]
+    document order within a file. ``root``: the worktree ``app_dir`` is in (default: ``app_dir``);
+    no link may lead out of it."""
+    return [ref.use for ref in _refs(_discover(Path(app_dir), root))]
 
 
-def pin_images(app_dir: Path, pins: list[ImagePin]) -> list[str]:
+def pin_images(app_dir: Path, pins: list[ImagePin], root: Path | None = None) -> list[str]:
     """Point every reference of each pinned image to its tag and digest.
 
     Returns the sorted relative paths of the files that changed; files whose content
     would not change are not written.  Nothing is written unless every edit succeeded.
+    ``root``: the worktree ``app_dir`` is in (default: ``app_dir``); no link may lead out of it.
     """
     app_dir = Path(app_dir)
     by_name = _validate_pins(list(pins))
-    files = _discover(app_dir)
+    files = _discover(app_dir, root)
     refs = _refs(files)
 
     missing = [name for name in by_name if not any(_matches(ref, name) for ref in refs)]

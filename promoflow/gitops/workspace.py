@@ -6,20 +6,24 @@ would create and returns that instead of doing the work twice.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 
 from promoflow.errors import TerminalError, TransientError
-from promoflow.redact import redact
+from promoflow.gitops.links import refuse_links_leaving
+from promoflow.redact import redact, register
 
 BOT_NAME = "promoflow"
 BOT_EMAIL = "promoflow@localhost"
@@ -35,22 +39,56 @@ class Change:
     created: bool
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """How promoflow authenticates to a git remote over HTTP(S)."""
+
+    header: str  # an HTTP Authorization header
+    source: str  # where a person fixes them, for the message when the remote refuses them
+
+
+def split_credentials(url: str) -> tuple[str, Credentials | None]:
+    """`https://user:password@host/...` as the URL without them and the header carrying them (None if it has none).
+
+    Both forms of the password are masked from then on; a user name alone is no secret and stays in the URL.
+    """
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if parts.scheme not in ("http", "https") or not at or ":" not in userinfo:
+        return url, None
+    user, _, password = (unquote(part) for part in userinfo.partition(":"))
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    for secret in (password, userinfo.partition(":")[2], basic):
+        register(secret)
+    return urlunsplit(parts._replace(netloc=host)), Credentials(
+        f"Authorization: Basic {basic}", "the user and password in the URL"
+    )
+
+
 class Workspace:
-    def __init__(self, url: str, cache_dir: Path, auth_header: str | None = None) -> None:
-        self.url = url
+    """A cached bare clone of `url`. Credentials in the URL are taken out of it and passed the way `credentials`
+    are; `setting` names where the URL is configured (for messages)."""
+
+    def __init__(
+        self, url: str, cache_dir: Path, credentials: Credentials | None = None, setting: str = "repository.url"
+    ) -> None:
+        self.url, in_url = split_credentials(url)
+        self.credentials = in_url or credentials
+        self.setting = setting
         # A refused credential must fail, not wait for someone to type a password. An HTTP Authorization
         # header for the remote goes to git through its environment, so that it is never written to a config
         # file or a URL (both end up in logs).
         self._env = {"GIT_TERMINAL_PROMPT": "0"}
-        if auth_header:
+        if self.credentials:
             self._env |= {
                 "GIT_CONFIG_COUNT": "1",
                 "GIT_CONFIG_KEY_0": "http.extraHeader",
-                "GIT_CONFIG_VALUE_0": auth_header,
+                "GIT_CONFIG_VALUE_0": self.credentials.header,
             }
-        key = hashlib.sha256(url.encode()).hexdigest()[:16]
-        self.path = cache_dir / "workspaces" / key
+        self.path = cache_dir / "workspaces" / _key(self.url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if in_url:  # a clone made before credentials were taken out of URLs keeps them in its git config
+            shutil.rmtree(self.path.parent / _key(url), ignore_errors=True)
 
     @contextmanager
     def _locked(self) -> Iterator[git.Repo]:
@@ -69,7 +107,11 @@ class Workspace:
         if (self.path / "HEAD").exists():
             return git.Repo(self.path)
         tmp = Path(tempfile.mkdtemp(dir=self.path.parent))
-        self._run(lambda: git.Repo.clone_from(self.url, tmp, bare=True, env={**os.environ, **self._env}), "clone")
+        try:
+            self._run(lambda: git.Repo.clone_from(self.url, tmp, bare=True, env={**os.environ, **self._env}), "clone")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         repo = git.Repo(tmp)
         # A bare clone has no remote-tracking refs; ask for them so fetch keeps origin/* current.
         repo.git.config("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
@@ -81,18 +123,33 @@ class Workspace:
         try:
             return action()
         except git.GitCommandError as error:
-            message = redact(str(error.stderr or error).strip())
-            if any(word in message for word in ("Authentication failed", "could not read Username", " 401", " 403")):
+            text = redact(str(error.stderr or error))
+            where = f"Cannot {what} {redact(self.url)}"
+            if any(word in text for word in ("Authentication failed", "could not read Username", " 401", " 403")):
+                if self.credentials is None:
+                    raise TerminalError(
+                        f"{where}: the remote asks for credentials: give them in the URL (https://USER:TOKEN@HOST/...;"
+                        " promoflow sends them as a header and writes them nowhere)."
+                    ) from None
                 raise TerminalError(
-                    f"Cannot {what} {redact(self.url)}: the remote refused promoflow's credentials; check the "
-                    "token (`github.token` in promotions.yaml) and that it may read and write the repository."
+                    f"{where}: the remote refused promoflow's credentials; check {self.credentials.source} "
+                    "and that they may read and write the repository."
                 ) from None
-            if any(word in message for word in ("does not appear to be a git repository", "not found")):
+            if any(word in text for word in ("does not appear to be a git repository", "not found")):
                 raise TerminalError(
-                    f"Cannot {what} {redact(self.url)}: the repository does not exist; "
-                    "check repository.url in promotions.yaml."
+                    f"{where}: the repository does not exist; check {self.setting} in promotions.yaml."
                 ) from None
-            raise TransientError(f"git {what} of {redact(self.url)} failed: {message}") from None
+            if unknown := re.search(r"Could not resolve host(?:name)?:? ([^\s:']+)", text):
+                raise TerminalError(
+                    f"{where}: the host {unknown[1]} is unknown; check {self.setting} in promotions.yaml."
+                ) from None
+            raise TransientError(f"{where}: {self._reason(text)}.") from None
+
+    def _reason(self, text: str) -> str:
+        """git's own reason (its last `fatal:` or `error:` line), without the command line or local paths."""
+        lines = re.findall(r"(?:fatal|error): (.*)", text) or [text.strip().splitlines()[-1]]
+        said = re.sub(r"^unable to access '[^']*': ", "", lines[-1].strip().strip("'").strip())
+        return said.replace(str(self.path.parent), "the workspace").rstrip(".")
 
     @staticmethod
     def _remote_head(repo: git.Repo, branch: str) -> str | None:
@@ -121,8 +178,8 @@ class Workspace:
     @contextmanager
     def _worktree(self, repo: git.Repo, commit: str) -> Iterator[Path]:
         tree = Path(tempfile.mkdtemp(prefix="worktree-", dir=self.path.parent))
-        repo.git.worktree("add", "--detach", "--quiet", str(tree), commit)
         try:
+            repo.git.worktree("add", "--detach", "--quiet", str(tree), commit)
             yield tree
         finally:
             shutil.rmtree(tree, ignore_errors=True)
@@ -133,22 +190,30 @@ class Workspace:
         branch: str,
         edit: Callable[[Path], list[str]],
         message: str,
+        prepared: str | None = None,
     ) -> Change:
         """Cut `branch` from `base`, apply `edit` (returns changed files), commit, push.
 
-        If `branch` already exists on the remote it is the result of an earlier attempt: reuse it.
+        If `branch` already exists on the remote it is the result of an earlier attempt: reuse it. So is
+        `prepared` (the head an earlier attempt pushed) when `base` contains it, even if its branch was deleted
+        since (GitHub can delete merged branches). A reused head already in `base` was merged: its files are those
+        its commit changed, so that the merge is found and recorded rather than taken for "nothing to do".
         """
         with self._locked() as repo:
-            existing = self._remote_head(repo, branch)
-            if existing:
-                files = repo.git.diff("--name-only", f"refs/remotes/origin/{base}...{existing}").split()
-                return Change(branch, existing, tuple(files), created=False)
             base_head = self._remote_head(repo, base)
             if base_head is None:
                 raise TerminalError(
                     f"Environment branch {base!r} does not exist in {redact(self.url)}: "
                     "create it or fix the environment's branch in promotions.yaml."
                 )
+            existing = self._remote_head(repo, branch)
+            if existing is None and prepared and _contains(repo, base_head, prepared):
+                existing = prepared
+            if existing:
+                merged = _contains(repo, base_head, existing)
+                span = [f"{existing}~1", existing] if merged else [f"{base_head}...{existing}"]
+                files = repo.git.diff("--name-only", *span).split()
+                return Change(branch, existing, tuple(files), created=False)
             with self._worktree(repo, base_head) as tree:
                 files = edit(tree)
                 if not files:
@@ -241,6 +306,7 @@ class Workspace:
     def export(self, commit: str, directory: str, destination: Path) -> None:
         """Write `directory` as of `commit` to `destination` (which must not exist yet)."""
         with self._locked() as repo, self._worktree(repo, commit) as tree:
+            refuse_links_leaving(tree, tree / directory, f"Commit {commit[:12]} of {redact(self.url)}: ")
             source = (tree / directory).resolve()
             if not source.is_dir() or tree.resolve() not in (source, *source.parents):
                 raise TerminalError(
@@ -253,6 +319,19 @@ class Workspace:
         """The change a request brings, as `git diff base...head`."""
         with self._locked() as repo:
             return repo.git.diff(f"refs/remotes/origin/{base}...{head}")
+
+
+def _contains(repo: git.Repo, branch_head: str, commit: str) -> bool:
+    """Whether `commit` is in the history of `branch_head` (False for a commit this clone does not have)."""
+    try:
+        repo.git.merge_base("--is-ancestor", commit, branch_head)
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def _key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def _bot_identity() -> dict[str, str]:

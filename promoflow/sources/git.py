@@ -54,7 +54,7 @@ class GitSource:
 
     @property
     def workspace(self) -> Workspace:
-        return Workspace(self.url, self.state_dir)
+        return Workspace(self.url, self.state_dir, setting=f"the `git.url` of app {self.app}")
 
     def newest(self) -> str:
         """The newest commit of the branch that changed an included, not excluded, file."""

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from promoflow import references
 from promoflow.sources.semver import parse_version
 
 if sys.platform != "win32":
@@ -57,10 +58,9 @@ CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 PAYLOAD_PATH = "payload"
 
-# Registered algorithms of the image spec, with their encoded form.
-_DIGEST = re.compile(r"(sha256):([a-f0-9]{64})|(sha512):([a-f0-9]{128})", re.ASCII)
+_DIGEST = references.REGISTERED_DIGEST
 # A tag as registries accept it (distribution spec), so published tags survive a round trip.
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", re.ASCII)
+_TAG = references.TAG
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})", re.ASCII)
 _MAX_KNOWN_TAGS = 10
 

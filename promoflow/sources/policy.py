@@ -1,7 +1,7 @@
 """Tag policies: from the tags of an image repository to the one that is the newest release.
 
-Filter (ignore globs, regex), extract (named or numbered captures), order (semver, numerical,
-alphabetical; ascending or descending), or track one mutable tag. Linear in the number of tags.
+Filter (ignore globs, a regex matching anywhere in the tag), extract (named or numbered captures), order
+(semver, numerical, alphabetical; ascending or descending), or track one mutable tag. Linear in the number of tags.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def candidates(tags: Iterable[str], policy: TagPolicy) -> list[tuple[str, str]]:
         return [(t, t) for t in kept if t == policy.track]
     if policy.regex is None:
         return [(t, t) for t in kept]
-    match = re.compile(policy.regex).fullmatch
+    match = re.compile(policy.regex).search  # anywhere in the tag, as Flux, Kargo and Argo CD match; ^...$ anchor
     value = _extractor(policy.extract)
     return [(tag, value(found)) for tag in kept if (found := match(tag))]
 

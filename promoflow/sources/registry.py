@@ -48,6 +48,7 @@ from typing import Any, NamedTuple, Self
 
 import httpx
 
+from promoflow import references
 from promoflow.errors import NotFound, TerminalError, TransientError
 from promoflow.redact import redact
 
@@ -96,10 +97,7 @@ TOKEN_RENEW_EARLY_SECONDS = 5.0
 TOKEN_DEFAULT_LIFETIME_SECONDS = 60
 _ERROR_TEXT_LIMIT = 300
 
-# Grammar of the distribution spec: repository names and tags.
-_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*", re.ASCII)
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", re.ASCII)
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}", re.ASCII)
+_DIGEST = references.REGISTERED_DIGEST
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 # Docker Hub answers to several names; `docker login` stores it under the first.
 _DOCKER_HUB = ("index.docker.io", "docker.io", "registry-1.docker.io")
@@ -576,7 +574,7 @@ class RegistryClient:
         is: checking its platform would cost two more requests per tag.
         """
         _check_repository(repository)
-        if not _TAG.fullmatch(tag):
+        if not references.TAG.fullmatch(tag):
             raise TerminalError(f"{tag!r} is not a valid tag (letters, digits, '_', '.', '-'; at most 128).")
         if platform is not None:
             parse_platform(platform)
@@ -801,10 +799,8 @@ class RegistryClient:
 
 
 def _check_repository(repository: str) -> None:
-    if len(repository) > 255 or not _REPOSITORY.fullmatch(repository):
-        raise TerminalError(
-            f"{repository!r} is not a valid repository name (lowercase path components such as team/web)."
-        )
+    if not references.is_repository(repository):
+        raise TerminalError(f"{repository!r} is not a valid repository name ({references.REPOSITORY_RULE}).")
 
 
 def _media_type(response: httpx.Response) -> str:

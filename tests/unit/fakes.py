@@ -34,6 +34,10 @@ class EventLog:
         assert promotion.id is not None
         self.seen.append((promotion.id, state.event))
 
+    def stop_run(self, promotion: Promotion, message: str) -> None:
+        assert promotion.id is not None
+        self.seen.append((promotion.id, "run stopped"))
+
 
 @dataclass
 class FakeForge:

@@ -14,7 +14,7 @@ from promoflow.engine.results import Gate, RetryAfter, Terminal, Wait
 from promoflow.engine.runner import advance, run_step
 from promoflow.engine.states import PromotionState
 from promoflow.engine.steps import load
-from promoflow.forges import ReviewDecision
+from promoflow.forges import Request, ReviewDecision
 from promoflow.project import Project
 from promoflow.promotion import start
 from promoflow.records import Approval
@@ -62,7 +62,9 @@ class World:
 
         promotion = ctx.promotion
         policy = self.project.config.environment(promotion.environment).approval
-        verdict = judge(policy, promotion.requested_by, who, source)
+        verdict = judge(
+            policy, promotion.requested_by, who, source, decision, self.project.db.approvals(ctx.promotion_id)
+        )
         self.project.db.add_approval(
             Approval(
                 promotion_id=ctx.promotion_id,
@@ -127,14 +129,14 @@ def test_a_quorum_of_two_counts_people_not_decisions(world: World) -> None:
 
     waiting = advance(ctx)
     assert isinstance(waiting, Wait) and waiting.waiting.gate == Gate.APPROVAL
-    assert waiting.waiting.summary == "2 more approval(s) (0 of 2)" and waiting.waiting.form
+    assert waiting.waiting.summary == "approvals 0 of 2" and waiting.waiting.form
     assert world.state(ctx) == S.AWAITING_APPROVAL and not world.merged(ctx)
 
     world.decide(ctx, "rita")  # the requester: recorded, not counted
     world.decide(ctx, "alice")
     world.decide(ctx, "alice", source="ui")  # the same person again, from the UI
     again = advance(ctx)
-    assert isinstance(again, Wait) and again.waiting.summary == "1 more approval(s) (1 of 2)"
+    assert isinstance(again, Wait) and again.waiting.summary == "approvals 1 of 2"
     assert again.waiting.approved_by == ["alice"] and not world.merged(ctx)
 
     world.decide(ctx, "bob")
@@ -179,7 +181,7 @@ def test_a_wait_expires_by_its_policy_even_if_nobody_looked_in_between(world: Wo
     world.clock.advance(1)
     ended = advance(ctx)
     assert isinstance(ended, Terminal) and ended.state == S.EXPIRED
-    assert "staging's approval timeout (3600 s) ran out while it waited for 1 more approval(s)" in ended.message
+    assert "staging's approval timeout (3600 s) ran out while it waited for approvals 0 of 1" in ended.message
     assert world.forge.closed == [ctx.promotion.request_branch] and not world.merged(ctx)
 
 
@@ -210,7 +212,7 @@ def test_required_checks_wait_then_a_failing_one_ends_the_promotion(world: World
     ctx = staging(world, "required: 0")
     waiting = advance(ctx)
     assert isinstance(waiting, Wait) and waiting.waiting.gate == Gate.CHECKS
-    assert waiting.waiting.checks == ["ci/e2e (missing)"] and waiting.waiting.form is False
+    assert waiting.waiting.checks == {"ci/e2e": "missing"} and waiting.waiting.form is False
     world.forge.checks["ci/e2e"] = "failure"
     ended = advance(ctx)
     assert isinstance(ended, Terminal) and ended.state == S.FAILED and "Required check ci/e2e failed" in ended.message
@@ -262,12 +264,44 @@ def test_one_promotion_per_app_and_environment_at_a_time(world: World) -> None:
     oci_layout.publish(world.project.base_dir / ".promoflow" / "demo" / "oci" / "web", "1.3.0")
     first = staging(world)
     assert isinstance(advance(first), Wait)
-    second = world.promote("staging", "1.3.0")  # not through dev: a hotfix path is another issue's
-    second_ctx = world.context(second.promotion_id)
-    world.project.db.update_promotion(second.promotion_id, kind="rollback")  # skips order checks
+    assert advance(world.promote("dev", "1.3.0")) is None
+    second_ctx = world.promote("staging", "1.3.0")
     queued = advance(second_ctx)
     assert isinstance(queued, Wait) and queued.waiting.gate == Gate.SLOT
-    assert queued.waiting.summary == f"promotion {first.promotion_id} of web into staging to finish"
+    assert queued.waiting.summary == f"promotion {first.promotion_id} to finish"
     world.decide(first, "alice")
     assert advance(first) is None
+    assert isinstance(advance(second_ctx), Wait)  # its own approval, now that it holds the slot
+    world.decide(second_ctx, "alice")
     assert advance(second_ctx) is None
+
+
+def test_a_rollback_supersedes_a_promotion_waiting_for_approval(world: World) -> None:
+    """An emergency does not queue behind days of approvals: the waiting promotion ends superseded (its run
+    stopped, its request closed with why) and the rollback marks the release it replaces rejected once it holds
+    the environment."""
+    world.configure("required: 1                 # one approval before the merge", "required: 0  # for now")
+    assert advance(staging(world)) is None  # 1.2.0 runs in staging
+    world.configure("required: 0  # for now", "required: 1")
+    oci_layout.publish(world.project.base_dir / ".promoflow" / "demo" / "oci" / "web", "1.3.0")
+    assert advance(world.promote("dev", "1.3.0")) is None
+    waiting = world.promote("staging", "1.3.0")
+    assert isinstance(advance(waiting), Wait)
+    db = world.project.db
+    good = db.promotions("web", "staging")[-1]
+    assert good.id is not None and good.state == PromotionState.SUCCEEDED
+
+    rollback = world.promote("staging", "1.1.0", kind="rollback")
+    db.update_promotion(rollback.promotion_id, rollback_of=good.id, reason="pager")
+    assert advance(rollback) is None
+
+    ended = db.promotion(waiting.promotion_id)
+    why = f"rollback {rollback.promotion_id} took staging: pager"
+    assert (ended.state, ended.slot, ended.waiting) == (PromotionState.SUPERSEDED, None, None)
+    assert ended.error == f"Promotion {waiting.promotion_id} was superseded ({why}): nothing was merged."
+    assert (waiting.promotion_id, "run stopped") in world.events.seen
+    assert world.forge.closed == [waiting.output("open_request", Request).branch]  # type: ignore[union-attr]
+    assert world.forge.comments[-1] == f"Superseded: {why}. Nothing was merged."
+    assert [s.outcome for s in db.steps(waiting.promotion_id) if s.name == "approval"] == ["interrupted"]
+    assert db.rejected("web", "staging") and good.release_id in db.rejected("web", "staging")
+    assert advance(waiting) is not None  # its driver, looking again, finds it ended

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from promoflow import links
-from promoflow.approvals import tally
+from promoflow.approvals import distinct, tally
 from promoflow.engine.results import Done, Gate, StepResult, Terminal, Wait, Waiting
 from promoflow.engine.states import PromotionState
 from promoflow.engine.steps import register
@@ -61,15 +61,13 @@ class AwaitApproval:
         if rejection is not None:
             return Terminal(f"Promotion {pid} was rejected by {rejection.approver}.", PromotionState.REJECTED)
         reviews = tally(policy, list(look.reviews))
-        approvers = list(dict.fromkeys([*reviews.approvers, *(a.approver for a in people)]))  # people, not decisions
+        approvers = distinct([*reviews.approvers, *(a.approver for a in people)])  # people, not decisions
         missing: list[str] = []
         if reviews.outcome == "rejected":
             missing.append(f"{reviews.rejected_by}'s requested changes to be dismissed or approved")
         if len(approvers) < policy.required:
-            missing.append(
-                f"{policy.required - len(approvers)} more approval(s) ({len(approvers)} of {policy.required})"
-            )
-        pending: list[str] = []
+            missing.append(f"approvals {len(approvers)} of {policy.required}")
+        pending: dict[str, str] = {}
         if look.checks is not None:
             failed = [g for g in look.checks.contexts if g.state == "failure"]
             if failed:
@@ -78,9 +76,9 @@ class AwaitApproval:
                     + (f" ({failed[0].description})" if failed[0].description else "")
                     + ": fix it and re-run the promotion."
                 )
-            pending = [f"{g.context} ({g.state})" for g in look.checks.contexts if g.state != "success"]
+            pending = {g.context: g.state for g in look.checks.contexts if g.state != "success"}
             if pending:
-                missing.append("checks " + ", ".join(pending))
+                missing.append("checks " + ", ".join(f"{context} ({state})" for context, state in pending.items()))
         if not missing:
             ctx.move(PromotionState.APPROVED)
             return Done(Approved(approvers=approvers))
@@ -104,19 +102,20 @@ class AwaitApproval:
                 approved_by=approvers,
                 approvers=list(policy.approvers),
                 checks=pending,
-                decide=_decide(pid, request, people_decide, links.run_url(promotion)),
+                decide=_decide(pid, request, list(policy.sources), links.run_url(promotion)),
                 form=people_decide,
             )
         )
 
 
-def _decide(pid: int, request: Request, people: bool, run: str | None) -> str:
-    ways = [f"`promoflow approve {pid}`"] if people else []
-    if people and run:
-        ways.append(f"Resume on {run}")
-    if request.url:
-        ways.append(f"a review on {request.url}")
-    return " or ".join(ways)
+def _decide(pid: int, request: Request, sources: list[str], run: str | None) -> list[str]:
+    """The commands and links that decide the promotion, as the policy's sources allow."""
+    ways = [f"promoflow approve {pid}"] if "cli" in sources else []
+    if "ui" in sources and run:
+        ways.append(f"Resume at {run}")
+    if "forge" in sources and request.url:
+        ways.append(f"review at {request.url}")
+    return ways
 
 
 def _record_reviews(db: Database, promotion_id: int, reviews: tuple[ReviewDecision, ...]) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from promoflow import failpoints
-from promoflow.engine.results import Done, StepResult
+from promoflow.engine.results import Done, StepResult, Terminal
 from promoflow.engine.states import PromotionState
 from promoflow.engine.steps import register
 from promoflow.engine.steps.approval import Approved, AwaitApproval
@@ -43,7 +43,10 @@ class Merge:
         approvers = approved.approvers if approved else []
         release = p.db.get_release(promotion.release_id)
         forge = ctx.forge
+        if PromotionState(promotion.state).ended:  # a rollback superseded it since it was approved
+            return Terminal(promotion.error or f"promotion {promotion.id} ended before its merge", promotion.state)
         commit = forge.merge(promotion, request, local.merge_message(promotion, release, request.branch, approvers))
+        failpoints.hit("merge-pushed")  # merged on the forge, not recorded yet: a re-run finds it
         promotion = ctx.move(PromotionState.MERGED, merge_commit=commit)
         p.db.set_current(promotion.app, promotion.environment, release.id, ctx.promotion_id)
         try:

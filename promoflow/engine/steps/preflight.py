@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from promoflow.engine.context import step_output
 from promoflow.engine.results import Done, Gate, StepResult, Terminal, Wait, Waiting
 from promoflow.engine.states import UNMERGED, PromotionState
 from promoflow.engine.steps import register
-from promoflow.promotion import adopt_baseline, check_order, runner_alive
+from promoflow.errors import PromoflowError
+from promoflow.forges import Request
+from promoflow.promotion import adopt_baseline, check_order, culprit, runner_alive
+from promoflow.records import Promotion
 
 if TYPE_CHECKING:
     from promoflow.engine.context import Context
@@ -20,6 +24,8 @@ SLOT_POLL_SECONDS = 0.5
 
 class PreflightOutput(BaseModel):
     adopted_baseline: str | None = None
+    superseded: list[int] = Field(default_factory=list, description="promotions waiting for approval a rollback ended")
+    rejected: str | None = Field(None, description="the release a rollback marked rejected once it held the slot")
 
 
 @register
@@ -35,6 +41,7 @@ class Preflight:
         db = p.db
         check_order(p, promotion)
         baseline = adopt_baseline(p, promotion.app, promotion.environment)
+        superseded: list[int] = []
         while (holder := db.try_claim_slot(ctx.promotion_id, promotion.app, promotion.environment)) is not None:
             assert holder.id is not None
             if holder.waiting is None and holder.state in UNMERGED and runner_alive(holder) is False:
@@ -45,6 +52,10 @@ class Preflight:
                     error=f"abandoned: its process ended before it finished; promotion {promotion.id} went ahead",
                 )
                 continue
+            if promotion.kind == "rollback" and holder.state == PromotionState.AWAITING_APPROVAL:
+                _supersede(ctx, holder)  # an emergency does not wait for days of approvals
+                superseded.append(holder.id)
+                continue
             if promotion.kind == "promotion" and _newer_request_queued(ctx):
                 return Terminal("a newer request of this app was queued", PromotionState.SUPERSEDED)
             now = ctx.clock.now()
@@ -52,13 +63,41 @@ class Preflight:
                 Waiting(
                     step=self.name,
                     gate=Gate.SLOT,
-                    summary=f"promotion {holder.id} of {holder.app} into {holder.environment} to finish",
+                    summary=f"promotion {holder.id} to finish",
                     since=ctx.started or now,
                     wake_at=now + timedelta(seconds=SLOT_POLL_SECONDS),
-                    decide=f"promoflow history {holder.app}",
+                    decide=[f"promoflow history {holder.app} --env {holder.environment}"],
                 )
             )
-        return Done(PreflightOutput(adopted_baseline=baseline.label if baseline else None))
+        # Only a rollback that holds the environment marks the release it replaces rejected.
+        bad = culprit(p, promotion)
+        if bad is not None:
+            db.reject_release(promotion.app, promotion.environment, bad.release_id, promotion.reason, bad.id)
+        return Done(
+            PreflightOutput(
+                adopted_baseline=baseline.label if baseline else None,
+                superseded=superseded,
+                rejected=bad.release_id if bad else None,
+            )
+        )
+
+
+def _supersede(ctx: Context, waiting: Promotion) -> None:
+    """End a promotion that waits for approval so that a rollback takes its environment now: recorded as
+    superseded (which frees the slot), its run ended, its request closed with a comment."""
+    assert waiting.id is not None
+    why = f"rollback {ctx.promotion_id} took {waiting.environment}: {ctx.promotion.reason or 'rolled back'}"
+    message = f"Promotion {waiting.id} was superseded ({why}): nothing was merged."
+    ended = ctx.move(PromotionState.SUPERSEDED, waiting.id, error=message, waiting=None)
+    ctx.project.db.interrupt_steps(waiting.id, f"superseded: {why}", ("running", "waiting"))
+    ctx.log.warning("Promotion %s, waiting for approval, is superseded by rollback %s", waiting.id, ctx.promotion_id)
+    ctx.events.stop_run(ended, message)
+    request = step_output(ctx.project.db, waiting.id, "open_request", Request)
+    if request is not None:
+        try:
+            ctx.forge.close(request, f"Superseded: {why}. Nothing was merged.")
+        except PromoflowError as error:  # the records decide; the request can be closed by hand
+            ctx.log.warning("Could not close the request of promotion %s: %s", waiting.id, error)
 
 
 def _newer_request_queued(ctx: Context) -> bool:

@@ -18,6 +18,7 @@ from promoflow.engine.results import Done, StepResult
 from promoflow.engine.steps import register
 from promoflow.errors import TerminalError
 from promoflow.forges import local
+from promoflow.gitops.links import refuse_links_leaving
 from promoflow.gitops.manifests import ManifestError, pin_images
 from promoflow.project import Project
 from promoflow.promotion import request_branch
@@ -78,7 +79,7 @@ def _edited_branch(p: Project, promotion: Promotion) -> Prepared:
                 "fix the app's path in promotions.yaml or add the manifests there."
             )
         try:
-            return [f"{directory}/{name}" for name in pin_images(tree / directory, pins)]
+            return [f"{directory}/{name}" for name in pin_images(tree / directory, pins, tree)]
         except ManifestError as error:  # name files as `branch:path`, not by the throwaway worktree
             raise ManifestError(str(error).replace(f"{tree}/", f"{env.branch}:")) from None
 
@@ -87,10 +88,12 @@ def _edited_branch(p: Project, promotion: Promotion) -> Prepared:
         config_dir = _export_config(p, app, release, Path(tmp) / "config")
 
         def edit(tree: Path) -> list[str]:
+            refuse_links_leaving(tree, tree / directory)  # before the copy below reads or removes anything there
             copied = replace_tree(tree / directory, config_dir) if config_dir else []
             return sorted({*(f"{directory}/{name}" for name in copied), *pin(tree)})
 
-        change = p.workspace.prepare(env.branch, branch, edit, local.commit_message(promotion, release, pins))
+        message = local.commit_message(promotion, release, pins)
+        change = p.workspace.prepare(env.branch, branch, edit, message, promotion.request_head)
     return Prepared(
         branch=branch,
         base=env.branch,
@@ -103,12 +106,14 @@ def _edited_branch(p: Project, promotion: Promotion) -> Prepared:
 
 def _from_previous_branch(p: Project, promotion: Promotion, previous: str) -> Prepared:
     """Branch mode: the request is the previous environment's branch, which must run this release."""
-    state = p.db.environment_state(promotion.app, previous)
+    db = p.db
+    state = db.environment_state(promotion.app, previous)
     if state is None or state.current_release != promotion.release_id:
-        running = state.current_release if state else "nothing promoflow knows"
+        running = db.get_release(state.current_release).display_name if state and state.current_release else None
         raise TerminalError(
-            f"With `promote: branch` a release moves on as its environment's branch: {previous} runs {running}, "
-            f"not {promotion.release_id}; promote that release to {previous} first."
+            f"With `promote: branch` a release moves on as its environment's branch: {previous} runs "
+            f"{running or 'nothing promoflow knows'}, not {db.get_release(promotion.release_id).display_name}; "
+            f"promote that release to {previous} first."
         )
     source = p.config.environment(previous).branch
     target = p.config.environment(promotion.environment).branch
