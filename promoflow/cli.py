@@ -806,7 +806,7 @@ def _submit(project: Project, flow: str, parameters: dict[str, Any], as_json: bo
         run = client.create_flow_run_from_deployment(
             deployment.id, parameters=parameters | {"config": str(project.config_path)}
         )
-    url = f"{links.ui_url()}/runs/flow-run/{run.id}" if links.ui_url() else None
+    url = links.run_link(run.id)
     if as_json:
         out.print_json(json.dumps({"promotion": promotion_id, "flow_run": str(run.id), "url": url}))
         return

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
-from promoflow import references
+from promoflow import forges, references
+from promoflow.clusters import targets
 from promoflow.errors import NotFound
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -75,6 +76,21 @@ def http_url(value: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(http_url)]
 
 
+def _registered(kind: str, known: list[str]) -> object:
+    """A name from a registry of modules (forges, cluster targets): a new module is a new valid name."""
+
+    def check(name: str) -> str:
+        if name not in known:
+            raise ValueError(f"must be a {kind} promoflow has: {', '.join(known)}")
+        return name
+
+    return Annotated[str, AfterValidator(check), WithJsonSchema({"type": "string", "enum": known})]
+
+
+ForgeName = _registered("forge", forges.known())
+TargetName = _registered("cluster target", targets.known())
+
+
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must never be silently ignored."""
 
@@ -119,7 +135,7 @@ class Repository(Strict):
         description="Git URL or path of the repository holding the environments. "
         "A relative path is relative to promotions.yaml."
     )
-    forge: Literal["local", "github"] = Field(
+    forge: ForgeName = Field(  # type: ignore[valid-type]
         "local",
         description="Where promotion requests live. `local`: a branch plus a record, approved from the Prefect "
         "UI or the CLI, merged by promoflow. `github`: a pull request; reviews are approvals (`sources: "
@@ -178,7 +194,7 @@ class RollbackPolicy(Strict):
 
 
 class ClusterTarget(Strict):
-    target: Literal["none", "kubernetes", "argocd", "flux"] = Field(
+    target: TargetName = Field(  # type: ignore[valid-type]
         "none",
         description="`none`: the merge ends the change. `kubernetes`: promoflow renders the app (plain YAML, "
         "kustomize, helm) and server-side applies it, pruning what it applied before and no longer renders, then "

@@ -21,9 +21,12 @@ def ui_url() -> str | None:
     return base.rstrip("/") or None
 
 
+def run_link(flow_run_id: object) -> str | None:
+    """A flow run in the Prefect UI, if promoflow knows where that is."""
+    base = ui_url()
+    return f"{base}/runs/flow-run/{flow_run_id}" if base else None
+
+
 def run_url(promotion: Promotion) -> str | None:
     """The promotion's flow run in the Prefect UI."""
-    base = ui_url()
-    if not base or not promotion.flow_run_id:
-        return None
-    return f"{base}/runs/flow-run/{promotion.flow_run_id}"
+    return run_link(promotion.flow_run_id) if promotion.flow_run_id else None

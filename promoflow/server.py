@@ -34,20 +34,6 @@ class LocalServer:
         return f"{self.url}/api"
 
 
-def run_link(ui_url: str, flow_run_id: str) -> str:
-    """A flow run in the Prefect UI."""
-    return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
-
-
-def ui_url(state: Path) -> str | None:
-    """The Prefect UI promoflow's runs are in, as the settings in the environment or the local server say."""
-    explicit = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
-    if explicit:
-        return explicit
-    local = running(state)
-    return local.url if local else None
-
-
 def _info_file(state: Path) -> Path:
     return state / "prefect" / "server.json"
 

@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 from promoflow.clusters.health import ObjectReader
 from promoflow.clusters.kubernetes import KubernetesTarget, ObjectRef
-from promoflow.config import ClusterTarget
 
 APPLICATION = "argoproj.io/v1alpha1", "Application"
 KUSTOMIZATION = "kustomize.toolkit.fluxcd.io/v1", "Kustomization"
@@ -197,24 +196,3 @@ def _wait(
         if time.monotonic() >= deadline:
             return SyncResult(False, f"not synced and healthy within {timeout_seconds:g} s: {message}", observed)
         time.sleep(poll_seconds)
-
-
-def request_sync(target: KubernetesTarget, cluster: ClusterTarget, revision: str) -> None:
-    """Ask the environment's controller (`argocd` or `flux` target) to sync now."""
-    assert cluster.name is not None  # the config model requires it for these targets
-    if cluster.target == "argocd":
-        request_argocd_sync(target, cluster.name, cluster.namespace or "argocd", revision=revision)
-    else:
-        request_flux_reconcile(target, cluster.name, cluster.namespace or "flux-system")
-
-
-def wait_synced(target: KubernetesTarget, cluster: ClusterTarget, revision: str) -> SyncResult:
-    """Wait for the environment's controller to report `revision` synced and healthy."""
-    assert cluster.name is not None
-    if cluster.target == "argocd":
-        wait = wait_argocd
-        namespace = cluster.namespace or "argocd"
-    else:
-        wait = wait_flux
-        namespace = cluster.namespace or "flux-system"
-    return wait(target, cluster.name, namespace, revision, cluster.rollout_timeout_seconds)

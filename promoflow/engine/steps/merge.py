@@ -44,7 +44,9 @@ class Merge:
         release = p.db.get_release(promotion.release_id)
         forge = ctx.forge
         if PromotionState(promotion.state).ended:  # a rollback superseded it since it was approved
-            return Terminal(promotion.error or f"promotion {promotion.id} ended before its merge", promotion.state)
+            return Terminal(
+                promotion.error or f"promotion {promotion.id} ended before its merge", PromotionState(promotion.state)
+            )
         commit = forge.merge(promotion, request, local.merge_message(promotion, release, request.branch, approvers))
         failpoints.hit("merge-pushed")  # merged on the forge, not recorded yet: a re-run finds it
         promotion = ctx.move(PromotionState.MERGED, merge_commit=commit)
