@@ -99,7 +99,8 @@ def _wait_here(ctx: Context, waiting: Waiting) -> None:
     db = ctx.project.db
     before = _snapshot(db, ctx.promotion_id)
     until = min(t for t in (waiting.wake_at, waiting.expires_at, _far_future()) if t is not None)
-    events = _Events(forge_for(ctx.project).wake_events)
+    forge = forge_for(ctx.project)
+    events = Wake(forge.wake_events, forge.wake_resources)
     run_id = _flow_run().id
     keyset = _pause(run_id, ctx, waiting) if waiting.form else None
     if waiting.form:
@@ -186,20 +187,23 @@ def _cancelling() -> bool:
     return state is not None and (state.is_cancelling() or state.is_cancelled())
 
 
-class _Events:
-    """Notices the events a forge's waits wake on (e.g. the webhook receiver's GitHub reviews) between looks."""
+class Wake:
+    """Notices the events a forge's waits wake on (e.g. the webhook receiver's GitHub reviews of this repository)
+    between looks."""
 
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
-        self.prefixes = list(prefixes)
+    def __init__(self, prefixes: tuple[str, ...], resources: tuple[str, ...] = ()) -> None:
+        self.prefixes, self.resources = list(prefixes), list(resources)
         self.since = datetime.now(UTC)
 
     def arrived(self) -> bool:
         if not self.prefixes:
             return False
-        from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+        from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
         event_filter = EventFilter(
-            event=EventNameFilter(prefix=self.prefixes), occurred=EventOccurredFilter(since=self.since)
+            event=EventNameFilter(prefix=self.prefixes),
+            resource=EventResourceFilter(id=self.resources) if self.resources else None,
+            occurred=EventOccurredFilter(since=self.since),
         )
         try:
             with get_client(sync_client=True) as client:

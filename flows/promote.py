@@ -78,14 +78,8 @@ def run_promotion(
     verb = "roll back" if kind == "rollback" else "promote"
     label_run(f"{verb} {app} {release_label} to {environment}" if rename_run else None, app, environment, release_label)
     logger = get_run_logger()
-    logger.info(
-        "Promotion %s: %s of %s %s into %s",
-        pid,
-        kind,
-        app,
-        db.get_release(promotion.release_id).display_name,
-        environment,
-    )
+    release_name = db.get_release(promotion.release_id).display_name
+    logger.info("Promotion %s: %s of %s into %s", pid, kind, release_name, environment)
     try:
         outcome = drive(config, pid)
     except Exception as error:  # a bug or an unforeseen failure must not hold the slot forever

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import DeploymentStatus, FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Scheduled
 
@@ -72,11 +72,12 @@ def wake(project: Project, promotion_id: int, here: bool = False) -> str:
 
 
 def carry_on(project: Project, promotion_id: int, found: RunStatus, here: bool = False) -> str:
-    """Start a new run for a promotion whose run is gone: the deployment its run came from (or the one of the
-    same flow) with the same parameters; with none served and `here`, in this process."""
+    """Start a new run for a promotion whose run is gone: from the deployment its run came from, with the same
+    parameters; a run started in a terminal carries on in this process when `here`, else on the served `promote`
+    deployment."""
     promotion = project.db.promotion(promotion_id)
     with get_client(sync_client=True) as client:
-        deployment, parameters = _deployment_for(client, project, promotion, found.run)
+        deployment, parameters = _deployment_for(client, project, promotion, found.run, here)
         if deployment is not None:
             new = client.create_flow_run_from_deployment(
                 deployment, parameters=parameters, tags=list(found.run.tags) if found.run else None
@@ -104,21 +105,21 @@ def cancel(project: Project, promotion_id: int, why: str) -> None:
 
 
 def _deployment_for(
-    client: SyncPrefectClient, project: Project, promotion: Promotion, run: FlowRun | None
+    client: SyncPrefectClient, project: Project, promotion: Promotion, run: FlowRun | None, here: bool
 ) -> tuple[UUID | None, dict[str, Any]]:
+    """The deployment a promotion's run came from (whoever serves it next takes the new run). A run started in a
+    terminal carries on in this process when `here`, else on the `promote` deployment if one is served."""
     if run is not None and run.deployment_id is not None:
         return run.deployment_id, dict(run.parameters)
-    names = []
-    if run is not None:
-        flow = client.read_flow(run.flow_id)
-        names.append((f"{flow.name}/{flow.name}", dict(run.parameters)))
-    names.append(("promote/promote", _promote_parameters(project, promotion)))
-    for name, parameters in names:
-        try:
-            return client.read_deployment_by_name(name).id, parameters
-        except ObjectNotFound:
-            continue
-    return None, {}
+    if here:
+        return None, {}
+    try:
+        deployment = client.read_deployment_by_name("promote/promote")
+    except ObjectNotFound:
+        return None, {}
+    if deployment.status != DeploymentStatus.READY:  # polled by no process now
+        return None, {}
+    return deployment.id, _promote_parameters(project, promotion)
 
 
 def _promote_parameters(project: Project, promotion: Promotion) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def test_a_pipeline_waiting_for_approval_survives_its_serve_process(
 
     # Nothing runs now: the wait is in the records and in Prefect, and they agree.
     assert run_state(staging["flow_run_id"]) == ("PAUSED", "Suspended")
-    assert status_of(sandbox, "staging")["waiting"]["promotion"] == staging["id"]
+    assert [w["promotion"] for w in status_of(sandbox, "staging")["waiting"]] == [staging["id"]]
 
     # The approval is recorded even though no process can act on it yet; the run is put back on the schedule.
     approved = sandbox.cli("approve", str(staging["id"]), "--as", "uma")
@@ -96,7 +96,7 @@ def test_a_pipeline_waiting_for_approval_survives_its_serve_process(
     for env in ("dev", "staging", "prod"):
         assert len(request_branches(sandbox, env)) == 1, env
         assert len(merges(sandbox, f"env/{env}")) == 1, env
-        assert status_of(sandbox, env)["waiting"] is None
+        assert status_of(sandbox, env)["waiting"] == []
     decided = [a for p in history(sandbox, "web") for a in p["approvals"]]
     assert [(a["approver"], a["source"], a["counted"]) for a in decided] == [("uma", "cli", True)] * 2
 
@@ -134,7 +134,7 @@ def test_cancelling_a_waiting_terminal_run_in_prefect_cancels_the_promotion(sand
     cancelled = promotion(sandbox, staging["id"])
     assert cancelled["state"] == "cancelled" and "cancelled in Prefect" in cancelled["error"]
     assert run_state(staging["flow_run_id"]) == ("CANCELLED", "Cancelled")
-    assert status_of(sandbox, "staging")["waiting"] is None
+    assert status_of(sandbox, "staging")["waiting"] == []
     assert merges(sandbox, "env/staging") == []
     # the slot is free: the next promotion of web into staging goes ahead
     retried = start_cli(sandbox, "promote", "web", "--to", "staging")
@@ -159,7 +159,7 @@ def test_a_rejection_is_a_decision_not_a_failure_in_prefect(sandbox: Sandbox, tm
 def test_a_wait_expires_by_its_policy_while_no_process_holds_it(sandbox: Sandbox, tmp_path: Path) -> None:
     sandbox.edit_config(
         "      sources: [ui, cli]          # from the Prefect UI form or `promoflow approve`",
-        "      sources: [ui, cli]\n      timeout_seconds: 5",
+        "      sources: [ui, cli]\n      timeout_seconds: 20",
     )
     sandbox.publish("1.2.0")
     assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
@@ -171,12 +171,12 @@ def test_a_wait_expires_by_its_policy_while_no_process_holds_it(sandbox: Sandbox
             lambda: (p := promotion(sandbox, pid))["state"] == "expired" and p, timeout=120, what="it to expire"
         )
         wait_for(lambda: run_state(expired["flow_run_id"])[0] == "COMPLETED", timeout=60, what="its run to complete")
-    assert "staging's approval timeout (5 s) ran out" in expired["error"]
+    assert "staging's approval timeout (20 s) ran out" in expired["error"]
     states = httpx.get(
         f"{os.environ['PREFECT_API_URL']}/flow_run_states/", params={"flow_run_id": expired["flow_run_id"]}, timeout=10
     ).json()
     assert "Suspended" in [s["name"] for s in states]  # no process held it while it waited
-    assert status_of(sandbox, "staging")["waiting"] is None and merges(sandbox, "env/staging") == []
+    assert status_of(sandbox, "staging")["waiting"] == [] and merges(sandbox, "env/staging") == []
 
 
 def test_an_automation_tells_a_chat_channel_when_a_promotion_awaits_approval(sandbox: Sandbox) -> None:

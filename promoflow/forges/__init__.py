@@ -88,6 +88,11 @@ class Forge(Protocol):
         """Prefect event name prefixes that mean "look again" for a promotion waiting on this forge."""
         ...
 
+    @property
+    def wake_resources(self) -> tuple[str, ...]:
+        """The resources (e.g. this repository) those events must be about; empty: any."""
+        ...
+
     def open(self, promotion: Promotion, branch: str, base: str, head: str, title: str, description: str) -> Request:
         """Open the request, or find the one an earlier run opened (or merged)."""
         ...

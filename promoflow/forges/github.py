@@ -419,6 +419,8 @@ class PullRequests:
         assert settings is not None  # the config model requires `github` with `forge: github`
         self.settings = settings
         self.client = project.github
+        # the webhook receiver's events about this repository (promoflow.webhooks), not another's
+        self.wake_resources = (f"{EVENT_PREFIX}{settings.repository}",)
 
     def open(self, promotion: Promotion, branch: str, base: str, head: str, title: str, description: str) -> Request:
         labels = ["promotion", f"env:{promotion.environment}"]

@@ -20,6 +20,7 @@ class LocalForge:
 
     name = "local"
     wake_events: tuple[str, ...] = ()
+    wake_resources: tuple[str, ...] = ()
 
     def __init__(self, project: Project) -> None:
         self.workspace = project.workspace

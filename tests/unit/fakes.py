@@ -45,6 +45,7 @@ class FakeForge:
 
     name: str = "fake"
     wake_events: tuple[str, ...] = ()
+    wake_resources: tuple[str, ...] = ()
     opened: list[str] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)

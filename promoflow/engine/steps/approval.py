@@ -82,6 +82,8 @@ class AwaitApproval:
         if not missing:
             ctx.move(PromotionState.APPROVED)
             return Done(Approved(approvers=approvers))
+        if policy.required and len(approvers) >= policy.required:  # say so while the rest is awaited
+            missing.insert(0, f"approvals {len(approvers)} of {policy.required}")
         now = ctx.clock.now()
         since = ctx.started or now
         ctx.move(PromotionState.AWAITING_APPROVAL)

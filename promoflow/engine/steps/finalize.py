@@ -38,7 +38,7 @@ class Finalize:
                 promotion,
                 ctx.output("open_request", Request),
                 "success",
-                f"{promotion.release_id} verified in {promotion.environment}",
+                f"{p.db.get_release(promotion.release_id).display_name} verified in {promotion.environment}",
             )
         except PromoflowError as error:  # best effort: the outcome is recorded
             ctx.log.warning("Could not report promotion %s to the forge: %s", ctx.promotion_id, error)
