@@ -99,6 +99,12 @@ class Served:
         answer = httpx.get(f"{os.environ['PREFECT_API_URL']}/deployments/name/promote/promote", timeout=10)
         return answer.status_code == 200 and answer.json().get("status") == "READY"
 
+    def idle(self) -> bool:
+        """No run's process is left under it (a suspended run's process has exited and been reaped)."""
+        assert self.process is not None
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        return not any((task / "children").read_text().split() for task in tasks.iterdir())
+
     def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
         """Stop the serve process by signal: SIGTERM to it alone, as a redeploy does (`docker stop`); SIGKILL to it
         and every process it started, as a machine dying does."""

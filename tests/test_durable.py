@@ -65,6 +65,7 @@ def test_a_pipeline_waiting_for_approval_survives_its_serve_process(
         submitted = sandbox.cli("pipeline", "web", "--no-wait", env=REQUESTER)
         assert submitted.returncode == 0, submitted.stderr
         staging = wait_for(lambda: suspended_waiting(sandbox, "staging"), timeout=120, what="staging to wait")
+        wait_for(serving.idle, timeout=60, what="the suspended run's process to exit")  # else a stop cancels it
         serving.stop(crash)
 
     # Nothing runs now: the wait is in the records and in Prefect, and they agree.
