@@ -1,8 +1,9 @@
-"""Simulated controllers and fault injection for the Kubernetes API stand-in (`promoflow.sandbox.kube`).
+"""Simulated workload, Argo CD and Flux controllers, and fault injection, for the Kubernetes API stand-in.
 
-Nothing runs a workload here. Each simulator writes only the status a real controller would write
-(kube-controller-manager for workloads, Argo CD, Flux), so clients that watch the API (`kubectl rollout
-status`, promoflow's health checks) see realistic progress. They are driven from Python, never over HTTP.
+Nothing runs a workload here. Each simulator writes only what a real controller would write (status and the
+Deployment's revision annotation from kube-controller-manager, Argo CD's and Flux's status), so clients that
+watch the API (`kubectl rollout status`, promoflow's health checks) see realistic progress. They are driven
+from Python, never over HTTP.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Store(Protocol):
 
     def write_status(self, resource: str, namespace: str, name: str, status: Obj, manager: str) -> Obj:
         """Replace the object's status as `manager`; KeyError if there is no such object."""
+        ...
+
+    def annotate(self, resource: str, namespace: str, name: str, annotations: dict[str, str], manager: str) -> None:
+        """Set annotations on the object as `manager`; KeyError if there is no such object."""
         ...
 
 
@@ -104,6 +109,7 @@ class Rollouts:
 
     RESOURCES = ("deployments.apps", "statefulsets.apps", "daemonsets.apps")
     MANAGER = "kube-controller-manager"
+    REVISION = "deployment.kubernetes.io/revision"
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -111,6 +117,7 @@ class Rollouts:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rollouts: dict[tuple[str, str, str], _Rollout] = {}
         self._available: dict[tuple[str, str, str], int] = {}  # pods of the last finished revision
+        self._revisions: dict[tuple[str, str, str], dict[str, int]] = {}  # a Deployment's revision by template
         store.subscribe(self._listen)
 
     def behave(self, pattern: str, behaviour: Behaviour, *, seconds: float = 2.0) -> None:
@@ -155,6 +162,7 @@ class Rollouts:
                     timer.cancel()
             self._rollouts.pop(key, None)
             self._available.pop(key, None)
+            self._revisions.pop(key, None)
             return
         generation = int(meta.get("generation", 1))
         if current and current.generation >= generation:
@@ -162,11 +170,25 @@ class Rollouts:
         if current:
             for timer in current.timers:
                 timer.cancel()
+        if event.resource == "deployments.apps":
+            self._revise(key, event.obj)
         rollout = _Rollout(generation)
         self._rollouts[key] = rollout
         assert self._loop is not None
         for delay, step in self._plan(key, event.obj):
             rollout.timers.append(self._loop.call_later(delay, self._write, key, generation, step))
+
+    def _revise(self, key: tuple[str, str, str], obj: Obj) -> None:
+        """The deployment controller numbers pod templates: a new (or reinstated) one is the next revision."""
+        revisions = self._revisions.setdefault(key, {})
+        template = template_hash(obj)
+        current = max(revisions.items(), key=lambda item: item[1])[0] if revisions else None
+        if template != current:
+            revisions[template] = max(revisions.values(), default=0) + 1
+        revision = str(revisions[template])
+        if ((obj["metadata"].get("annotations") or {}).get(self.REVISION)) != revision:
+            with contextlib.suppress(KeyError):
+                self._store.annotate(key[0], key[1], key[2], {self.REVISION: revision}, self.MANAGER)
 
     def _plan(self, key: tuple[str, str, str], obj: Obj) -> list[tuple[float, _Step]]:
         wanted = 1 if key[0] == "daemonsets.apps" else int((obj.get("spec") or {}).get("replicas", 1))
