@@ -47,15 +47,15 @@ class Objects(Protocol):
         """Replace the object's status as `manager`; KeyError if there is no such object."""
         ...
 
-    def annotate(self, resource: str, namespace: str, name: str, annotations: dict[str, str], manager: str) -> None:
-        """Set annotations on the object as `manager`; KeyError if there is no such object."""
-        ...
-
 
 class Store(Objects, Protocol):
     """What the workload simulators need from the stand-in's object store."""
 
     def subscribe(self, listener: Callable[[Event], None]) -> None: ...
+
+    def annotate(self, resource: str, namespace: str, name: str, annotations: dict[str, str], manager: str) -> None:
+        """Set annotations on the object as `manager`; KeyError if there is no such object."""
+        ...
 
 
 def now() -> str:

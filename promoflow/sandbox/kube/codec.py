@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from promoflow.sandbox.kube.errors import ApiError, bad_request, invalid
+from promoflow.sandbox.kube.fields import KEY_DEFAULTS, list_keys
 from promoflow.sandbox.kube.gotypes import ALWAYS_SENT, STRUCT_FIELDS, table_key
 from promoflow.sandbox.kube.resources import ResourceType
 from promoflow.sandbox.kube.schema import ANY, OBJECT_META, Schema
@@ -39,6 +40,7 @@ class _TypeError(Exception):
 class Decoded:
     obj: Obj
     unknown: list[str] = field(default_factory=list)  # paths of unknown fields, as strict decoding names them
+    unknown_applied: list[str] = field(default_factory=list)  # the same, as server-side apply names them
 
 
 def _json_kind(value: Any) -> str:
@@ -55,6 +57,7 @@ class _Decoder:
     def __init__(self, rt: ResourceType) -> None:
         self.rt = rt
         self.unknown: list[str] = []
+        self.unknown_applied: list[str] = []  # the same, as structured-merge-diff names them
         self.causes: list[Obj] = []  # a custom resource's type errors, reported together
 
     def fail(self, value: Any, schema: Schema, path: str, go_path: str, struct: str) -> Any:
@@ -73,7 +76,7 @@ class _Decoder:
             f"json: cannot unmarshal {shown} into Go struct field {struct}.{go_path} of type {schema.go_type()}"
         )
 
-    def value(self, value: Any, schema: Schema, path: str, go_path: str, struct: str) -> Any:
+    def value(self, value: Any, schema: Schema, path: str, go_path: str, struct: str, smd: str) -> Any:
         if value is None:
             return _DROP
         shape = schema.shape
@@ -82,13 +85,14 @@ class _Decoder:
         if shape == "struct":
             if not isinstance(value, dict):
                 return self.fail(value, schema, path, go_path, struct)
-            return self.struct(value, schema, path, go_path)
+            return self.struct(value, schema, path, go_path, smd)
         if shape == "map":
             if not isinstance(value, dict):
                 return self.fail(value, schema, path, go_path, struct)
             out = {}
             for key, item in value.items():
-                decoded = self.value(item, schema.values, f"{path}.{key}" if path else key, go_path, struct)
+                here = f"{path}.{key}" if path else key
+                decoded = self.value(item, schema.values, here, go_path, struct, f"{smd}.{key}")
                 if decoded is not _DROP:
                     out[key] = decoded
             return out
@@ -96,8 +100,12 @@ class _Decoder:
             if not isinstance(value, list):
                 return self.fail(value, schema, path, go_path, struct)
             items = []
+            keys = list_keys(schema, value)
             for index, item in enumerate(value):
-                decoded = self.value(item, schema.items, f"{path}[{index}]", go_path, struct)
+                element = f"[{index}]"
+                if keys:
+                    element = "[" + ",".join(f"{k}={json.dumps(item.get(k, KEY_DEFAULTS.get(k)))}" for k in keys) + "]"
+                decoded = self.value(item, schema.items, f"{path}[{index}]", go_path, struct, smd + element)
                 items.append(None if decoded is _DROP else decoded)
             return items
         return self.scalar(value, schema, path, go_path, struct)
@@ -122,7 +130,7 @@ class _Decoder:
             return _quantity(value) if not isinstance(value, bool) else self.fail(value, schema, path, go_path, struct)
         return self.fail(value, schema, path, go_path, struct)
 
-    def struct(self, value: Obj, schema: Schema, path: str, go_path: str) -> Obj:
+    def struct(self, value: Obj, schema: Schema, path: str, go_path: str, smd: str = "") -> Obj:
         out: Obj = {}
         for key, item in value.items():
             here = f"{path}.{key}" if path else key
@@ -132,8 +140,10 @@ class _Decoder:
                     out[key] = item
                 else:
                     self.unknown.append(here)
+                    self.unknown_applied.append(f"{smd}.{key}")
                 continue
-            decoded = self.value(item, sub, here, f"{go_path}.{key}" if go_path else key, schema.go_name)
+            go_here = f"{go_path}.{key}" if go_path else key
+            decoded = self.value(item, sub, here, go_here, schema.go_name, f"{smd}.{key}")
             if decoded is not _DROP:
                 out[key] = decoded
         return out
@@ -169,7 +179,7 @@ def decode(rt: ResourceType, body: Obj) -> Decoded:
     if decoder.causes:
         name = str((body.get("metadata") or {}).get("name", ""))
         raise invalid(rt, name, decoder.causes)
-    return Decoded(obj, decoder.unknown)
+    return Decoded(obj, decoder.unknown, decoder.unknown_applied)
 
 
 def check_unknown(rt: ResourceType, decoded: Decoded, validation: Validation, warnings: list[str]) -> None:
@@ -186,16 +196,12 @@ def apply_unknown(rt: ResourceType, name: str, decoded: Decoded, validation: Val
     """Server-side apply refuses fields its schema does not declare, as structured-merge-diff does (500)."""
     if not decoded.unknown:
         return
-    errors = [f"{_smd_path(path)}: field not declared in schema" for path in decoded.unknown]
+    errors = [f"{path}: field not declared in schema" for path in decoded.unknown_applied]
     if validation != "Strict":
         errors = errors[:1]
     text = errors[0] if len(errors) == 1 else "errors:\n" + "\n".join("  " + e for e in errors)
     where = f"/{name}; {rt.api_version}, Kind={rt.kind}"
     raise ApiError(500, "", f"failed to create typed patch object ({where}): {text}")
-
-
-def _smd_path(path: str) -> str:
-    return "." + re.sub(r"\[(\d+)\]", r"[\1]", path)
 
 
 # --- encoding ------------------------------------------------------------------------------------------------

@@ -213,19 +213,6 @@ def job(obj: Obj) -> None:
     spec.setdefault("manualSelector", False)
 
 
-def job_template(obj: Obj) -> None:
-    """A CronJob's job template gets the Job's spec defaults (SetObjectDefaults_CronJob defaults its JobSpec)."""
-    spec = obj.setdefault("spec", {})
-    if "completions" not in spec and "parallelism" not in spec:
-        spec["completions"] = 1
-    spec.setdefault("parallelism", 1)
-    spec.setdefault("backoffLimit", 2147483647 if "backoffLimitPerIndex" in spec else 6)
-    spec.setdefault("completionMode", "NonIndexed")
-    spec.setdefault("suspend", False)
-    spec.setdefault("podReplacementPolicy", "Failed" if "podFailurePolicy" in spec else "TerminatingOrFailed")
-    spec.setdefault("manualSelector", False)
-
-
 def cron_job(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("concurrencyPolicy", "Allow")
@@ -352,7 +339,6 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "io.k8s.api.apps.v1.StatefulSet": stateful_set,
     "io.k8s.api.apps.v1.ReplicaSet": replica_set,
     "io.k8s.api.batch.v1.Job": job,
-    "io.k8s.api.batch.v1.JobTemplateSpec": job_template,
     "io.k8s.api.batch.v1.CronJob": cron_job,
     "io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern": pod_condition_pattern,
     "io.k8s.api.networking.v1.NetworkPolicyPort": port,

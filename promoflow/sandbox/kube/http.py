@@ -226,8 +226,12 @@ class Api:
         if verb == "watch":
             return await self._watch(request, route)
         if route.sub == "scale":
-            return await self._scale(request, route, verb)
-        return await getattr(self, "_" + verb)(request, route)
+            answer = await self._scale(request, route, verb)
+        else:
+            answer = await getattr(self, "_" + verb)(request, route)
+        if route.rt.deprecation:
+            answer.headers.add("Warning", f"299 - {json.dumps(route.rt.deprecation)}")
+        return answer
 
     # --- options -----------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ a set, `containers` by name). Both come from the kind's schema.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from promoflow.sandbox.kube.errors import ApiError, bad_request
@@ -69,7 +70,11 @@ def _strip(value: Any) -> Any:
 
 
 def strategic_merge(target: Any, patch: Any, schema: Schema) -> Any:
-    """Strategic merge patch with its directives: $patch, $retainKeys, $deleteFromPrimitiveList, $setElementOrder."""
+    """Strategic merge patch with its directives: $patch, $retainKeys, $deleteFromPrimitiveList, $setElementOrder.
+
+    A list whose strategy is `merge` keeps the server's items; the patch's come first, in the patch's order
+    (or `$setElementOrder`'s), with the server's slotted back where they stood among them.
+    """
     if not isinstance(patch, dict) or patch.get("$patch") == "replace":
         return _strip(patch)
     out = dict(target) if isinstance(target, dict) else {}
@@ -83,7 +88,8 @@ def strategic_merge(target: Any, patch: Any, schema: Schema) -> Any:
         elif value is None or (isinstance(value, dict) and value.get("$patch") == "delete"):
             out.pop(key, None)
         elif isinstance(value, list):
-            out[key] = _strategic_list(out.get(key), value, _sub(schema, key))
+            order = patch.get(f"$setElementOrder/{key}")
+            out[key] = _strategic_list(out.get(key), value, _sub(schema, key), order if isinstance(order, list) else None)
         else:
             out[key] = strategic_merge(out.get(key), value, _sub(schema, key))
     retain = patch.get("$retainKeys")
@@ -92,7 +98,7 @@ def strategic_merge(target: Any, patch: Any, schema: Schema) -> Any:
     return out
 
 
-def _strategic_list(current: Any, patch: list[Any], schema: Schema) -> list[Any]:
+def _strategic_list(current: Any, patch: list[Any], schema: Schema, order: list[Any] | None) -> list[Any]:
     def directive(item: Any) -> Any:
         return item.get("$patch") if isinstance(item, dict) else None
 
@@ -102,7 +108,7 @@ def _strategic_list(current: Any, patch: list[Any], schema: Schema) -> list[Any]
         return [_strip(item) for item in patch if directive(item) != "delete"]
     key = schema.patch_merge_key
     if key is None:  # a list of values merged as a set (metadata.finalizers)
-        return current + [v for v in patch if v not in current]
+        return _patch_order(current + [v for v in patch if v not in current], order or patch, current, None)
     merged = list(current)
     positions = {item.get(key): i for i, item in enumerate(merged) if isinstance(item, dict)}
     deleted = set()
@@ -117,7 +123,34 @@ def _strategic_list(current: Any, patch: list[Any], schema: Schema) -> list[Any]
         else:
             positions[item.get(key)] = len(merged)
             merged.append(_strip(item))
-    return [item for item in merged if not (isinstance(item, dict) and item.get(key) in deleted)]
+    kept = [item for item in merged if not (isinstance(item, dict) and item.get(key) in deleted)]
+    return _patch_order(kept, order or [i for i in patch if directive(i) is None], current, key)
+
+
+def _patch_order(merged: list[Any], patch: list[Any], original: list[Any], key: str | None) -> list[Any]:
+    """Strategic merge's order: the patch's items in its order, the server's own slotted in where they were before."""
+
+    def identity(item: Any) -> Any:
+        return item.get(key) if key is not None and isinstance(item, dict) else json.dumps(item, sort_keys=True)
+
+    patched = [identity(i) for i in patch]
+    before = [identity(i) for i in original]
+    right = sorted((m for m in merged if identity(m) in patched), key=lambda m: patched.index(identity(m)))
+    left = sorted((m for m in merged if identity(m) not in patched), key=lambda m: before.index(identity(m)) if identity(m) in before else len(before))
+    ordered, i, j = [], 0, 0
+    while i < len(left) or j < len(right):
+        if j >= len(right) or (
+            i < len(left)
+            and identity(left[i]) in before
+            and identity(right[j]) in before
+            and before.index(identity(left[i])) < before.index(identity(right[j]))
+        ):
+            ordered.append(left[i])
+            i += 1
+        else:
+            ordered.append(right[j])
+            j += 1
+    return ordered
 
 
 def _pointer(path: Any) -> list[str]:

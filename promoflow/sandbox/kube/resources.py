@@ -158,7 +158,11 @@ CREATE_ONLY = {
     "SelfSubjectRulesReview",
     "SubjectAccessReview",
 }
-READ_ONLY = {"ComponentStatus"}  # computed by the server from its own health
+READ_ONLY = {"ComponentStatus"}
+DEPRECATED = {  # the Warning every request on these gets (their types' APILifecycleDeprecated)
+    "Endpoints": "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice",
+    "ComponentStatus": "v1 ComponentStatus is deprecated in v1.19+",
+}  # computed by the server from its own health
 SCALABLE = {"Deployment", "ReplicaSet", "StatefulSet", "ReplicationController"}
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 GA_VERSION = re.compile(r"^v\d+$")
@@ -185,6 +189,7 @@ class ResourceType:
     returns_deleted: bool = False
     storage: str = ""  # what versions of one kind share: "group/Kind"; empty for the kind's own
     scale_paths: tuple[str, str, str | None] | None = None  # a custom resource's spec/status replicas, selector
+    deprecation: str = ""  # the warning a deprecated kind's requests get
 
     @property
     def api_version(self) -> str:
@@ -262,6 +267,7 @@ def _builtin() -> list[ResourceType]:
                     singular=kind.lower(),
                     tracks_generation=kind in GENERATION,
                     returns_deleted=kind in RETURNS_DELETED,
+                    deprecation=DEPRECATED.get(kind, "") if group == "" else "",
                 )
             )
     # One storage per kind: autoscaling/v1 and /v2 HorizontalPodAutoscalers are the same objects.

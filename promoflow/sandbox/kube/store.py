@@ -375,7 +375,7 @@ class Cluster:
             except ApiError:
                 if sub:
                     raise
-                return 201, self._create(rt, applied, options, applied_set)
+                return 201, self._create(rt, strategy.decoded(rt, applied), options, applied_set)
             wanted_rv = applied["metadata"].get("resourceVersion")
             if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
                 raise modified_conflict(rt, name)
@@ -401,7 +401,7 @@ class Cluster:
                     delete_path(merged, path)
                     _prune_empty(merged, path[:-1], kept)
             mine.set_fields(applied_set)
-            new = copy(rebuild(rt, old, merged, sub))
+            new = strategy.decoded(rt, copy(rebuild(rt, old, merged, sub)))
             if options.manager == "kubectl" and LAST_APPLIED in (old["metadata"].get("annotations") or {}):
                 new["metadata"].setdefault("annotations", {})[LAST_APPLIED] = _last_applied(body)
             self._finish(rt, new, old, sub)
@@ -514,13 +514,16 @@ class Cluster:
         else:
             meta.pop("namespace", None)
         ordered = {"apiVersion": rt.api_version, "kind": rt.kind, "metadata": meta}
-        return strategy.decoded(rt, {**ordered, **obj})
+        merged = {**ordered, **obj}
+        return merged if apply else strategy.decoded(rt, merged)
 
     def _finish(self, rt: ResourceType, obj: Obj, old: Obj | None, sub: Subresource) -> None:
         """Defaulting and the update strategy, on what a write leaves (main resource writes only default)."""
         if sub is None:
             default(obj, rt.schema)
-        strategy.prepare_update(rt, obj, old, sub) if old is not None else None
+            strategy.template_generation(rt, obj, old)
+        if old is not None:
+            strategy.prepare_update(rt, obj, old, sub)
         default(obj, rt.schema)
         encode_object(rt, obj)
 
@@ -538,6 +541,7 @@ class Cluster:
             if rt.tracks_generation:
                 meta["generation"] = 1
             default(obj, rt.schema)
+            strategy.template_generation(rt, obj, None)
             encode_object(rt, obj)
             if applied is not None:
                 entry = ManagedEntry(options.manager, "Apply", rt.api_version, now(), applied)

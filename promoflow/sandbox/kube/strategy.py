@@ -85,8 +85,6 @@ def prepare_create(cluster: Cluster, rt: ResourceType, obj: Obj) -> None:
         selector = spec.get("selector") or {}
         selector.setdefault("matchLabels", {}).setdefault("batch.kubernetes.io/controller-uid", meta["uid"])
         spec["selector"] = selector
-    elif rt.kind == "DaemonSet":
-        meta.setdefault("annotations", {})["deprecated.daemonset.template.generation"] = "1"
     elif rt.kind in PROTECTION:
         finalizers = meta.setdefault("finalizers", [])
         if PROTECTION[rt.kind] not in finalizers:
@@ -111,11 +109,19 @@ def prepare_update(rt: ResourceType, obj: Obj, old: Obj, sub: str | None) -> Non
                 port.setdefault("nodePort", match["nodePort"])
     elif rt.kind == "Namespace":
         obj["spec"] = old.get("spec") or {}
-    elif rt.kind == "DaemonSet":
-        annotations = obj["metadata"].setdefault("annotations", {})
-        generation = int((old["metadata"].get("annotations") or {}).get("deprecated.daemonset.template.generation", "1"))
-        template_changed = (obj.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template")
-        annotations["deprecated.daemonset.template.generation"] = str(generation + 1 if template_changed else generation)
+
+
+def template_generation(rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+    """A DaemonSet's template generation, which apps/v1 carries as an annotation (owned by the writer)."""
+    if rt.kind != "DaemonSet" or rt.custom:
+        return
+    key = "deprecated.daemonset.template.generation"
+    generation = 1
+    if old is not None:
+        generation = int((old["metadata"].get("annotations") or {}).get(key, "1"))
+        if (obj.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+            generation += 1
+    obj["metadata"].setdefault("annotations", {})[key] = str(generation)
 
 
 def held_on_delete(rt: ResourceType, obj: Obj) -> bool:
