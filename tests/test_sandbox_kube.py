@@ -854,3 +854,322 @@ def test_watch_resumes_filters_and_times_out(dyn: Any, ns: str) -> None:
     latest = configmaps.get(namespace=ns).metadata.resourceVersion
     assert events(resource_version=latest, timeout=1, label_selector="team") == []
     assert 0.9 < time.monotonic() - started < 5  # timeoutSeconds honoured
+
+
+# --- writes ----------------------------------------------------------------------------------------------
+
+
+def test_server_side_apply_create_update_and_noop(dyn: Any, ns: str) -> None:
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    created = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow")
+    assert created.metadata.generation == 1
+    assert created.spec.replicas == 2 and created.spec.strategy.type == "RollingUpdate"  # defaulted
+    assert list(managers(created)) == ["promoflow"]
+    assert created.metadata.managedFields[0].operation == "Apply"
+
+    def settled() -> Any:
+        live = deployments.get(name="web", namespace=ns)
+        return live if (live.status.observedGeneration == 1 and live.status.availableReplicas == 2) else None
+
+    current = eventually("the rollout settles", settled).metadata.resourceVersion
+    again = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow")
+    assert again.metadata.resourceVersion == current  # a no-op write bumps nothing
+
+    labelled = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns, tier="a"), field_manager="promoflow")
+    assert int(labelled.metadata.resourceVersion) > int(current)
+    assert labelled.metadata.generation == 1  # metadata is not part of generation
+
+    updated = deployments.server_side_apply(body=deployment("web", "shop/web:2.0", namespace=ns, tier="a"), field_manager="promoflow")
+    assert updated.metadata.generation == 2
+    assert updated.spec.template.spec.containers[0].image == "shop/web:2.0"
+
+
+def test_apply_conflicts_force_ownership_and_field_removal(dyn: Any, ns: str) -> None:
+    from kubernetes.dynamic.exceptions import ConflictError
+
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns, team="a", tier="b"), field_manager="promoflow")
+
+    scaler = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}, "spec": {"replicas": 5}}
+    with pytest.raises(ConflictError) as conflict:
+        deployments.server_side_apply(body=scaler, field_manager="autoscaler")
+    status = json.loads(conflict.value.body)
+    assert status["kind"] == "Status" and status["reason"] == "Conflict" and status["code"] == 409
+    assert status["message"] == 'Apply failed with 1 conflict: conflict with "promoflow": .spec.replicas'
+    assert status["details"]["causes"] == [
+        {"reason": "FieldManagerConflict", "message": 'conflict with "promoflow"', "field": ".spec.replicas"}
+    ]
+
+    forced = deployments.server_side_apply(body=scaler, field_manager="autoscaler", force_conflicts=True)
+    assert forced.spec.replicas == 5
+    owners = managers(forced)
+    assert "f:replicas" in owners["autoscaler"]["f:spec"] and "f:replicas" not in owners["promoflow"]["f:spec"]
+
+    # A sidecar added by another manager is merged into `containers` by name, and survives promoflow's applies.
+    sidecar = {**scaler, "spec": {"template": {"spec": {"containers": [{"name": "proxy", "image": "envoy:1"}]}}}}
+    deployments.server_side_apply(body=sidecar, field_manager="injector")
+
+    # promoflow stops applying replicas (owned by the autoscaler: kept) and the tier label (its own: removed).
+    result = deployments.server_side_apply(body=deployment("web", "shop/web:2.0", replicas=None, namespace=ns, team="a"), field_manager="promoflow")
+    assert result.spec.replicas == 5
+    assert result.metadata.labels.to_dict() == {"team": "a"}
+    assert [(c.name, c.image) for c in result.spec.template.spec.containers] == [("app", "shop/web:2.0"), ("proxy", "envoy:1")]
+    assert 'k:{"name":"proxy"}' in managers(result)["injector"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+
+
+def test_conflict_messages_name_the_managers(http: httpx.Client, ns: str) -> None:
+    cms = f"/api/v1/namespaces/{ns}/configmaps"
+    patch(http, f"{cms}/k1", configmap("k1", data={"key": "a"}), APPLY, fieldManager="a").raise_for_status()
+    one = patch(http, f"{cms}/k1", configmap("k1", data={"key": "b"}), APPLY, fieldManager="b")
+    assert one.json()["message"] == 'Apply failed with 1 conflict: conflict with "a": .data.key'
+
+    http.post(cms, json=configmap("k2", data={"key": "a", "other": "x"}), params={"fieldManager": "upd"}).raise_for_status()
+    patch(http, f"{cms}/k2", {"data": {"third": "z"}}, fieldManager="editor").raise_for_status()
+    many = patch(http, f"{cms}/k2", configmap("k2", data={"key": "b", "other": "y", "third": "w"}), APPLY, fieldManager="b")
+    assert many.status_code == 409
+    assert many.json()["message"] == (
+        'Apply failed with 3 conflicts: conflicts with "editor" using v1:\n- .data.third\n'
+        'conflicts with "upd" using v1:\n- .data.key\n- .data.other'
+    )
+    causes = sorted((c["field"], c["message"]) for c in many.json()["details"]["causes"])  # in no set order
+    assert causes == [
+        (".data.key", 'conflict with "upd" using v1'),
+        (".data.other", 'conflict with "upd" using v1'),
+        (".data.third", 'conflict with "editor" using v1'),
+    ]
+
+
+def test_kubectl_server_side_apply_keeps_the_last_applied_annotation(
+    kubectl: Callable[..., Any], http: httpx.Client, ns: str
+) -> None:
+    first = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {greeting: hello}\n"
+    assert kubectl("apply", "-f", "-", stdin=first).returncode == 0  # client-side: writes the annotation
+    second = first.replace("hello", "bonjour")
+    upgraded = kubectl("apply", "--server-side", "-f", "-", stdin=second)
+    assert upgraded.returncode == 0, upgraded.stderr  # takes over from client-side apply without a conflict
+    live = http.get(f"/api/v1/namespaces/{ns}/configmaps/settings").json()
+    last = json.loads(live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
+    assert last["data"] == {"greeting": "bonjour"} and last["metadata"]["name"] == "settings"
+    other = kubectl("apply", "--server-side", "--field-manager=someone", "--force-conflicts", "-f", "-", stdin=first)
+    assert other.returncode == 0, other.stderr
+    live = http.get(f"/api/v1/namespaces/{ns}/configmaps/settings").json()
+    last = json.loads(live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
+    assert last["data"] == {"greeting": "bonjour"}  # only kubectl's own manager keeps it in step
+
+
+def test_immutable_configmaps_and_secrets(http: httpx.Client, ns: str) -> None:
+    cms = f"/api/v1/namespaces/{ns}/configmaps"
+    http.post(cms, json=configmap("imm", data={"k": "v"}, immutable=True)).raise_for_status()
+    changed = patch(http, f"{cms}/imm", {"data": {"k": "w"}})
+    assert changed.status_code == 422
+    assert changed.json()["message"] == 'ConfigMap "imm" is invalid: data: Forbidden: field is immutable when `immutable` is set'
+    unset = patch(http, f"{cms}/imm", {"immutable": False})
+    assert unset.json()["message"] == 'ConfigMap "imm" is invalid: immutable: Forbidden: field is immutable when `immutable` is set'
+    assert patch(http, f"{cms}/imm", {"metadata": {"labels": {"a": "b"}}}).status_code == 200  # metadata may change
+    secrets_path = f"/api/v1/namespaces/{ns}/secrets"
+    secret = {"metadata": {"name": "s"}, "immutable": True, "stringData": {"k": "v"}}
+    assert http.post(secrets_path, json=secret).json()["data"] == {"k": "dg=="}
+    refused = patch(http, f"{secrets_path}/s", {"stringData": {"k": "w"}})
+    assert refused.status_code == 422 and refused.json()["details"]["causes"] == [
+        {"reason": "FieldValueForbidden", "message": "Forbidden: field is immutable when `immutable` is set", "field": "data"}
+    ]
+
+
+def test_deployments_carry_their_revision(dyn: Any, ns: str) -> None:
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+
+    def revision(expected: str) -> Any:
+        def check() -> bool:
+            live = deployments.get(name="web", namespace=ns)
+            return (live.metadata.annotations or {}).get("deployment.kubernetes.io/revision") == expected
+
+        return eventually(f"revision {expected}", check)
+
+    deployments.server_side_apply(body=deployment("web", "shop/web:1", namespace=ns), field_manager="promoflow")
+    revision("1")
+    deployments.server_side_apply(body=deployment("web", "shop/web:2", namespace=ns), field_manager="promoflow")
+    revision("2")
+    deployments.server_side_apply(body=deployment("web", "shop/web:2", replicas=3, namespace=ns), field_manager="promoflow")
+    time.sleep(0.5)
+    revision("2")  # scaling is not a new revision
+    deployments.server_side_apply(body=deployment("web", "shop/web:1", replicas=3, namespace=ns), field_manager="promoflow")
+    revision("3")  # going back to an old template makes it the newest revision
+    entries = deployments.get(name="web", namespace=ns).to_dict()["metadata"]["managedFields"]
+    owner = next(e for e in entries if e["manager"] == "kube-controller-manager")  # through /status, with the status
+    assert owner.get("subresource") == "status"
+    assert "f:deployment.kubernetes.io/revision" in owner["fieldsV1"]["f:metadata"]["f:annotations"]
+
+
+def test_stale_resource_version_is_a_conflict(dyn: Any, ns: str) -> None:
+    from kubernetes.dynamic.exceptions import ConflictError
+
+    configmaps = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    first = configmaps.create(body=configmap("settings", data={"a": "1"}), namespace=ns)
+    assert first.metadata.get("generation") is None  # core kinds have none
+    body = first.to_dict()
+    body["data"] = {"a": "2"}
+    second = configmaps.replace(body=body, namespace=ns)
+    assert int(second.metadata.resourceVersion) > int(first.metadata.resourceVersion)
+    unchanged = configmaps.replace(body=second.to_dict(), namespace=ns)
+    assert unchanged.metadata.resourceVersion == second.metadata.resourceVersion
+
+    body["data"] = {"a": "3"}  # still carries the first resourceVersion
+    with pytest.raises(ConflictError) as conflict:
+        configmaps.replace(body=body, namespace=ns)
+    assert json.loads(conflict.value.body)["message"] == (
+        'Operation cannot be fulfilled on configmaps "settings": the object has been modified; please apply your '
+        "changes to the latest version and try again"
+    )
+
+
+def test_dry_run_persists_nothing(dyn: Any, ns: str) -> None:
+    from kubernetes.dynamic.exceptions import NotFoundError
+
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    preview = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow", dry_run="All")
+    assert preview.metadata.name == "web" and preview.spec.replicas == 2
+    with pytest.raises(NotFoundError):
+        deployments.get(name="web", namespace=ns)
+
+    real = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow")
+    changed = deployments.server_side_apply(body=deployment("web", "shop/web:9.9", namespace=ns), field_manager="promoflow", dry_run="All")
+    assert changed.spec.template.spec.containers[0].image == "shop/web:9.9"
+    stored = deployments.get(name="web", namespace=ns)
+    assert stored.spec.template.spec.containers[0].image == "shop/web:1.0"
+    assert stored.metadata.generation == real.metadata.generation == 1
+
+
+def test_status_subresource_isolation_and_generation(dyn: Any, ns: str) -> None:
+    kustomizations = dyn.resources.get(api_version="kustomize.toolkit.fluxcd.io/v1", kind="Kustomization")
+    spec = {"interval": "1m", "prune": True, "sourceRef": {"kind": "GitRepository", "name": "shop"}, "path": "./dev"}
+    body = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "shop", "namespace": ns},
+        "spec": spec,
+        "status": {"lastAppliedRevision": "forged"},
+    }
+    created = kustomizations.server_side_apply(body=body, field_manager="promoflow")
+    assert created.status.to_dict() == {"observedGeneration": -1}  # main-resource writes ignore .status
+    assert created.spec.force is False  # the CRD's defaults
+
+    status_write = {"spec": {"path": "./elsewhere"}, "status": {"lastAppliedRevision": "main@sha1:abc"}}
+    after_status = dyn.patch(kustomizations.status, body=status_write, name="shop", namespace=ns, content_type=MERGE)
+    assert after_status.status.lastAppliedRevision == "main@sha1:abc"
+    assert after_status.spec.path == "./dev"  # /status writes change only .status
+    assert after_status.metadata.generation == 1
+
+    spec_write = {"spec": {"path": "./prod"}, "status": {"lastAppliedRevision": "forged"}}
+    after_spec = kustomizations.patch(body=spec_write, name="shop", namespace=ns, content_type=MERGE)
+    assert after_spec.spec.path == "./prod" and after_spec.status.lastAppliedRevision == "main@sha1:abc"
+    assert after_spec.metadata.generation == 2
+
+    # Argo CD Applications have no /status: their status is written through the main resource.
+    applications = dyn.resources.get(api_version="argoproj.io/v1alpha1", kind="Application")
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop", "namespace": ns},
+        "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc", "namespace": ns}},
+    }
+    applications.server_side_apply(body=app, field_manager="promoflow")
+    written = applications.patch(body={"status": {"health": {"status": "Healthy"}}}, name="shop", namespace=ns, content_type=MERGE)
+    assert written.status.health.status == "Healthy" and written.metadata.generation == 2
+
+
+def test_status_bodies_patch_types_and_selectors(http: httpx.Client, ns: str) -> None:
+    cms = f"/api/v1/namespaces/{ns}/configmaps"
+
+    def named(name: str) -> Obj:
+        return {"name": name, "labels": {"app": "shop"}}
+
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": named("c"), "data": {"a": "1"}}
+    assert http.post(cms, json=body).status_code == 201
+    exists = http.post(cms, json=body).json()
+    assert (exists["reason"], exists["message"], exists["code"]) == ("AlreadyExists", 'configmaps "c" already exists', 409)
+    elsewhere = http.post("/api/v1/namespaces/nowhere-at-all/configmaps", json=body)
+    assert elsewhere.status_code == 404 and elsewhere.json()["message"] == 'namespaces "nowhere-at-all" not found'
+
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}
+    bad["spec"] = {
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "other"}}, "spec": {"containers": [{"name": "app"}]}},
+    }
+    refused = http.post(f"/apis/apps/v1/namespaces/{ns}/deployments", json=bad)
+    assert refused.status_code == 422 and refused.json()["reason"] == "Invalid"
+    assert refused.json()["message"] == (
+        'Deployment.apps "web" is invalid: [spec.template.metadata.labels: Invalid value: {"app":"other"}: '
+        "`selector` does not match template `labels`, spec.template.spec.containers[0].image: Required value]"
+    )
+    assert refused.json()["details"]["kind"] == "Deployment" and refused.json()["details"]["group"] == "apps"
+
+    merged = patch(http, f"{cms}/c", {"data": {"b": "2", "a": None}})
+    assert merged.json()["data"] == {"b": "2"}
+    patched = patch(http, f"{cms}/c", [{"op": "add", "path": "/data/c", "value": "3"}], "application/json-patch+json")
+    assert patched.json()["data"] == {"b": "2", "c": "3"}
+    failed_test = patch(http, f"{cms}/c", [{"op": "test", "path": "/data/c", "value": "x"}], "application/json-patch+json")
+    assert failed_test.status_code == 422
+    assert patch(http, f"{cms}/c", {"data": {"d": "4"}}, STRATEGIC).json()["data"]["d"] == "4"
+    assert patch(http, f"{cms}/c", {}, "text/plain").status_code == 415
+    applied = patch(http, f"{cms}/f", {**body, "metadata": named("f")}, APPLY, fieldManager="me")
+    assert applied.status_code == 201
+    assert patch(http, f"{cms}/f", {**body, "metadata": named("f")}, APPLY, fieldManager="me").status_code == 200
+    unmanaged = patch(http, f"{cms}/f", body, APPLY)
+    assert unmanaged.status_code == 422 and unmanaged.json()["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+    )
+    missing = patch(http, f"{cms}/nope", {"data": {"a": "1"}})
+    assert missing.status_code == 404 and missing.json()["message"] == 'configmaps "nope" not found'
+    http.post(cms, json={**body, "metadata": named("e")}).raise_for_status()
+
+    def names(response: httpx.Response) -> list[str]:
+        return [i["metadata"]["name"] for i in response.json()["items"]]
+
+    assert names(http.get(cms, params={"labelSelector": "app=shop"})) == ["c", "e", "f"]
+    assert names(http.get(cms, params={"labelSelector": "app in (shop),app!=web", "fieldSelector": "metadata.name!=c"})) == ["e", "f"]
+    assert names(http.get("/api/v1/configmaps", params={"fieldSelector": f"metadata.name=f,metadata.namespace={ns}"})) == ["f"]
+    deleted = http.delete(f"{cms}/c")
+    assert deleted.json()["status"] == "Success" and http.get(f"{cms}/c").status_code == 404
+
+
+def test_scale_subresource(http: httpx.Client, ns: str, kubectl: Callable[..., Any]) -> None:
+    http.post(f"/apis/apps/v1/namespaces/{ns}/deployments", json=deployment("web", "shop/web:1")).raise_for_status()
+    scale = http.get(f"/apis/apps/v1/namespaces/{ns}/deployments/web/scale").json()
+    assert (scale["kind"], scale["apiVersion"], scale["spec"], scale["status"]["selector"]) == (
+        "Scale",
+        "autoscaling/v1",
+        {"replicas": 2},
+        "app=web",
+    )
+    scaled = kubectl("scale", "deployment/web", "--replicas=4")
+    assert scaled.returncode == 0, scaled.stderr
+    assert http.get(f"/apis/apps/v1/namespaces/{ns}/deployments/web").json()["spec"]["replicas"] == 4
+
+
+def test_autoscalers_in_both_versions(http: httpx.Client, ns: str) -> None:
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2,
+            "maxReplicas": 5,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
+        },
+    }
+    http.post(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers", json=hpa).raise_for_status()
+    v1 = http.get(f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers/web").json()
+    assert v1["apiVersion"] == "autoscaling/v1"
+    assert v1["spec"] == {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "minReplicas": 2,
+        "maxReplicas": 5,
+        "targetCPUUtilizationPercentage": 60,
+    }
+    v1["spec"]["targetCPUUtilizationPercentage"] = 70
+    http.put(f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers/web", json=v1).raise_for_status()
+    v2 = http.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/web").json()
+    assert v2["spec"]["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
+    ]

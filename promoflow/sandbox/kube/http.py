@@ -332,7 +332,9 @@ class Api:
         raw = await request.read()
         if kind == "apply":
             if not request.query.get("fieldManager"):
-                raise bad_request("PATCH /apply requires fieldManager parameter")
+                cause = {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}
+                message = 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+                raise ApiError(422, "Invalid", message, {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [cause]})
             force = request.query.get("force") == "true"
             code, obj = self.cluster.apply(
                 route.rt, route.namespace, route.name, parse_body(raw), options, force, route.sub  # type: ignore[arg-type]

@@ -48,29 +48,75 @@ CONDITIONS = (
     ("NamespaceContentRemaining", "ContentRemoved", "All content successfully removed"),
     ("NamespaceFinalizersRemaining", "ContentHasNoFinalizers", "All content-preserving finalizers finished"),
 )
-GITOPS_CRDS = (
-    # The kinds promoflow's argocd and flux targets read and patch, served as their CRDs (schemas kept open).
-    ("argoproj.io", "v1alpha1", "Application", "applications", ("app", "apps"), False),
-    ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations", ("ks",), True),
-)
+def _printer(name: str, path: str, priority: int = 0) -> Obj:
+    column: Obj = {"jsonPath": path, "name": name, "type": "date" if name == "Age" else "string"}
+    if priority:
+        column["priority"] = priority
+    return column
 
 
-def crd_manifest(group: str, version: str, kind: str, plural: str, short: tuple[str, ...], status: bool) -> Obj:
-    schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    served: Obj = {"name": version, "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
-    if status:
-        served["subresources"] = {"status": {}}
+def _gitops_crd(group: str, kind: str, plural: str, names: Obj, version: Obj, metadata: Obj) -> Obj:
+    served = {"served": True, "storage": True, **version}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
+        "metadata": {"name": f"{plural}.{group}", **metadata},
         "spec": {
             "group": group,
             "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "shortNames": list(short)},
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": f"{kind}List", **names},
             "versions": [served],
         },
     }
+
+
+# The kinds promoflow's argocd and flux targets read and patch: the names, printer columns and defaults of
+# Argo CD's and Flux's own CRDs (Argo CD v3.5, kustomize-controller v1.9), their schemas kept open.
+OPEN = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+GITOPS_CRDS = (
+    _gitops_crd(
+        "argoproj.io",
+        "Application",
+        "applications",
+        {"shortNames": ["app", "apps"]},
+        {
+            "name": "v1alpha1",
+            "schema": {"openAPIV3Schema": OPEN},
+            "additionalPrinterColumns": [
+                _printer("Sync Status", ".status.sync.status"),
+                _printer("Health Status", ".status.health.status"),
+                _printer("Revision", ".status.sync.revision", 10),
+                _printer("Project", ".spec.project", 10),
+            ],
+        },
+        {"labels": {"app.kubernetes.io/name": "applications.argoproj.io", "app.kubernetes.io/part-of": "argocd"}},
+    ),
+    _gitops_crd(
+        "kustomize.toolkit.fluxcd.io",
+        "Kustomization",
+        "kustomizations",
+        {"shortNames": ["ks"], "categories": ["all", "fluxcd", "fluxcd-appliers"]},
+        {
+            "name": "v1",
+            "schema": {
+                "openAPIV3Schema": {
+                    **OPEN,
+                    "properties": {
+                        "spec": {**OPEN, "properties": {"force": {"type": "boolean", "default": False}}},
+                        "status": {**OPEN, "default": {"observedGeneration": -1}},
+                    },
+                }
+            },
+            "subresources": {"status": {}},
+            "additionalPrinterColumns": [
+                _printer("Age", ".metadata.creationTimestamp"),
+                _printer("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+                _printer("Status", '.status.conditions[?(@.type=="Ready")].message'),
+            ],
+        },
+        {"annotations": {"kustomize.toolkit.fluxcd.io/substitute": "disabled"}},
+    ),
+)
 
 
 class Lifecycle:
@@ -91,7 +137,7 @@ class Lifecycle:
             self._cluster.create(namespaces, None, body, self._options("kube-apiserver"))
         crds = self._cluster.resource("customresourcedefinitions.apiextensions.k8s.io")
         for definition in GITOPS_CRDS:
-            self._cluster.create(crds, None, crd_manifest(*definition), self._options("kube-apiserver"))
+            self._cluster.create(crds, None, copy(definition), self._options("kube-apiserver"))
         for event in self._pending:
             self._handle(event)
         self._pending.clear()

@@ -87,28 +87,31 @@ def _in_view(rt: ResourceType, key: str, sub: Subresource) -> bool:
     return key not in ("apiVersion", "kind", "metadata") and not (key == "status" and rt.status)
 
 
+def _metadata_in_view(rt: ResourceType, sub: Subresource) -> tuple[str, ...]:
+    return USER_METADATA if sub is None else strategy.status_metadata(rt)
+
+
 def view(rt: ResourceType, obj: Obj, sub: Subresource) -> Obj:
+    """The part of `obj` a write to the main resource or its /status may change."""
     out = {k: v for k, v in obj.items() if _in_view(rt, k, sub)}
-    if sub is None:
-        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k in USER_METADATA}
-        if meta:
-            out["metadata"] = meta
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k in _metadata_in_view(rt, sub)}
+    if meta:
+        out["metadata"] = meta
     return out
 
 
 def _compared(rt: ResourceType, obj: Obj, sub: Subresource) -> Obj:
     """The view an Update's ownership is computed on: metadata is always there (a struct in Go)."""
     part = view(rt, obj, sub)
-    if sub is None:
-        part.setdefault("metadata", {})
+    part.setdefault("metadata", {})
     return part
 
 
 def rebuild(rt: ResourceType, base: Obj, part: Obj, sub: Subresource) -> Obj:
     """`base` with its view replaced by `part`."""
-    meta = {k: v for k, v in (base.get("metadata") or {}).items() if sub == "status" or k not in USER_METADATA}
-    if sub is None:
-        meta.update(part.get("metadata") or {})
+    mutable = _metadata_in_view(rt, sub)
+    meta = {k: v for k, v in (base.get("metadata") or {}).items() if k not in mutable}
+    meta.update({k: v for k, v in (part.get("metadata") or {}).items() if k in mutable})
     out: Obj = {"apiVersion": base.get("apiVersion"), "kind": base.get("kind"), "metadata": meta}
     out.update({k: v for k, v in base.items() if k not in out and not _in_view(rt, k, sub)})
     out.update({k: v for k, v in part.items() if k != "metadata"})
@@ -205,8 +208,9 @@ class Cluster:
             current["metadata"].setdefault("annotations", {}).update(annotations)
             return current
 
+        sub: Subresource = "status" if rt.status and strategy.status_metadata(rt) else None
         try:
-            self.patch(rt, namespace or None, name, change, WriteOptions(manager))
+            self.patch(rt, namespace or None, name, change, WriteOptions(manager), sub)
         except ApiError as error:
             raise KeyError(f"no {rt.qualified} {namespace}/{name} in the sandbox cluster") from error
 

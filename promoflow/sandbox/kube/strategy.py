@@ -124,6 +124,29 @@ def template_generation(rt: ResourceType, obj: Obj, old: Obj | None) -> None:
     obj["metadata"].setdefault("annotations", {})[key] = str(generation)
 
 
+STATUS_KEEPS_METADATA = {  # status writes reset all metadata (ResetObjectMetaForStatus)
+    "ValidatingAdmissionPolicy",
+    "FlowSchema",
+    "PriorityLevelConfiguration",
+    "ServiceCIDR",
+    "PodCertificateRequest",
+    "ResourceClaim",
+    "DeviceTaintRule",
+    "VolumeAttachment",
+    "CSINode",
+}
+
+
+def status_metadata(rt: ResourceType) -> tuple[str, ...]:
+    """What of metadata a /status write may change: nothing for custom resources and some kinds, no labels
+    for Deployments (their status strategy keeps the old ones), the rest for the other built-in kinds."""
+    if rt.custom or rt.kind in STATUS_KEEPS_METADATA:
+        return ()
+    if rt.kind == "Deployment":
+        return ("annotations", "ownerReferences", "finalizers")
+    return ("labels", "annotations", "ownerReferences", "finalizers")
+
+
 def held_on_delete(rt: ResourceType, obj: Obj) -> bool:
     """Whether deleting this kind only marks it, for a controller to finish (besides metadata.finalizers)."""
     if rt.kind == "Namespace" and not rt.custom:
