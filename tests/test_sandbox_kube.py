@@ -1173,3 +1173,213 @@ def test_autoscalers_in_both_versions(http: httpx.Client, ns: str) -> None:
     assert v2["spec"]["metrics"] == [
         {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
     ]
+
+
+# --- controllers -----------------------------------------------------------------------------------------
+
+
+def test_workload_rollouts_healthy_slow_and_never_ready(kube_server: KubeServer, dyn: Any, ns: str) -> None:
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    kube_server.behave("slow-*", "slow", seconds=1)
+    kube_server.behave("*:broken", "never_ready", seconds=1)
+
+    def status(name: str) -> Obj:
+        return deployments.get(name=name, namespace=ns).to_dict().get("status", {})
+
+    deployments.server_side_apply(body=deployment("web", "shop/web:1.0", replicas=3, namespace=ns), field_manager="promoflow")
+    healthy = eventually("web is available", lambda: status("web").get("availableReplicas") == 3 and status("web"))
+    assert healthy["observedGeneration"] == 1 and healthy["updatedReplicas"] == healthy["readyReplicas"] == 3
+    eventually(
+        "web has progressed",
+        lambda: {c["type"]: c["reason"] for c in status("web").get("conditions", [])}
+        == {"Available": "MinimumReplicasAvailable", "Progressing": "NewReplicaSetAvailable"},
+    )
+
+    deployments.server_side_apply(body=deployment("slow-api", "shop/api:1.0", namespace=ns), field_manager="promoflow")
+    assert eventually("slow-api is available in the end", lambda: status("slow-api").get("availableReplicas") == 2)
+
+    broken = deployment("web", "shop/web:broken", replicas=3, namespace=ns)
+    broken["spec"]["progressDeadlineSeconds"] = 2
+    deployments.server_side_apply(body=broken, field_manager="promoflow")
+
+    def stuck() -> Obj | None:
+        found = status("web")
+        progressing = next((c for c in found.get("conditions", []) if c["type"] == "Progressing"), {})
+        return found if found.get("observedGeneration") == 2 and progressing.get("status") == "False" else None
+
+    found = eventually("web's rollout gives up", stuck)
+    assert next(c for c in found["conditions"] if c["type"] == "Progressing")["reason"] == "ProgressDeadlineExceeded"
+    assert found["availableReplicas"] >= 2  # the old pods still serve
+
+
+def test_argocd_and_flux_report_through_their_resources(kube_server: KubeServer, dyn: Any, ns: str) -> None:
+    applications = dyn.resources.get(api_version="argoproj.io/v1alpha1", kind="Application")
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop", "namespace": ns},
+        "spec": {
+            "project": "default",
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
+            "source": {"repoURL": "https://git.example.com/shop.git", "targetRevision": "env/prod", "path": "."},
+        },
+    }
+    applications.server_side_apply(body=app, field_manager="promoflow")
+    kube_server.argocd.report("shop", revision="abc123", namespace=ns, health="Progressing", phase="Running")
+    reported = applications.get(name="shop", namespace=ns)
+    assert reported.status.sync.revision == "abc123" and reported.status.health.status == "Progressing"
+    assert reported.status.operationState.phase == "Running"
+    assert reported.metadata.generation == 2  # no status subresource: status counts
+
+    kustomizations = dyn.resources.get(api_version="kustomize.toolkit.fluxcd.io/v1", kind="Kustomization")
+    spec = {"interval": "1m", "prune": True, "sourceRef": {"kind": "GitRepository", "name": "shop"}, "path": "./prod"}
+    body = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": "shop", "namespace": ns}, "spec": spec}
+    kustomizations.server_side_apply(body=body, field_manager="promoflow")
+    kube_server.flux.report("shop", revision="main@sha1:abc123", namespace=ns)
+    kube_server.flux.report("shop", revision="main@sha1:def456", namespace=ns, ready=False)
+    flux = kustomizations.get(name="shop", namespace=ns).status
+    assert flux.lastAppliedRevision == "main@sha1:abc123" and flux.lastAttemptedRevision == "main@sha1:def456"
+    assert (flux.conditions[0].type, flux.conditions[0].status, flux.observedGeneration) == ("Ready", "False", 1)
+
+
+# --- kubectl ---------------------------------------------------------------------------------------------
+
+MANIFESTS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  greeting: hello
+"""
+
+
+def manifest(name: str, image: str, deadline: int = 600) -> str:
+    return f"""\
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: 2
+  progressDeadlineSeconds: {deadline}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+      - name: app
+        image: {image}
+        ports:
+        - containerPort: 8080
+"""
+
+
+def test_kubectl_server_side_apply_get_and_rollout_status(
+    kube_server: KubeServer, kubectl: Callable[..., Any], dyn: Any, ns: str, tmp_path: Path
+) -> None:
+    kube_server.behave("*:broken*", "never_ready", seconds=1)
+    kube_server.behave("slow", "slow", seconds=5)
+    files = tmp_path / "manifests.yaml"
+    files.write_text(MANIFESTS + manifest("web", "shop/web:1.0") + manifest("api", "shop/api:broken", deadline=2) + manifest("slow", "shop/slow:1"))
+
+    applied = kubectl("apply", "--server-side", "-f", str(files))
+    assert applied.returncode == 0, applied.stderr
+    assert "deployment.apps/web serverside-applied" in applied.stdout
+
+    got = kubectl("get", "deployment", "web", "-o", "json", "--show-managed-fields")
+    assert got.returncode == 0, got.stderr
+    web = json.loads(got.stdout)
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1.0"
+    assert ("kubectl", "Apply") in [(e["manager"], e["operation"]) for e in web["metadata"]["managedFields"]]
+    listed = json.loads(kubectl("get", "configmaps", "-l", "!kube-root-ca", "-o", "json").stdout)
+    assert [item["data"] for item in listed["items"] if item["metadata"]["name"] == "settings"] == [{"greeting": "hello"}]
+
+    healthy = kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+    assert healthy.returncode == 0, healthy.stderr
+    assert 'deployment "web" successfully rolled out' in healthy.stdout
+    slow = kubectl("rollout", "status", "deployment/slow", "--timeout=30s")
+    assert slow.returncode == 0 and "Waiting for deployment" in slow.stdout, slow.stderr
+    never = kubectl("rollout", "status", "deployment/api", "--timeout=30s")
+    assert never.returncode != 0
+    assert 'deployment "api" exceeded its progress deadline' in never.stderr
+
+    table = kubectl("get", "deployments")
+    assert table.returncode == 0 and table.stdout.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+
+    changed = MANIFESTS + manifest("web", "shop/web:2.0")
+    conflict = kubectl("apply", "--server-side", "--field-manager=promoflow", "-f", "-", stdin=changed)
+    assert conflict.returncode != 0 and 'conflict with "kubectl"' in conflict.stderr
+    preview = kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=changed)
+    assert preview.returncode == 0 and "(server dry run)" in preview.stdout, preview.stderr
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    assert deployments.get(name="web", namespace=ns).spec.template.spec.containers[0].image == "shop/web:1.0"
+    forced = kubectl("apply", "--server-side", "--field-manager=promoflow", "--force-conflicts", "-f", "-", stdin=changed)
+    assert forced.returncode == 0, forced.stderr
+    assert kubectl("rollout", "status", "deployment/web", "--timeout=30s").returncode == 0
+
+    strict = kubectl("apply", "--server-side", "-f", "-", stdin=MANIFESTS.replace("\ndata:", "\ndta:"))
+    assert strict.returncode != 0 and ".dta: field not declared in schema" in strict.stderr
+    assert kubectl("apply", "-f", "-", stdin=MANIFESTS.replace("\ndata:", "\ndta:")).returncode != 0  # client-side too
+
+
+# --- promoflow's apply, prune and verify of every kind an app brings -------------------------------------------
+
+
+def test_promoflow_applies_prunes_and_verifies_an_app_of_many_kinds(
+    kube_server: KubeServer, http: httpx.Client, ns: str, tmp_path: Path
+) -> None:
+    import yaml
+
+    from promoflow.clusters.health import rollout_status
+    from promoflow.clusters.kubernetes import KubernetesTarget, ObjectRef
+
+    group = f"{secrets.token_hex(4)}.example.com"
+    cluster_role = unique("shop-reader")
+    crd = widget_crd(group)
+    objects = [*yaml.safe_load_all(SAMPLES)]
+    objects = [o for o in objects if o["kind"] not in ("DaemonSet", "StatefulSet")]  # verified elsewhere
+    objects += [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": cluster_role}, "rules": []},
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "migrate"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "shop/migrate:1"}]}}},
+        },
+        crd,
+    ]
+    widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "gadget"}, "spec": {"size": 2}}
+    kubeconfig = kube_server.write_kubeconfig(tmp_path / "kubeconfig", namespace=ns)
+    with KubernetesTarget(str(kubeconfig), "sandbox") as target:
+        try:
+            first = target.apply("shop", "dev", objects)
+            eventually("the CRD is established", lambda: established(http, crd["metadata"]["name"]))
+            widgets_path = f"/apis/{group}/v1/namespaces/{ns}/widgets"  # a real server answers 429 a moment longer
+            eventually("its resources are served", lambda: http.get(widgets_path).status_code == 200)
+            everything = [*objects, widget]
+            second = target.apply("shop", "dev", everything, previous=first.applied)
+            assert [str(r) for r in second.changed] == [f"Widget {ns}/gadget"]
+            live = target.get(ObjectRef("apps/v1", "Deployment", ns, "web"))
+            assert live is not None and live["spec"]["template"]["spec"]["serviceAccountName"] == "sa"
+
+            again = target.apply("shop", "dev", everything, previous=second.applied)
+            assert again.changed == [] and again.pruned == []  # nothing written
+
+            kept = [o for o in everything if o["kind"] not in ("Job", "PodDisruptionBudget", "Widget")]
+            third = target.apply("shop", "dev", kept, previous=again.applied)
+            assert sorted(str(r) for r in third.pruned) == [
+                f"Job {ns}/migrate",
+                f"PodDisruptionBudget {ns}/pdb",
+                f"Widget {ns}/gadget",
+            ]
+            for ref in third.pruned:
+                eventually(f"{ref} is gone", lambda ref=ref: target.get(ref) is None)
+            results = rollout_status(target, third.applied, timeout_seconds=30)
+            assert [(str(r.ref), r.healthy) for r in results] == [(f"Deployment {ns}/web", True)]
+        finally:
+            http.delete(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{cluster_role}")
+            http.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}")

@@ -144,6 +144,22 @@ def nodes(value: Any, schema: Schema, path: FieldPath = ()) -> dict[FieldPath, t
     return out
 
 
+def is_leaf(value: Any, schema: Schema) -> bool:
+    return not _granular(value, schema)
+
+
+def schema_at(schema: Schema, path: FieldPath) -> Schema:
+    """The schema of the value at `path` below a value of `schema`."""
+    for element in path:
+        if not element.startswith("f:"):
+            schema = schema.items
+        elif schema.shape == "struct":
+            schema = schema.field(element[2:]) or ANY
+        else:
+            schema = schema.values
+    return schema
+
+
 def compare(old: Any, new: Any, schema: Schema) -> tuple[set[FieldPath], set[FieldPath]]:
     """(added or modified, removed) from `old` to `new`: what an Update takes ownership of, and what it drops."""
     before, after = nodes(old, schema), nodes(new, schema)

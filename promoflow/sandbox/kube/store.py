@@ -46,7 +46,8 @@ from promoflow.sandbox.kube.fields import (
     dotted,
     entry_for,
     get as get_path,
-    nodes,
+    is_leaf,
+    schema_at as _schema_at,
 )
 from promoflow.sandbox.kube.patches import merge_apply
 from promoflow.sandbox.kube.resources import ORPHAN_BY_DEFAULT, Catalogue, ResourceType
@@ -392,7 +393,7 @@ class Cluster:
                 for entry in others
                 if entry.manager != options.manager
                 for path in sorted(applied_set & entry.fields)
-                if _leaf_differs(current, part, path)
+                if _leaf_differs(current, part, path, schema)
             ]
             if conflicts and not force and not _upgrades_client_side_apply(rt, old, conflicts, options.manager):
                 raise _apply_conflict(conflicts)
@@ -661,8 +662,10 @@ class Cluster:
         return self.end_watches("expire")
 
 
-def _leaf_differs(current: Obj, applied: Obj, path: tuple[str, ...]) -> bool:
-    return get_path(current, path) != get_path(applied, path)
+def _leaf_differs(current: Obj, applied: Obj, path: tuple[str, ...], schema: Schema) -> bool:
+    """A conflict is a value the apply would change: list items and maps merge, only their leaves conflict."""
+    wanted = get_path(applied, path)
+    return is_leaf(wanted, _schema_at(schema, path)) and get_path(current, path) != wanted
 
 
 def _last_applied(body: Obj) -> str:
