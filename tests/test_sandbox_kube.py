@@ -201,7 +201,10 @@ def widgets(http: httpx.Client) -> Iterator[str]:
 def _discovery(http: httpx.Client) -> dict[tuple[str, str], Obj]:
     """Every built-in resource's discovery entry (and its status, scale and finalize subresources)."""
     group_versions = ["v1"] + [
-        v["groupVersion"] for g in http.get("/apis").json()["groups"] for v in g["versions"] if "." not in g["name"] or g["name"].endswith(".k8s.io")
+        v["groupVersion"]
+        for g in http.get("/apis").json()["groups"]
+        for v in g["versions"]
+        if "." not in g["name"] or g["name"].endswith(".k8s.io")
     ]
     found = {}
     for gv in group_versions:
@@ -214,7 +217,9 @@ def _discovery(http: httpx.Client) -> dict[tuple[str, str], Obj]:
             kept = {k: v for k, v in entry.items() if k not in ("storageVersionHash",)}
             kept["verbs"] = sorted(kept["verbs"])
             kept["subresources"] = sorted(
-                s.split("/")[1] for s in subresources if s.split("/")[0] == entry["name"] and s.split("/")[1] in ("status", "scale", "finalize")
+                s.split("/")[1]
+                for s in subresources
+                if s.split("/")[0] == entry["name"] and s.split("/")[1] in ("status", "scale", "finalize")
             )
             found[(gv, entry["name"])] = kept
     return found
@@ -226,7 +231,10 @@ def test_discovery_lists_what_the_real_server_serves(real_kube: ControlPlane) ->
         assert {k: v for k, v in served.items() if served.get(k) != expected.get(k)} == {
             k: v for k, v in expected.items() if served.get(k) != expected.get(k)
         }
-        assert mine.get("/apis/autoscaling").json()["preferredVersion"] == real.get("/apis/autoscaling").json()["preferredVersion"]
+        assert (
+            mine.get("/apis/autoscaling").json()["preferredVersion"]
+            == real.get("/apis/autoscaling").json()["preferredVersion"]
+        )
 
 
 SAMPLES = """\
@@ -515,10 +523,14 @@ def test_create_and_replace_take_kind_and_api_version_from_the_url(
     body = {"metadata": created.json()["metadata"], "data": {"k": "w"}}
     replaced = http.put(f"/api/v1/namespaces/{ns}/configmaps/a", json=body)
     assert replaced.status_code == 200 and replaced.json()["data"] == {"k": "w"}
-    typed = client.AppsV1Api(api).create_namespaced_deployment(ns, deployment("web", "shop/web:1") | {"apiVersion": None, "kind": None})
+    typed = client.AppsV1Api(api).create_namespaced_deployment(
+        ns, deployment("web", "shop/web:1") | {"apiVersion": None, "kind": None}
+    )
     assert typed.kind == "Deployment" and typed.api_version == "apps/v1"
 
-    mismatched = http.post(f"/api/v1/namespaces/{ns}/configmaps", json={"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "b"}})
+    mismatched = http.post(
+        f"/api/v1/namespaces/{ns}/configmaps", json={"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "b"}}
+    )
     assert mismatched.status_code == 400
     custom = http.post(f"/apis/{widgets}/v1/namespaces/{ns}/widgets", json={"metadata": {"name": "w"}})
     assert custom.status_code == 400
@@ -598,7 +610,12 @@ def test_strict_validation_refuses_unknown_nested_fields_and_wrong_types(
 
 def test_custom_resources_are_pruned_defaulted_and_validated(http: httpx.Client, ns: str, widgets: str) -> None:
     collection = f"/apis/{widgets}/v1/namespaces/{ns}/widgets"
-    widget = {"apiVersion": f"{widgets}/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3, "extra": 1}}
+    widget = {
+        "apiVersion": f"{widgets}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w1"},
+        "spec": {"size": 3, "extra": 1},
+    }
     created = http.post(collection, json=widget)
     assert created.status_code == 201 and created.headers["Warning"] == '299 - "unknown field \\"spec.extra\\""'
     assert created.json()["spec"] == {"color": "blue", "size": 3}
@@ -642,7 +659,15 @@ def test_deleting_a_crd_removes_its_resources(http: httpx.Client, ns: str) -> No
     assert found["status"]["acceptedNames"]["listKind"] == "WidgetList"
     assert [c["reason"] for c in found["status"]["conditions"]] == ["NoConflicts", "InitialNamesAccepted"]
     collection = f"/apis/{group}/v1/namespaces/{ns}/widgets"
-    eventually("served", lambda: http.post(collection, json={"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}}).status_code == 201)
+    eventually(
+        "served",
+        lambda: (
+            http.post(
+                collection, json={"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}}
+            ).status_code
+            == 201
+        ),
+    )
     deleting = http.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
     assert deleting.status_code == 200 and deleting.json()["kind"] == "CustomResourceDefinition"
     assert "customresourcecleanup.apiextensions.k8s.io" in deleting.json()["metadata"]["finalizers"]
@@ -683,7 +708,9 @@ def test_delete_answers_and_bodies_end_with_a_newline(http: httpx.Client, ns: st
         "details": {"name": "c", "kind": "configmaps"},
         "code": 404,
     }
-    assert http.get("/api/v1").content.endswith(b"}\n") and http.get(f"/api/v1/namespaces/{ns}/configmaps").content.endswith(b"}\n")
+    assert http.get("/api/v1").content.endswith(b"}\n") and http.get(
+        f"/api/v1/namespaces/{ns}/configmaps"
+    ).content.endswith(b"}\n")
     account = {"metadata": {"name": "robot"}}
     assert http.post(f"/api/v1/namespaces/{ns}/serviceaccounts", json=account).status_code == 201
     assert http.delete(f"/api/v1/namespaces/{ns}/serviceaccounts/robot").json()["kind"] == "ServiceAccount"
@@ -694,7 +721,9 @@ def test_delete_answers_and_bodies_end_with_a_newline(http: httpx.Client, ns: st
 
 def test_finalizers_hold_an_object_being_deleted(http: httpx.Client, ns: str) -> None:
     path = f"/api/v1/namespaces/{ns}/configmaps/held"
-    http.post(f"/api/v1/namespaces/{ns}/configmaps", json=configmap("held", finalizers=["example.com/a"])).raise_for_status()
+    http.post(
+        f"/api/v1/namespaces/{ns}/configmaps", json=configmap("held", finalizers=["example.com/a"])
+    ).raise_for_status()
     merged = patch(http, path, {"metadata": {"finalizers": ["example.com/b"]}}, STRATEGIC)
     assert merged.json()["metadata"]["finalizers"] == ["example.com/b", "example.com/a"]  # merged, not replaced
     assert managers(merged.json())["python-httpx"]["f:metadata"]["f:finalizers"] == {
@@ -709,7 +738,10 @@ def test_finalizers_hold_an_object_being_deleted(http: httpx.Client, ns: str) ->
     assert marked["metadata"]["deletionTimestamp"] and marked["metadata"]["deletionGracePeriodSeconds"] == 0
     assert http.get(path).json()["metadata"]["resourceVersion"] == marked["metadata"]["resourceVersion"]
     again = http.delete(path)
-    assert again.status_code == 200 and again.json()["metadata"]["resourceVersion"] == marked["metadata"]["resourceVersion"]
+    assert (
+        again.status_code == 200
+        and again.json()["metadata"]["resourceVersion"] == marked["metadata"]["resourceVersion"]
+    )
 
     added = patch(http, path, {"metadata": {"finalizers": ["example.com/a", "example.com/b", "example.com/c"]}})
     assert added.status_code == 422
@@ -717,7 +749,9 @@ def test_finalizers_hold_an_object_being_deleted(http: httpx.Client, ns: str) ->
         'ConfigMap "held" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object '
         'is being deleted, found new finalizers []string{"example.com/c"}'
     )
-    patch(http, path, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/a"]}}, STRATEGIC).raise_for_status()
+    patch(
+        http, path, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/a"]}}, STRATEGIC
+    ).raise_for_status()
     assert http.get(path).json()["metadata"]["finalizers"] == ["example.com/b"]
     last = patch(http, path, {"metadata": {"finalizers": None}})
     assert last.status_code == 200 and "finalizers" not in last.json()["metadata"]
@@ -733,7 +767,9 @@ def _owned(http: httpx.Client, ns: str, owner: str, dependent: str) -> Obj:
         "uid": made["metadata"]["uid"],
         "blockOwnerDeletion": True,
     }
-    http.post(f"/api/v1/namespaces/{ns}/configmaps", json=configmap(dependent, ownerReferences=[reference])).raise_for_status()
+    http.post(
+        f"/api/v1/namespaces/{ns}/configmaps", json=configmap(dependent, ownerReferences=[reference])
+    ).raise_for_status()
     return made
 
 
@@ -773,11 +809,18 @@ def test_a_terminating_namespace_refuses_content_and_waits_for_finalizers(
         f'configmaps "late" is forbidden: unable to create new content in namespace {ns} because it is being terminated'
     )
     assert refused.json()["details"]["causes"] == [
-        {"reason": "NamespaceTerminating", "message": f"namespace {ns} is being terminated", "field": "metadata.namespace"}
+        {
+            "reason": "NamespaceTerminating",
+            "message": f"namespace {ns} is being terminated",
+            "field": "metadata.namespace",
+        }
     ]
 
     def waiting() -> Obj | None:
-        conditions = {c["type"]: c for c in (http.get(f"/api/v1/namespaces/{ns}").json().get("status") or {}).get("conditions") or []}
+        conditions = {
+            c["type"]: c
+            for c in (http.get(f"/api/v1/namespaces/{ns}").json().get("status") or {}).get("conditions") or []
+        }
         remaining = conditions.get("NamespaceFinalizersRemaining", {})
         return conditions if remaining.get("status") == "True" else None
 
@@ -785,7 +828,10 @@ def test_a_terminating_namespace_refuses_content_and_waits_for_finalizers(
     assert conditions["NamespaceFinalizersRemaining"]["message"] == (
         "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
     )
-    assert conditions["NamespaceContentRemaining"]["message"] == "Some resources are remaining: configmaps. has 1 resource instances"
+    assert (
+        conditions["NamespaceContentRemaining"]["message"]
+        == "Some resources are remaining: configmaps. has 1 resource instances"
+    )
     assert http.get(f"{cms}/free").status_code == 404
     patch(http, f"{cms}/held", {"metadata": {"finalizers": None}}).raise_for_status()
     eventually("the namespace goes", lambda: http.get(f"/api/v1/namespaces/{ns}").status_code == 404)
@@ -839,7 +885,9 @@ def test_watch_resumes_filters_and_times_out(dyn: Any, ns: str) -> None:
     received: list[tuple[str, str]] = []
 
     def follow() -> None:
-        for event in dyn.watch(configmaps, namespace=ns, resource_version=since, timeout=10, field_selector="metadata.name=c"):
+        for event in dyn.watch(
+            configmaps, namespace=ns, resource_version=since, timeout=10, field_selector="metadata.name=c"
+        ):
             received.append((event["type"], event["object"].metadata.name))
             return
 
@@ -861,7 +909,9 @@ def test_watch_resumes_filters_and_times_out(dyn: Any, ns: str) -> None:
 
 def test_server_side_apply_create_update_and_noop(dyn: Any, ns: str) -> None:
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
-    created = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow")
+    created = deployments.server_side_apply(
+        body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow"
+    )
     assert created.metadata.generation == 1
     assert created.spec.replicas == 2 and created.spec.strategy.type == "RollingUpdate"  # defaulted
     assert list(managers(created)) == ["promoflow"]
@@ -872,14 +922,20 @@ def test_server_side_apply_create_update_and_noop(dyn: Any, ns: str) -> None:
         return live if (live.status.observedGeneration == 1 and live.status.availableReplicas == 2) else None
 
     current = eventually("the rollout settles", settled).metadata.resourceVersion
-    again = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow")
+    again = deployments.server_side_apply(
+        body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow"
+    )
     assert again.metadata.resourceVersion == current  # a no-op write bumps nothing
 
-    labelled = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns, tier="a"), field_manager="promoflow")
+    labelled = deployments.server_side_apply(
+        body=deployment("web", "shop/web:1.0", namespace=ns, tier="a"), field_manager="promoflow"
+    )
     assert int(labelled.metadata.resourceVersion) > int(current)
     assert labelled.metadata.generation == 1  # metadata is not part of generation
 
-    updated = deployments.server_side_apply(body=deployment("web", "shop/web:2.0", namespace=ns, tier="a"), field_manager="promoflow")
+    updated = deployments.server_side_apply(
+        body=deployment("web", "shop/web:2.0", namespace=ns, tier="a"), field_manager="promoflow"
+    )
     assert updated.metadata.generation == 2
     assert updated.spec.template.spec.containers[0].image == "shop/web:2.0"
 
@@ -888,9 +944,16 @@ def test_apply_conflicts_force_ownership_and_field_removal(dyn: Any, ns: str) ->
     from kubernetes.dynamic.exceptions import ConflictError
 
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
-    deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns, team="a", tier="b"), field_manager="promoflow")
+    deployments.server_side_apply(
+        body=deployment("web", "shop/web:1.0", namespace=ns, team="a", tier="b"), field_manager="promoflow"
+    )
 
-    scaler = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}, "spec": {"replicas": 5}}
+    scaler = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"replicas": 5},
+    }
     with pytest.raises(ConflictError) as conflict:
         deployments.server_side_apply(body=scaler, field_manager="autoscaler")
     status = json.loads(conflict.value.body)
@@ -910,10 +973,15 @@ def test_apply_conflicts_force_ownership_and_field_removal(dyn: Any, ns: str) ->
     deployments.server_side_apply(body=sidecar, field_manager="injector")
 
     # promoflow stops applying replicas (owned by the autoscaler: kept) and the tier label (its own: removed).
-    result = deployments.server_side_apply(body=deployment("web", "shop/web:2.0", replicas=None, namespace=ns, team="a"), field_manager="promoflow")
+    result = deployments.server_side_apply(
+        body=deployment("web", "shop/web:2.0", replicas=None, namespace=ns, team="a"), field_manager="promoflow"
+    )
     assert result.spec.replicas == 5
     assert result.metadata.labels.to_dict() == {"team": "a"}
-    assert [(c.name, c.image) for c in result.spec.template.spec.containers] == [("app", "shop/web:2.0"), ("proxy", "envoy:1")]
+    assert [(c.name, c.image) for c in result.spec.template.spec.containers] == [
+        ("app", "shop/web:2.0"),
+        ("proxy", "envoy:1"),
+    ]
     assert 'k:{"name":"proxy"}' in managers(result)["injector"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
 
 
@@ -923,9 +991,13 @@ def test_conflict_messages_name_the_managers(http: httpx.Client, ns: str) -> Non
     one = patch(http, f"{cms}/k1", configmap("k1", data={"key": "b"}), APPLY, fieldManager="b")
     assert one.json()["message"] == 'Apply failed with 1 conflict: conflict with "a": .data.key'
 
-    http.post(cms, json=configmap("k2", data={"key": "a", "other": "x"}), params={"fieldManager": "upd"}).raise_for_status()
+    http.post(
+        cms, json=configmap("k2", data={"key": "a", "other": "x"}), params={"fieldManager": "upd"}
+    ).raise_for_status()
     patch(http, f"{cms}/k2", {"data": {"third": "z"}}, fieldManager="editor").raise_for_status()
-    many = patch(http, f"{cms}/k2", configmap("k2", data={"key": "b", "other": "y", "third": "w"}), APPLY, fieldManager="b")
+    many = patch(
+        http, f"{cms}/k2", configmap("k2", data={"key": "b", "other": "y", "third": "w"}), APPLY, fieldManager="b"
+    )
     assert many.status_code == 409
     assert many.json()["message"] == (
         'Apply failed with 3 conflicts: conflicts with "editor" using v1:\n- .data.third\n'
@@ -962,16 +1034,26 @@ def test_immutable_configmaps_and_secrets(http: httpx.Client, ns: str) -> None:
     http.post(cms, json=configmap("imm", data={"k": "v"}, immutable=True)).raise_for_status()
     changed = patch(http, f"{cms}/imm", {"data": {"k": "w"}})
     assert changed.status_code == 422
-    assert changed.json()["message"] == 'ConfigMap "imm" is invalid: data: Forbidden: field is immutable when `immutable` is set'
+    assert (
+        changed.json()["message"]
+        == 'ConfigMap "imm" is invalid: data: Forbidden: field is immutable when `immutable` is set'
+    )
     unset = patch(http, f"{cms}/imm", {"immutable": False})
-    assert unset.json()["message"] == 'ConfigMap "imm" is invalid: immutable: Forbidden: field is immutable when `immutable` is set'
+    assert (
+        unset.json()["message"]
+        == 'ConfigMap "imm" is invalid: immutable: Forbidden: field is immutable when `immutable` is set'
+    )
     assert patch(http, f"{cms}/imm", {"metadata": {"labels": {"a": "b"}}}).status_code == 200  # metadata may change
     secrets_path = f"/api/v1/namespaces/{ns}/secrets"
     secret = {"metadata": {"name": "s"}, "immutable": True, "stringData": {"k": "v"}}
     assert http.post(secrets_path, json=secret).json()["data"] == {"k": "dg=="}
     refused = patch(http, f"{secrets_path}/s", {"stringData": {"k": "w"}})
     assert refused.status_code == 422 and refused.json()["details"]["causes"] == [
-        {"reason": "FieldValueForbidden", "message": "Forbidden: field is immutable when `immutable` is set", "field": "data"}
+        {
+            "reason": "FieldValueForbidden",
+            "message": "Forbidden: field is immutable when `immutable` is set",
+            "field": "data",
+        }
     ]
 
 
@@ -989,10 +1071,14 @@ def test_deployments_carry_their_revision(dyn: Any, ns: str) -> None:
     revision("1")
     deployments.server_side_apply(body=deployment("web", "shop/web:2", namespace=ns), field_manager="promoflow")
     revision("2")
-    deployments.server_side_apply(body=deployment("web", "shop/web:2", replicas=3, namespace=ns), field_manager="promoflow")
+    deployments.server_side_apply(
+        body=deployment("web", "shop/web:2", replicas=3, namespace=ns), field_manager="promoflow"
+    )
     time.sleep(0.5)
     revision("2")  # scaling is not a new revision
-    deployments.server_side_apply(body=deployment("web", "shop/web:1", replicas=3, namespace=ns), field_manager="promoflow")
+    deployments.server_side_apply(
+        body=deployment("web", "shop/web:1", replicas=3, namespace=ns), field_manager="promoflow"
+    )
     revision("3")  # going back to an old template makes it the newest revision
     entries = deployments.get(name="web", namespace=ns).to_dict()["metadata"]["managedFields"]
     owner = next(e for e in entries if e["manager"] == "kube-controller-manager")  # through /status, with the status
@@ -1026,13 +1112,19 @@ def test_dry_run_persists_nothing(dyn: Any, ns: str) -> None:
     from kubernetes.dynamic.exceptions import NotFoundError
 
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
-    preview = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow", dry_run="All")
+    preview = deployments.server_side_apply(
+        body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow", dry_run="All"
+    )
     assert preview.metadata.name == "web" and preview.spec.replicas == 2
     with pytest.raises(NotFoundError):
         deployments.get(name="web", namespace=ns)
 
-    real = deployments.server_side_apply(body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow")
-    changed = deployments.server_side_apply(body=deployment("web", "shop/web:9.9", namespace=ns), field_manager="promoflow", dry_run="All")
+    real = deployments.server_side_apply(
+        body=deployment("web", "shop/web:1.0", namespace=ns), field_manager="promoflow"
+    )
+    changed = deployments.server_side_apply(
+        body=deployment("web", "shop/web:9.9", namespace=ns), field_manager="promoflow", dry_run="All"
+    )
     assert changed.spec.template.spec.containers[0].image == "shop/web:9.9"
     stored = deployments.get(name="web", namespace=ns)
     assert stored.spec.template.spec.containers[0].image == "shop/web:1.0"
@@ -1073,7 +1165,9 @@ def test_status_subresource_isolation_and_generation(dyn: Any, ns: str) -> None:
         "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc", "namespace": ns}},
     }
     applications.server_side_apply(body=app, field_manager="promoflow")
-    written = applications.patch(body={"status": {"health": {"status": "Healthy"}}}, name="shop", namespace=ns, content_type=MERGE)
+    written = applications.patch(
+        body={"status": {"health": {"status": "Healthy"}}}, name="shop", namespace=ns, content_type=MERGE
+    )
     assert written.status.health.status == "Healthy" and written.metadata.generation == 2
 
 
@@ -1086,7 +1180,11 @@ def test_status_bodies_patch_types_and_selectors(http: httpx.Client, ns: str) ->
     body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": named("c"), "data": {"a": "1"}}
     assert http.post(cms, json=body).status_code == 201
     exists = http.post(cms, json=body).json()
-    assert (exists["reason"], exists["message"], exists["code"]) == ("AlreadyExists", 'configmaps "c" already exists', 409)
+    assert (exists["reason"], exists["message"], exists["code"]) == (
+        "AlreadyExists",
+        'configmaps "c" already exists',
+        409,
+    )
     elsewhere = http.post("/api/v1/namespaces/nowhere-at-all/configmaps", json=body)
     assert elsewhere.status_code == 404 and elsewhere.json()["message"] == 'namespaces "nowhere-at-all" not found'
 
@@ -1107,7 +1205,9 @@ def test_status_bodies_patch_types_and_selectors(http: httpx.Client, ns: str) ->
     assert merged.json()["data"] == {"b": "2"}
     patched = patch(http, f"{cms}/c", [{"op": "add", "path": "/data/c", "value": "3"}], "application/json-patch+json")
     assert patched.json()["data"] == {"b": "2", "c": "3"}
-    failed_test = patch(http, f"{cms}/c", [{"op": "test", "path": "/data/c", "value": "x"}], "application/json-patch+json")
+    failed_test = patch(
+        http, f"{cms}/c", [{"op": "test", "path": "/data/c", "value": "x"}], "application/json-patch+json"
+    )
     assert failed_test.status_code == 422
     assert patch(http, f"{cms}/c", {"data": {"d": "4"}}, STRATEGIC).json()["data"]["d"] == "4"
     assert patch(http, f"{cms}/c", {}, "text/plain").status_code == 415
@@ -1126,8 +1226,12 @@ def test_status_bodies_patch_types_and_selectors(http: httpx.Client, ns: str) ->
         return [i["metadata"]["name"] for i in response.json()["items"]]
 
     assert names(http.get(cms, params={"labelSelector": "app=shop"})) == ["c", "e", "f"]
-    assert names(http.get(cms, params={"labelSelector": "app in (shop),app!=web", "fieldSelector": "metadata.name!=c"})) == ["e", "f"]
-    assert names(http.get("/api/v1/configmaps", params={"fieldSelector": f"metadata.name=f,metadata.namespace={ns}"})) == ["f"]
+    assert names(
+        http.get(cms, params={"labelSelector": "app in (shop),app!=web", "fieldSelector": "metadata.name!=c"})
+    ) == ["e", "f"]
+    assert names(
+        http.get("/api/v1/configmaps", params={"fieldSelector": f"metadata.name=f,metadata.namespace={ns}"})
+    ) == ["f"]
     deleted = http.delete(f"{cms}/c")
     assert deleted.json()["status"] == "Success" and http.get(f"{cms}/c").status_code == 404
 
@@ -1155,7 +1259,12 @@ def test_autoscalers_in_both_versions(http: httpx.Client, ns: str) -> None:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             "minReplicas": 2,
             "maxReplicas": 5,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}},
+                }
+            ],
         },
     }
     http.post(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers", json=hpa).raise_for_status()
@@ -1186,13 +1295,17 @@ def test_workload_rollouts_healthy_slow_and_never_ready(kube_server: KubeServer,
     def status(name: str) -> Obj:
         return deployments.get(name=name, namespace=ns).to_dict().get("status", {})
 
-    deployments.server_side_apply(body=deployment("web", "shop/web:1.0", replicas=3, namespace=ns), field_manager="promoflow")
+    deployments.server_side_apply(
+        body=deployment("web", "shop/web:1.0", replicas=3, namespace=ns), field_manager="promoflow"
+    )
     healthy = eventually("web is available", lambda: status("web").get("availableReplicas") == 3 and status("web"))
     assert healthy["observedGeneration"] == 1 and healthy["updatedReplicas"] == healthy["readyReplicas"] == 3
     eventually(
         "web has progressed",
-        lambda: {c["type"]: c["reason"] for c in status("web").get("conditions", [])}
-        == {"Available": "MinimumReplicasAvailable", "Progressing": "NewReplicaSetAvailable"},
+        lambda: (
+            {c["type"]: c["reason"] for c in status("web").get("conditions", [])}
+            == {"Available": "MinimumReplicasAvailable", "Progressing": "NewReplicaSetAvailable"}
+        ),
     )
 
     deployments.server_side_apply(body=deployment("slow-api", "shop/api:1.0", namespace=ns), field_manager="promoflow")
@@ -1233,7 +1346,12 @@ def test_argocd_and_flux_report_through_their_resources(kube_server: KubeServer,
 
     kustomizations = dyn.resources.get(api_version="kustomize.toolkit.fluxcd.io/v1", kind="Kustomization")
     spec = {"interval": "1m", "prune": True, "sourceRef": {"kind": "GitRepository", "name": "shop"}, "path": "./prod"}
-    body = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": "shop", "namespace": ns}, "spec": spec}
+    body = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "shop", "namespace": ns},
+        "spec": spec,
+    }
     kustomizations.server_side_apply(body=body, field_manager="promoflow")
     kube_server.flux.report("shop", revision="main@sha1:abc123", namespace=ns)
     kube_server.flux.report("shop", revision="main@sha1:def456", namespace=ns, ready=False)
@@ -1284,7 +1402,12 @@ def test_kubectl_server_side_apply_get_and_rollout_status(
     kube_server.behave("*:broken*", "never_ready", seconds=1)
     kube_server.behave("slow", "slow", seconds=5)
     files = tmp_path / "manifests.yaml"
-    files.write_text(MANIFESTS + manifest("web", "shop/web:1.0") + manifest("api", "shop/api:broken", deadline=2) + manifest("slow", "shop/slow:1"))
+    files.write_text(
+        MANIFESTS
+        + manifest("web", "shop/web:1.0")
+        + manifest("api", "shop/api:broken", deadline=2)
+        + manifest("slow", "shop/slow:1")
+    )
 
     applied = kubectl("apply", "--server-side", "-f", str(files))
     assert applied.returncode == 0, applied.stderr
@@ -1296,7 +1419,9 @@ def test_kubectl_server_side_apply_get_and_rollout_status(
     assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1.0"
     assert ("kubectl", "Apply") in [(e["manager"], e["operation"]) for e in web["metadata"]["managedFields"]]
     listed = json.loads(kubectl("get", "configmaps", "-l", "!kube-root-ca", "-o", "json").stdout)
-    assert [item["data"] for item in listed["items"] if item["metadata"]["name"] == "settings"] == [{"greeting": "hello"}]
+    assert [item["data"] for item in listed["items"] if item["metadata"]["name"] == "settings"] == [
+        {"greeting": "hello"}
+    ]
 
     healthy = kubectl("rollout", "status", "deployment/web", "--timeout=30s")
     assert healthy.returncode == 0, healthy.stderr
@@ -1308,7 +1433,13 @@ def test_kubectl_server_side_apply_get_and_rollout_status(
     assert 'deployment "api" exceeded its progress deadline' in never.stderr
 
     table = kubectl("get", "deployments")
-    assert table.returncode == 0 and table.stdout.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert table.returncode == 0 and table.stdout.split("\n")[0].split() == [
+        "NAME",
+        "READY",
+        "UP-TO-DATE",
+        "AVAILABLE",
+        "AGE",
+    ]
 
     changed = MANIFESTS + manifest("web", "shop/web:2.0")
     conflict = kubectl("apply", "--server-side", "--field-manager=promoflow", "-f", "-", stdin=changed)
@@ -1317,7 +1448,9 @@ def test_kubectl_server_side_apply_get_and_rollout_status(
     assert preview.returncode == 0 and "(server dry run)" in preview.stdout, preview.stderr
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
     assert deployments.get(name="web", namespace=ns).spec.template.spec.containers[0].image == "shop/web:1.0"
-    forced = kubectl("apply", "--server-side", "--field-manager=promoflow", "--force-conflicts", "-f", "-", stdin=changed)
+    forced = kubectl(
+        "apply", "--server-side", "--field-manager=promoflow", "--force-conflicts", "-f", "-", stdin=changed
+    )
     assert forced.returncode == 0, forced.stderr
     assert kubectl("rollout", "status", "deployment/web", "--timeout=30s").returncode == 0
 
@@ -1343,12 +1476,21 @@ def test_promoflow_applies_prunes_and_verifies_an_app_of_many_kinds(
     objects = [*yaml.safe_load_all(SAMPLES)]
     objects = [o for o in objects if o["kind"] not in ("DaemonSet", "StatefulSet")]  # verified elsewhere
     objects += [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": cluster_role}, "rules": []},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": cluster_role},
+            "rules": [],
+        },
         {
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {"name": "migrate"},
-            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "shop/migrate:1"}]}}},
+            "spec": {
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "shop/migrate:1"}]}
+                }
+            },
         },
         crd,
     ]

@@ -69,8 +69,10 @@ def test_expired_watches_answer_410(kube: KubeStandIn, dyn: Any) -> None:
         list(dyn.watch(configmaps, namespace="default", resource_version=since, timeout=1))
     assert expired.value.status == 410 and "Expired" in str(expired.value.reason)
     page = httpx.get(f"{kube.url}/api/v1/namespaces/default/configmaps", params={"limit": 1}).json()
-    kube.cluster.compact()
+    configmaps.create(body={"metadata": {"name": "b"}}, namespace="default")
+    kube.cluster.compact()  # the page's resourceVersion is history now
     stale = httpx.get(
-        f"{kube.url}/api/v1/namespaces/default/configmaps", params={"limit": 1, "continue": page["metadata"]["continue"]}
+        f"{kube.url}/api/v1/namespaces/default/configmaps",
+        params={"limit": 1, "continue": page["metadata"]["continue"]},
     )
     assert stale.status_code == 410 and stale.json()["reason"] == "Expired"

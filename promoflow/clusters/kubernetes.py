@@ -419,9 +419,14 @@ def _as_stored(obj: Manifest) -> Manifest:
 
 
 def _holds(live: Any, desired: Any) -> bool:
-    """Every value of `desired` is in `live`; maps may have more keys (defaults), lists must match item by item."""
+    """Every value of `desired` is in `live`; maps may have more keys (defaults), lists must match item by item.
+
+    An empty map or list holds where the field is absent: the API server does not store those (Go's omitempty).
+    """
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and _holds(live[k], v) for k, v in desired.items())
+        return isinstance(live, dict) and all(
+            _holds(live[k], v) if k in live else v in ({}, []) for k, v in desired.items()
+        )
     if isinstance(desired, list):
         return isinstance(live, list) and len(live) == len(desired) and all(map(_holds, live, desired))
     return type(live) is type(desired) and live == desired

@@ -164,9 +164,7 @@ def _quantity(value: Any) -> str:
         return str(int(value)) if value.is_integer() else f"{round(value * 1000)}m"
     if isinstance(value, str) and QUANTITY.match(value.strip()):
         return value.strip()
-    raise _TypeError(
-        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-    )
+    raise _TypeError("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
 
 
 def decode(rt: ResourceType, body: Obj) -> Decoded:
@@ -175,7 +173,8 @@ def decode(rt: ResourceType, body: Obj) -> Decoded:
     try:
         obj = decoder.struct(body, rt.schema, "", "")
     except _TypeError as error:
-        raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {error.message}')
+        message = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {error.message}'
+        raise bad_request(message) from None
     if decoder.causes:
         name = str((body.get("metadata") or {}).get("name", ""))
         raise invalid(rt, name, decoder.causes)
@@ -188,7 +187,9 @@ def check_unknown(rt: ResourceType, decoded: Decoded, validation: Validation, wa
         return
     if validation == "Strict":
         listed = ", ".join(f'unknown field "{path}"' for path in decoded.unknown)
-        raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict decoding error: {listed}')
+        raise bad_request(
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict decoding error: {listed}'
+        )
     warnings.extend(f'unknown field "{path}"' for path in decoded.unknown)
 
 
@@ -236,10 +237,10 @@ def encode(value: Any, schema: Schema) -> None:
         if sub.name == OBJECT_META and value[name] is None:
             value[name] = {}
         item = value[name]
-        if isinstance(item, dict | list) and not item and sub.shape in ("map", "list"):
-            if name not in schema.required and name not in ALWAYS_SENT.get(key, {}):
-                del value[name]
-                continue
+        omitted = name not in schema.required and name not in ALWAYS_SENT.get(key, {})
+        if isinstance(item, dict | list) and not item and sub.shape in ("map", "list") and omitted:
+            del value[name]
+            continue
         encode_value(item, sub)
 
 

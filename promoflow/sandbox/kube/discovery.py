@@ -64,7 +64,7 @@ def resource_list(catalogue: Catalogue, group_version: str) -> Obj:
         if rt.stored:
             entry["storageVersionHash"] = _hash(rt.key)
         resources.append(entry)
-        subresources = []
+        subresources: list[tuple[str, str, list[str], tuple[str, str] | None]] = []
         if rt.kind == "Namespace" and not rt.custom:
             subresources.append(("finalize", rt.kind, ["update"], None))
         if rt.scale:
@@ -83,7 +83,7 @@ def resource_list(catalogue: Catalogue, group_version: str) -> Obj:
 def api_group(catalogue: Catalogue, group: str) -> Obj:
     preferred = catalogue.preferred(group)
     found = [gv.split("/")[1] for gv in catalogue.group_versions if gv.startswith(group + "/")]
-    ordered = [preferred] + sorted((v for v in found if v != preferred), reverse=True)
+    ordered = [preferred, *sorted((v for v in found if v != preferred), reverse=True)]
     versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in ordered]
     return {"name": group, "versions": versions, "preferredVersion": versions[0]}
 
@@ -100,7 +100,7 @@ def openapi_key(group_version: str) -> str:
 
 
 def _v3(node: Any) -> Any:
-    """A bundled JSON-schema node in OpenAPI 3's form: one type, no `additionalProperties: false`, refs to components."""
+    """A bundled JSON-schema node in OpenAPI 3's form: one type, no `additionalProperties: false`, component refs."""
     if isinstance(node, list):
         return [_v3(n) for n in node]
     if not isinstance(node, dict):
@@ -116,9 +116,13 @@ def _v3(node: Any) -> Any:
             if types:
                 out[key] = types[0]
         elif key == "oneOf" and isinstance(value, list):
-            types = {t for option in value for t in (option.get("type") if isinstance(option.get("type"), list) else [option.get("type")])}
-            out["oneOf"] = [{"type": "integer" if "integer" in types else "number"}, {"type": "string"}]
-            out["format"] = "int-or-string" if "integer" in types else "quantity"
+            options = {
+                t
+                for option in value
+                for t in (option.get("type") if isinstance(option.get("type"), list) else [option.get("type")])
+            }
+            out["oneOf"] = [{"type": "integer" if "integer" in options else "number"}, {"type": "string"}]
+            out["format"] = "int-or-string" if "integer" in options else "quantity"
         else:
             out[key] = _v3(value)
     return out
@@ -200,7 +204,10 @@ def openapi_document(catalogue: Catalogue, group_version: str) -> Obj:
         if rt.namespaced:
             item.append(_parameter("namespace", where="path", required=True))
         body = {"requestBody": {"content": {"*/*": {"schema": ref}}, "required": True}}
-        patch_body = {ct: {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}} for ct in PATCH_TYPES}
+        patch_body = {
+            ct: {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}}
+            for ct in PATCH_TYPES
+        }
         patch = operation(
             "patch", {"parameters": [*write, _parameter("force", "boolean")], "requestBody": {"content": patch_body}}
         )
@@ -251,7 +258,9 @@ def document_hash(document: Obj) -> str:
 def _age(timestamp: str | None) -> str:
     if not timestamp:
         return "<unknown>"
-    seconds = max(0, int((datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds()))
+    seconds = max(
+        0, int((datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
+    )
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= 2 * size:
             return f"{seconds // size}{unit}"
@@ -321,7 +330,10 @@ COLUMNS: dict[str, list[tuple[str, Callable[[Obj], Any]]]] = {
         ("Sync Status", lambda o: _at(o, "status", "sync", "status") or ""),
         ("Health Status", lambda o: _at(o, "status", "health", "status") or ""),
     ],
-    "Kustomization": [("Ready", lambda o: _ready_condition(o, "status")), ("Status", lambda o: _ready_condition(o, "message"))],
+    "Kustomization": [
+        ("Ready", lambda o: _ready_condition(o, "status")),
+        ("Status", lambda o: _ready_condition(o, "message")),
+    ],
 }
 
 
@@ -338,11 +350,21 @@ def table(rt: ResourceType, objects: list[Obj], include: str, resource_version: 
         if include == "Object":
             row["object"] = obj
         elif include != "None":
-            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            }
         rows.append(row)
     definitions = [
         {"name": name, "type": "string", "format": "name" if name == "Name" else "", "description": name, "priority": 0}
         for name, _ in columns
     ]
     metadata = {"resourceVersion": str(resource_version)} if resource_version is not None else {}
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": definitions, "rows": rows}
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }

@@ -81,8 +81,8 @@ def invalid(rt: ResourceType, name: str, causes: list[Obj]) -> ApiError:
 
 
 def forbidden(rt: ResourceType, name: str, why: str, causes: list[Obj] | None = None) -> ApiError:
-    extra = {"causes": causes} if causes else {}
-    return ApiError(403, "Forbidden", f'{rt.qualified} "{name}" is forbidden: {why}', details(rt, name, **extra))
+    found = details(rt, name, causes=causes) if causes else details(rt, name)
+    return ApiError(403, "Forbidden", f'{rt.qualified} "{name}" is forbidden: {why}', found)
 
 
 def method_not_allowed() -> ApiError:

@@ -163,11 +163,7 @@ def schema_at(schema: Schema, path: FieldPath) -> Schema:
 def compare(old: Any, new: Any, schema: Schema) -> tuple[set[FieldPath], set[FieldPath]]:
     """(added or modified, removed) from `old` to `new`: what an Update takes ownership of, and what it drops."""
     before, after = nodes(old, schema), nodes(new, schema)
-    changed = {
-        p
-        for p, (v, leaf) in after.items()
-        if p not in before or (leaf and before[p][1] and before[p][0] != v)
-    }
+    changed = {p for p, (v, leaf) in after.items() if p not in before or (leaf and before[p][1] and before[p][0] != v)}
     return changed, set(before) - set(after)
 
 

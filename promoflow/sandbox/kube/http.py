@@ -14,12 +14,12 @@ import yaml
 from aiohttp import web
 
 from promoflow.sandbox.kube import discovery
-from promoflow.sandbox.kube_controllers import Event
 from promoflow.sandbox.kube.errors import ApiError, Expired, bad_request, details, method_not_allowed, no_route
 from promoflow.sandbox.kube.patches import json_patch, merge_patch, strategic_merge
 from promoflow.sandbox.kube.resources import ResourceType
 from promoflow.sandbox.kube.selectors import Selector
 from promoflow.sandbox.kube.store import Cluster, Propagation, WriteOptions, continue_token, list_key, read_continue
+from promoflow.sandbox.kube_controllers import Event
 
 logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -298,7 +298,9 @@ class Api:
             return response(rendered)
         if not route.rt.custom:  # typed lists carry no per-item apiVersion/kind
             objects = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")} for o in objects]
-        return response({"kind": f"{route.rt.kind}List", "apiVersion": route.rt.api_version, "metadata": meta, "items": objects})
+        return response(
+            {"kind": f"{route.rt.kind}List", "apiVersion": route.rt.api_version, "metadata": meta, "items": objects}
+        )
 
     async def _get(self, request: web.Request, route: Route) -> web.StreamResponse:
         assert route.name is not None
@@ -332,12 +334,26 @@ class Api:
         raw = await request.read()
         if kind == "apply":
             if not request.query.get("fieldManager"):
-                cause = {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}
-                message = 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
-                raise ApiError(422, "Invalid", message, {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [cause]})
+                cause = {
+                    "reason": "FieldValueRequired",
+                    "message": "Required value: is required for apply patch",
+                    "field": "fieldManager",
+                }
+                message = (
+                    'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+                )
+                raise ApiError(
+                    422, "Invalid", message, {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [cause]}
+                )
             force = request.query.get("force") == "true"
             code, obj = self.cluster.apply(
-                route.rt, route.namespace, route.name, parse_body(raw), options, force, route.sub  # type: ignore[arg-type]
+                route.rt,
+                route.namespace,
+                route.name,
+                parse_body(raw),
+                options,
+                force,
+                route.sub,  # type: ignore[arg-type]
             )
             return response(obj, code, warnings=options.warnings)
         change = _patched(route.rt, kind, raw)
@@ -353,9 +369,10 @@ class Api:
         if body.get("orphanDependents") is True or query.get("orphanDependents") == "true":
             propagation = propagation or "Orphan"
         if propagation not in (None, "Foreground", "Background", "Orphan"):
-            raise bad_request(f'propagationPolicy: Unsupported value: "{propagation}": supported values: "Foreground", "Background", "Orphan"')
+            supported = '"Foreground", "Background", "Orphan"'
+            raise bad_request(f'propagationPolicy: Unsupported value: "{propagation}": supported values: {supported}')
         options = self._options(request, body.get("dryRun") or [])
-        return options, body.get("preconditions") or {}, propagation
+        return options, dict(body.get("preconditions") or {}), propagation  # type: ignore[return-value]
 
     async def _delete(self, request: web.Request, route: Route) -> web.StreamResponse:
         assert route.name is not None
@@ -367,16 +384,20 @@ class Api:
         return response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": found})
 
     async def _deletecollection(self, request: web.Request, route: Route) -> web.StreamResponse:
-        options, preconditions, propagation = self._delete_options(request, await request.read())
+        options, _, propagation = self._delete_options(request, await request.read())
         keyed, _ = self.cluster.select(route.rt, route.namespace, self._selector(request))
         deleted = []
         for _, obj in keyed:
             with contextlib.suppress(ApiError):  # deleted meanwhile
                 meta = obj["metadata"]
-                deleted.append(self.cluster.delete(route.rt, meta.get("namespace"), meta["name"], options, None, propagation)[0])
+                deleted.append(
+                    self.cluster.delete(route.rt, meta.get("namespace"), meta["name"], options, None, propagation)[0]
+                )
         if not route.rt.custom:
             deleted = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")} for o in deleted]
-        return response({"kind": f"{route.rt.kind}List", "apiVersion": route.rt.api_version, "metadata": {}, "items": deleted})
+        return response(
+            {"kind": f"{route.rt.kind}List", "apiVersion": route.rt.api_version, "metadata": {}, "items": deleted}
+        )
 
     async def _scale(self, request: web.Request, route: Route, verb: str) -> web.StreamResponse:
         assert route.name is not None
@@ -422,7 +443,9 @@ class Api:
 
         async def send(kind: str, obj: Obj) -> None:
             if "as=Table" in request.headers.get("Accept", "") and kind != "ERROR":
-                obj = discovery.table(rt, [obj], query.get("includeObject", "Metadata"), int(obj["metadata"].get("resourceVersion", 0)))
+                obj = discovery.table(
+                    rt, [obj], query.get("includeObject", "Metadata"), int(obj["metadata"].get("resourceVersion", 0))
+                )
             await answer.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n")
 
         def deliver(item: Event | str) -> None:
@@ -474,7 +497,9 @@ class Api:
         def selected(obj: Obj | None) -> bool:
             if obj is None:
                 return False
-            return (route.namespace is None or obj["metadata"].get("namespace") == route.namespace) and selector.matches(obj)
+            return (
+                route.namespace is None or obj["metadata"].get("namespace") == route.namespace
+            ) and selector.matches(obj)
 
         now_in = selected(event.obj)
         obj = convert(event.obj, route.rt)

@@ -18,11 +18,11 @@ import contextlib
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from promoflow.sandbox.kube_controllers import Event, now
 from promoflow.sandbox.kube.errors import ApiError
 from promoflow.sandbox.kube.fields import copy
 from promoflow.sandbox.kube.resources import ResourceType
 from promoflow.sandbox.kube.strategy import CRD_CLEANUP
+from promoflow.sandbox.kube_controllers import Event, now
 
 if TYPE_CHECKING:
     from promoflow.sandbox.kube.store import Cluster
@@ -48,6 +48,8 @@ CONDITIONS = (
     ("NamespaceContentRemaining", "ContentRemoved", "All content successfully removed"),
     ("NamespaceFinalizersRemaining", "ContentHasNoFinalizers", "All content-preserving finalizers finished"),
 )
+
+
 def _printer(name: str, path: str, priority: int = 0) -> Obj:
     column: Obj = {"jsonPath": path, "name": name, "type": "date" if name == "Age" else "string"}
     if priority:
@@ -276,7 +278,8 @@ class Lifecycle:
         failing = {
             "NamespaceContentRemaining": (
                 "SomeResourcesRemain",
-                "Some resources are remaining: " + ", ".join(f"{r} has {n} resource instances" for r, n in sorted(by_resource.items())),
+                "Some resources are remaining: "
+                + ", ".join(f"{r} has {n} resource instances" for r, n in sorted(by_resource.items())),
             )
             if by_resource
             else None,
@@ -291,13 +294,13 @@ class Lifecycle:
         previous = {c["type"]: c for c in (namespace.get("status") or {}).get("conditions") or []}
         conditions = []
         for kind, reason, message in CONDITIONS:
-            status = "False"
+            state = "False"
             if failing.get(kind):
-                status, (reason, message) = "True", failing[kind]  # type: ignore[misc]
+                state, (reason, message) = "True", failing[kind]  # type: ignore[misc]
             old = previous.get(kind, {})
-            stamp = old.get("lastTransitionTime") if old.get("status") == status else now()
+            stamp = old.get("lastTransitionTime") if old.get("status") == state else now()
             conditions.append(
-                {"type": kind, "status": status, "lastTransitionTime": stamp, "reason": reason, "message": message}
+                {"type": kind, "status": state, "lastTransitionTime": stamp, "reason": reason, "message": message}
             )
         if [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conditions] != [
             {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in previous.values()
@@ -332,7 +335,9 @@ class Lifecycle:
         """Accept a CRD's names, serve its versions, and report it Established (as kube-apiserver does at once)."""
         self._cluster.catalogue.define(crd)
         names = (crd.get("spec") or {}).get("names") or {}
-        accepted = {k: names[k] for k in ("plural", "singular", "shortNames", "kind", "listKind", "categories") if k in names}
+        accepted = {
+            k: names[k] for k in ("plural", "singular", "shortNames", "kind", "listKind", "categories") if k in names
+        }
         status = copy(crd.get("status") or {})
         previous = {c["type"]: c for c in status.get("conditions") or []}
         conditions = [
@@ -350,7 +355,10 @@ class Lifecycle:
             for kind, reason, message in conditions
         ]
         others = [c for c in status.get("conditions") or [] if c["type"] not in ("NamesAccepted", "Established")]
-        if status.get("acceptedNames") == accepted and [c for c in status.get("conditions") or [] if c not in others] == wanted:
+        if (
+            status.get("acceptedNames") == accepted
+            and [c for c in status.get("conditions") or [] if c not in others] == wanted
+        ):
             return
         status.update(acceptedNames=accepted, conditions=wanted + others)
         self._cluster.write_status(

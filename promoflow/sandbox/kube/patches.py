@@ -89,7 +89,9 @@ def strategic_merge(target: Any, patch: Any, schema: Schema) -> Any:
             out.pop(key, None)
         elif isinstance(value, list):
             order = patch.get(f"$setElementOrder/{key}")
-            out[key] = _strategic_list(out.get(key), value, _sub(schema, key), order if isinstance(order, list) else None)
+            out[key] = _strategic_list(
+                out.get(key), value, _sub(schema, key), order if isinstance(order, list) else None
+            )
         else:
             out[key] = strategic_merge(out.get(key), value, _sub(schema, key))
     retain = patch.get("$retainKeys")
@@ -136,7 +138,10 @@ def _patch_order(merged: list[Any], patch: list[Any], original: list[Any], key: 
     patched = [identity(i) for i in patch]
     before = [identity(i) for i in original]
     right = sorted((m for m in merged if identity(m) in patched), key=lambda m: patched.index(identity(m)))
-    left = sorted((m for m in merged if identity(m) not in patched), key=lambda m: before.index(identity(m)) if identity(m) in before else len(before))
+    left = sorted(
+        (m for m in merged if identity(m) not in patched),
+        key=lambda m: before.index(identity(m)) if identity(m) in before else len(before),
+    )
     ordered, i, j = [], 0, 0
     while i < len(left) or j < len(right):
         if j >= len(right) or (

@@ -243,7 +243,7 @@ def _builtin() -> list[ResourceType]:
                 continue
             schema = definition(name)
             scope = (group, kind) not in CLUSTER_SCOPED and (group, "*") not in CLUSTER_SCOPED
-            verbs = ALL_VERBS
+            verbs: tuple[str, ...] = ALL_VERBS
             if kind in CREATE_ONLY:
                 verbs = ("create",)
             elif kind in READ_ONLY:
@@ -259,7 +259,7 @@ def _builtin() -> list[ResourceType]:
                     kind,
                     schema,
                     namespaced=scope,
-                    status="status" in schema.fields and verbs == ALL_VERBS or kind == "Namespace",
+                    status=("status" in schema.fields and verbs == ALL_VERBS) or kind == "Namespace",
                     scale=kind in SCALABLE,
                     short_names=SHORT_NAMES.get(kind, ()),
                     categories=categories,
@@ -367,7 +367,9 @@ class Catalogue:
             )
         storage_version = next((v["name"] for v in spec.get("versions") or [] if v.get("storage")), None)
         with self._lock:
-            kept = [rt for rt in self._types if not (rt.custom and rt.group == group and rt.plural == names.get("plural"))]
+            kept = [
+                rt for rt in self._types if not (rt.custom and rt.group == group and rt.plural == names.get("plural"))
+            ]
             self._types = kept + added
             if added:
                 served_names = [rt.version for rt in added]

@@ -158,7 +158,7 @@ def _shape(node: Obj, name: str | None) -> Shape:
         return "any"
     for shape in ("array", "string", "integer", "number", "boolean"):
         if shape in types:
-            return "list" if shape == "array" else shape  # type: ignore[return-value]
+            return "list" if shape == "array" else shape
     return "any"
 
 

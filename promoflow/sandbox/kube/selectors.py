@@ -1,4 +1,4 @@
-"""Label and field selectors: the `labelSelector` and `fieldSelector` of lists and watches, and LabelSelector objects."""
+"""Label and field selectors of lists and watches (`labelSelector`, `fieldSelector`), and LabelSelector objects."""
 
 from __future__ import annotations
 

@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 from promoflow.sandbox.kube import strategy
 from promoflow.sandbox.kube.codec import Validation, apply_unknown, check_unknown, decode, encode, encode_object
-from promoflow.sandbox.kube_controllers import ArgoCD, Event, Faults, Flux, Rollouts, now
 from promoflow.sandbox.kube.conversion import convert
 from promoflow.sandbox.kube.defaults import default
 from promoflow.sandbox.kube.errors import (
@@ -42,11 +41,17 @@ from promoflow.sandbox.kube.fields import (
     compare,
     copy,
     decode_managed,
-    delete as delete_path,
     dotted,
     entry_for,
-    get as get_path,
     is_leaf,
+)
+from promoflow.sandbox.kube.fields import (
+    delete as delete_path,
+)
+from promoflow.sandbox.kube.fields import (
+    get as get_path,
+)
+from promoflow.sandbox.kube.fields import (
     schema_at as _schema_at,
 )
 from promoflow.sandbox.kube.patches import merge_apply
@@ -54,6 +59,7 @@ from promoflow.sandbox.kube.resources import ORPHAN_BY_DEFAULT, Catalogue, Resou
 from promoflow.sandbox.kube.schema import Schema
 from promoflow.sandbox.kube.selectors import Selector
 from promoflow.sandbox.kube.validation import validate
+from promoflow.sandbox.kube_controllers import ArgoCD, Event, Faults, Flux, Rollouts, now
 
 Obj = dict[str, Any]
 Subresource = Literal["status"] | None
@@ -61,7 +67,14 @@ Propagation = Literal["Foreground", "Background", "Orphan"]
 HISTORY_LIMIT = 10_000  # events kept for watches and paged lists; older resourceVersions get 410 Expired
 USER_METADATA = ("labels", "annotations", "ownerReferences", "finalizers")  # what managedFields track
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-SERVER_METADATA = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
+SERVER_METADATA: tuple[str, ...] = (
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "selfLink",
+)
 SERVER_METADATA += ("deletionTimestamp", "deletionGracePeriodSeconds")
 
 
@@ -121,7 +134,11 @@ def rebuild(rt: ResourceType, base: Obj, part: Obj, sub: Subresource) -> Obj:
 
 def _spec_part(rt: ResourceType, obj: Obj) -> Obj:
     """What generation counts: all but metadata (and status, where a status subresource isolates it)."""
-    return {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind") and not (k == "status" and rt.status)}
+    return {
+        k: v
+        for k, v in obj.items()
+        if k not in ("metadata", "apiVersion", "kind") and not (k == "status" and rt.status)
+    }
 
 
 def _zero(rt: ResourceType) -> Obj:
@@ -215,7 +232,9 @@ class Cluster:
         except ApiError as error:
             raise KeyError(f"no {rt.qualified} {namespace}/{name} in the sandbox cluster") from error
 
-    def finalize_namespace(self, rt: ResourceType, name: str, options: WriteOptions, finalizers: list[str] | None = None) -> Obj:
+    def finalize_namespace(
+        self, rt: ResourceType, name: str, options: WriteOptions, finalizers: list[str] | None = None
+    ) -> Obj:
         """PUT /namespaces/{name}/finalize: set spec.finalizers (none: drop "kubernetes"); gone if nothing holds it."""
         with self._lock:
             old = self.get(rt, None, name)
@@ -312,9 +331,9 @@ class Cluster:
         """One resource type per stored kind, in its preferred version."""
         seen: dict[str, ResourceType] = {}
         for rt in self.catalogue.types:
-            if rt.stored and rt.key in self._objects:
-                if rt.key not in seen or rt.version == self.catalogue.preferred(rt.group):
-                    seen[rt.key] = rt
+            preferred = rt.key not in seen or rt.version == self.catalogue.preferred(rt.group)
+            if rt.stored and rt.key in self._objects and preferred:
+                seen[rt.key] = rt
         return list(seen.values())
 
     # --- writes --------------------------------------------------------------------------------------------
@@ -425,9 +444,9 @@ class Cluster:
         with self._lock:  # read-modify-write without a window for others, as the API server retries
             current = self.get(rt, namespace, name)
             patched = change(copy(current))
-            if isinstance(patched, dict) and isinstance(patched.get("metadata"), dict):
-                if "resourceVersion" not in patched["metadata"]:  # a patch only conflicts when it names one
-                    patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            meta = patched.get("metadata") if isinstance(patched, dict) else None
+            if isinstance(meta, dict) and "resourceVersion" not in meta:  # a patch only conflicts when it names one
+                meta["resourceVersion"] = current["metadata"]["resourceVersion"]
             return self.replace(rt, namespace, name, patched, options, sub)
 
     def delete(
@@ -500,7 +519,9 @@ class Cluster:
             )
         meta = body.get("metadata")
         if meta is not None and not isinstance(meta, dict):
-            raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: metadata must be an object')
+            raise bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: metadata must be an object'
+            )
         decoded = decode(rt, body)
         if apply:
             apply_unknown(rt, name or "", decoded, options.validation)
@@ -509,12 +530,16 @@ class Cluster:
         obj = decoded.obj
         meta = obj.setdefault("metadata", {})
         if name is not None and meta.get("name", name) != name:
-            raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+            raise bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
         if name is not None:
             meta["name"] = name
         if rt.namespaced:
             if meta.get("namespace", namespace) != namespace:
-                raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
@@ -756,7 +781,8 @@ def read_continue(token: str) -> tuple[int, str]:
     except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
         raise bad_request(f"invalid continue token: continue key is not valid: {error}") from None
     if rv == 0:
-        raise bad_request("invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        why = "incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        raise bad_request(f"invalid continue token: continue key is not valid: {why}")
     return rv, start
 
 
@@ -769,5 +795,11 @@ def list_key(rt: ResourceType, namespace: str | None, key: tuple[str, str]) -> s
 
 
 def forbidden_terminating(rt: ResourceType, name: str, namespace: str) -> ApiError:
-    cause = {"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated", "field": "metadata.namespace"}
-    return forbidden(rt, name, f"unable to create new content in namespace {namespace} because it is being terminated", [cause])
+    cause = {
+        "reason": "NamespaceTerminating",
+        "message": f"namespace {namespace} is being terminated",
+        "field": "metadata.namespace",
+    }
+    return forbidden(
+        rt, name, f"unable to create new content in namespace {namespace} because it is being terminated", [cause]
+    )

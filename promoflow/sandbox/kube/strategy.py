@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 _ips = itertools.count(1)
 _node_ports = itertools.count(30000)
-PROTECTION = {"PersistentVolumeClaim": "kubernetes.io/pvc-protection", "PersistentVolume": "kubernetes.io/pv-protection"}
+PROTECTION = {
+    "PersistentVolumeClaim": "kubernetes.io/pvc-protection",
+    "PersistentVolume": "kubernetes.io/pv-protection",
+}
 CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
 ALLOCATED = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort")
 
@@ -104,7 +107,7 @@ def prepare_update(rt: ResourceType, obj: Obj, old: Obj, sub: str | None) -> Non
             if key in before and not spec.get(key):
                 spec[key] = before[key]
         for port in spec.get("ports") or []:
-            match = next((p for p in before.get("ports") or [] if p.get("port") == port.get("port")), {})
+            match: Obj = next((p for p in before.get("ports") or [] if p.get("port") == port.get("port")), {})
             if "nodePort" in match and spec.get("type") in ("NodePort", "LoadBalancer"):
                 port.setdefault("nodePort", match["nodePort"])
     elif rt.kind == "Namespace":
@@ -172,7 +175,9 @@ def on_delete(rt: ResourceType, obj: Obj) -> None:
             "message": "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
         }
         status = obj.setdefault("status", {})
-        status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "Terminating"] + [condition]
+        status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "Terminating"] + [
+            condition
+        ]
 
 
 def finished(rt: ResourceType, obj: Obj) -> bool:

@@ -202,7 +202,7 @@ def _crd(obj: Obj) -> list[Obj]:
     name = obj["metadata"]["name"]
     expected = f"{names.get('plural')}.{spec.get('group')}"
     if name != expected:
-        causes.append(invalid_value("metadata.name", name, f"must be spec.names.plural+\".\"+spec.group"))
+        causes.append(invalid_value("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
     for key in ("plural", "kind"):
         if not names.get(key):
             causes.append(required(f"spec.names.{key}"))
@@ -220,7 +220,9 @@ def _crd(obj: Obj) -> list[Obj]:
     if not versions:
         causes.append(required("spec.versions"))
     elif sum(1 for v in versions if v.get("storage")) != 1:
-        causes.append(invalid_value("spec.versions", versions, "must have exactly one version marked as storage version"))
+        causes.append(
+            invalid_value("spec.versions", versions, "must have exactly one version marked as storage version")
+        )
     return causes
 
 
@@ -234,7 +236,10 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None) -> None:
         added = [f for f in meta.get("finalizers") or [] if f not in (old["metadata"].get("finalizers") or [])]
         if added:
             listed = ", ".join(f'"{f}"' for f in added)
-            why = f"no new finalizers can be added if the object is being deleted, found new finalizers []string{{{listed}}}"
+            why = (
+                "no new finalizers can be added if the object is being deleted, "
+                f"found new finalizers []string{{{listed}}}"
+            )
             causes.append(forbidden_value("metadata.finalizers", why))
     if not rt.custom:
         if rt.kind in WORKLOADS:
