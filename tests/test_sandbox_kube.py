@@ -136,6 +136,19 @@ def patch(http: httpx.Client, path: str, body: Any, content_type: str = MERGE, *
     return http.patch(path, content=json.dumps(body), headers={"Content-Type": content_type}, params=params)
 
 
+def kustomization(namespace: str, path: str, **extra: Any) -> Obj:
+    """A Flux Kustomization valid for Flux's own CRD schema (the real server installs it)."""
+    spec = {"interval": "1m", "prune": True, "sourceRef": {"kind": "GitRepository", "name": "shop"}, "path": path}
+    metadata = {"name": "shop", "namespace": namespace}
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": metadata,
+        "spec": spec,
+        **extra,
+    }
+
+
 def widget_crd(group: str, *, status: bool = True, scope: str = "Namespaced") -> Obj:
     """A CRD with a structural schema: a default, typed fields, and (optionally) a status subresource."""
     spec_schema = {
@@ -1133,14 +1146,7 @@ def test_dry_run_persists_nothing(dyn: Any, ns: str) -> None:
 
 def test_status_subresource_isolation_and_generation(dyn: Any, ns: str) -> None:
     kustomizations = dyn.resources.get(api_version="kustomize.toolkit.fluxcd.io/v1", kind="Kustomization")
-    spec = {"interval": "1m", "prune": True, "sourceRef": {"kind": "GitRepository", "name": "shop"}, "path": "./dev"}
-    body = {
-        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-        "kind": "Kustomization",
-        "metadata": {"name": "shop", "namespace": ns},
-        "spec": spec,
-        "status": {"lastAppliedRevision": "forged"},
-    }
+    body = kustomization(ns, "./dev", status={"lastAppliedRevision": "forged"})
     created = kustomizations.server_side_apply(body=body, field_manager="promoflow")
     assert created.status.to_dict() == {"observedGeneration": -1}  # main-resource writes ignore .status
     assert created.spec.force is False  # the CRD's defaults
@@ -1345,14 +1351,7 @@ def test_argocd_and_flux_report_through_their_resources(kube_server: KubeServer,
     assert reported.metadata.generation == 2  # no status subresource: status counts
 
     kustomizations = dyn.resources.get(api_version="kustomize.toolkit.fluxcd.io/v1", kind="Kustomization")
-    spec = {"interval": "1m", "prune": True, "sourceRef": {"kind": "GitRepository", "name": "shop"}, "path": "./prod"}
-    body = {
-        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-        "kind": "Kustomization",
-        "metadata": {"name": "shop", "namespace": ns},
-        "spec": spec,
-    }
-    kustomizations.server_side_apply(body=body, field_manager="promoflow")
+    kustomizations.server_side_apply(body=kustomization(ns, "./prod"), field_manager="promoflow")
     kube_server.flux.report("shop", revision="main@sha1:abc123", namespace=ns)
     kube_server.flux.report("shop", revision="main@sha1:def456", namespace=ns, ready=False)
     flux = kustomizations.get(name="shop", namespace=ns).status

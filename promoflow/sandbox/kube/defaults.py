@@ -152,28 +152,25 @@ def object_field_selector(obj: Obj) -> None:
     obj.setdefault("apiVersion", "v1")
 
 
-def deployment(obj: Obj) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("replicas", 1)
-    strategy = spec.setdefault("strategy", {})
+def _rolling_update(spec: Obj, field: str, unavailable: int | str, surge: int | str) -> None:
+    strategy = spec.setdefault(field, {})
     strategy.setdefault("type", "RollingUpdate")
     if strategy["type"] == "RollingUpdate":
         rolling = strategy.setdefault("rollingUpdate", {})
-        rolling.setdefault("maxUnavailable", "25%")
-        rolling.setdefault("maxSurge", "25%")
+        rolling.setdefault("maxUnavailable", unavailable)
+        rolling.setdefault("maxSurge", surge)
     spec.setdefault("revisionHistoryLimit", 10)
+
+
+def deployment(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    _rolling_update(spec, "strategy", "25%", "25%")
     spec.setdefault("progressDeadlineSeconds", 600)
 
 
 def daemon_set(obj: Obj) -> None:
-    spec = obj.setdefault("spec", {})
-    strategy = spec.setdefault("updateStrategy", {})
-    strategy.setdefault("type", "RollingUpdate")
-    if strategy["type"] == "RollingUpdate":
-        rolling = strategy.setdefault("rollingUpdate", {})
-        rolling.setdefault("maxUnavailable", 1)
-        rolling.setdefault("maxSurge", 0)
-    spec.setdefault("revisionHistoryLimit", 10)
+    _rolling_update(obj.setdefault("spec", {}), "updateStrategy", 1, 0)
 
 
 def stateful_set(obj: Obj) -> None:
