@@ -403,13 +403,7 @@ def test_the_same_manifests_make_the_same_objects(real_kube: ControlPlane, write
             try:
                 created = []
                 for manifest in manifests:
-                    group_version = manifest["apiVersion"]
-                    prefix = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
-                    plural = {"Ingress": "ingresses", "NetworkPolicy": "networkpolicies"}.get(
-                        manifest["kind"], manifest["kind"].lower() + "s"
-                    )
-                    plural = "horizontalpodautoscalers" if manifest["kind"] == "HorizontalPodAutoscaler" else plural
-                    collection = f"{prefix}/namespaces/{namespace}/{plural}"
+                    collection = _collection(manifest, namespace)
                     if write == "create":
                         response = client.post(collection, json=manifest)
                     else:
@@ -1524,3 +1518,53 @@ def test_promoflow_applies_prunes_and_verifies_an_app_of_many_kinds(
         finally:
             http.delete(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{cluster_role}")
             http.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}")
+
+
+def test_kubectl_get_prints_the_real_servers_columns(real_kube: ControlPlane) -> None:
+    """The Table of every kind an app brings: the same columns, and the same cells where no controller writes."""
+    import yaml
+
+    controlled = {"Deployment", "StatefulSet", "DaemonSet", "PodDisruptionBudget"}  # cells that depend on controllers
+    volatile = ("Age", "Created At", "Cluster-IP", "Port(s)")
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    tables: dict[str, list[Obj]] = {}
+    with StandIn() as stand_in:
+        for name, api in (("stand-in", stand_in.api_client()), ("real", real_kube.api_client())):
+            client = raw_client(api)
+            namespace = unique("tables")
+            client.post("/api/v1/namespaces", json={"metadata": {"name": namespace}}).raise_for_status()
+            try:
+                found = []
+                for manifest in yaml.safe_load_all(SAMPLES):
+                    kind = manifest["kind"]
+                    path = _collection(manifest, namespace)
+                    client.post(path, json=manifest).raise_for_status()
+                    printed = client.get(f"{path}/{manifest['metadata']['name']}", headers=accept).json()
+                    columns = [(c["name"], c["type"], c["priority"]) for c in printed["columnDefinitions"]]
+                    names = [c[0] for c in columns]
+                    cells = printed["rows"][0]["cells"]
+                    shown = {n: ("*" if n in volatile else c) for n, c in zip(names, cells, strict=True)}
+                    found.append({"kind": kind, "columns": columns, "cells": None if kind in controlled else shown})
+                crds = client.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", headers=accept).json()
+                found.append(
+                    {
+                        "kind": "CRD",
+                        "columns": [(c["name"], c["type"], c["priority"]) for c in crds["columnDefinitions"]],
+                    }
+                )
+                tables[name] = found
+            finally:
+                client.delete(f"/api/v1/namespaces/{namespace}")
+                client.close()
+    assert tables["stand-in"] == tables["real"]
+
+
+def _collection(manifest: Obj, namespace: str) -> str:
+    group_version = manifest["apiVersion"]
+    prefix = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
+    plural = {"Ingress": "ingresses", "NetworkPolicy": "networkpolicies"}.get(
+        manifest["kind"], manifest["kind"].lower() + "s"
+    )
+    if manifest["kind"] == "HorizontalPodAutoscaler":
+        plural = "horizontalpodautoscalers"
+    return f"{prefix}/namespaces/{namespace}/{plural}"

@@ -1,4 +1,4 @@
-"""Discovery, OpenAPI v3 and server-side printing (tables), built from what the cluster serves.
+"""Discovery and OpenAPI v3, built from what the cluster serves.
 
 OpenAPI v3 documents carry the bundled schemas of the built-in kinds (and each CRD's own), in OpenAPI 3's
 form, so `kubectl explain` prints the fields, client-side `kubectl apply` computes its patches from them,
@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from promoflow.sandbox.kube.resources import GIT_VERSION, VERSION, Catalogue, ResourceType
@@ -250,121 +249,3 @@ def openapi_root(catalogue: Catalogue, digest: Callable[[str], str]) -> Obj:
 
 def document_hash(document: Obj) -> str:
     return hashlib.sha512(json.dumps(document, sort_keys=True).encode()).hexdigest().upper()
-
-
-# --- tables (kubectl get) -------------------------------------------------------------------------------
-
-
-def _age(timestamp: str | None) -> str:
-    if not timestamp:
-        return "<unknown>"
-    seconds = max(
-        0, int((datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
-    )
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _at(obj: Obj, *keys: str) -> Any:
-    node: Any = obj
-    for key in keys:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
-
-
-def _ready_condition(obj: Obj, field_: str) -> str:
-    for condition in _at(obj, "status", "conditions") or []:
-        if condition.get("type") == "Ready":
-            return str(condition.get(field_, ""))
-    return "Unknown" if field_ == "status" else ""
-
-
-def _ports(obj: Obj) -> str:
-    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in _at(obj, "spec", "ports") or []) or "<none>"
-
-
-def _selector(obj: Obj) -> str:
-    labels = _at(obj, "spec", "podSelector", "matchLabels") or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
-
-
-COLUMNS: dict[str, list[tuple[str, Callable[[Obj], Any]]]] = {
-    "Namespace": [("Status", lambda o: _at(o, "status", "phase") or "")],
-    "ConfigMap": [("Data", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {}))],
-    "Secret": [("Type", lambda o: o.get("type", "")), ("Data", lambda o: len(o.get("data") or {}))],
-    "Service": [
-        ("Type", lambda o: _at(o, "spec", "type") or ""),
-        ("Cluster-IP", lambda o: _at(o, "spec", "clusterIP") or "<none>"),
-        ("External-IP", lambda o: "<none>"),
-        ("Port(s)", _ports),
-    ],
-    "Deployment": [
-        ("Ready", lambda o: f"{_at(o, 'status', 'readyReplicas') or 0}/{_at(o, 'spec', 'replicas') or 0}"),
-        ("Up-to-date", lambda o: _at(o, "status", "updatedReplicas") or 0),
-        ("Available", lambda o: _at(o, "status", "availableReplicas") or 0),
-    ],
-    "StatefulSet": [("Ready", lambda o: f"{_at(o, 'status', 'readyReplicas') or 0}/{_at(o, 'spec', 'replicas') or 0}")],
-    "DaemonSet": [
-        ("Desired", lambda o: _at(o, "status", "desiredNumberScheduled") or 0),
-        ("Current", lambda o: _at(o, "status", "currentNumberScheduled") or 0),
-        ("Ready", lambda o: _at(o, "status", "numberReady") or 0),
-        ("Up-to-date", lambda o: _at(o, "status", "updatedNumberScheduled") or 0),
-        ("Available", lambda o: _at(o, "status", "numberAvailable") or 0),
-        ("Node Selector", lambda o: "<none>"),
-    ],
-    "ServiceAccount": [],
-    "NetworkPolicy": [("Pod-Selector", _selector)],
-    "RoleBinding": [("Role", lambda o: f"{_at(o, 'roleRef', 'kind')}/{_at(o, 'roleRef', 'name')}")],
-    "ClusterRoleBinding": [("Role", lambda o: f"{_at(o, 'roleRef', 'kind')}/{_at(o, 'roleRef', 'name')}")],
-    "PersistentVolumeClaim": [
-        ("Status", lambda o: _at(o, "status", "phase") or ""),
-        ("Volume", lambda o: _at(o, "spec", "volumeName") or ""),
-        ("Capacity", lambda o: ""),
-        ("Access Modes", lambda o: ""),
-        ("StorageClass", lambda o: _at(o, "spec", "storageClassName") or "<unset>"),
-        ("VolumeAttributesClass", lambda o: _at(o, "spec", "volumeAttributesClassName") or "<unset>"),
-    ],
-    "Application": [
-        ("Sync Status", lambda o: _at(o, "status", "sync", "status") or ""),
-        ("Health Status", lambda o: _at(o, "status", "health", "status") or ""),
-    ],
-    "Kustomization": [
-        ("Ready", lambda o: _ready_condition(o, "status")),
-        ("Status", lambda o: _ready_condition(o, "message")),
-    ],
-}
-
-
-def table(rt: ResourceType, objects: list[Obj], include: str, resource_version: int | None) -> Obj:
-    """What `kubectl get` asks for (Accept: ...;as=Table): the sandbox's versions of kubectl's columns."""
-    columns = [
-        ("Name", lambda o: o["metadata"]["name"]),
-        *COLUMNS.get(rt.kind, []),
-        ("Age", lambda o: _age(o["metadata"].get("creationTimestamp"))),
-    ]
-    rows = []
-    for obj in objects:
-        row: Obj = {"cells": [get(obj) for _, get in columns]}
-        if include == "Object":
-            row["object"] = obj
-        elif include != "None":
-            row["object"] = {
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": obj["metadata"],
-            }
-        rows.append(row)
-    definitions = [
-        {"name": name, "type": "string", "format": "name" if name == "Name" else "", "description": name, "priority": 0}
-        for name, _ in columns
-    ]
-    metadata = {"resourceVersion": str(resource_version)} if resource_version is not None else {}
-    return {
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-        "columnDefinitions": definitions,
-        "rows": rows,
-    }

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from aiohttp import web
 
-from promoflow.sandbox.kube import discovery
+from promoflow.sandbox.kube import discovery, tables
 from promoflow.sandbox.kube.errors import ApiError, Expired, bad_request, details, method_not_allowed, no_route
 from promoflow.sandbox.kube.patches import json_patch, merge_patch, strategic_merge
 from promoflow.sandbox.kube.resources import ResourceType
@@ -255,7 +255,7 @@ class Api:
     def _render(self, request: web.Request, rt: ResourceType, objects: list[Obj], rv: int | None) -> Obj | None:
         if "as=Table" not in request.headers.get("Accept", ""):
             return None
-        return discovery.table(rt, objects, request.query.get("includeObject", "Metadata"), rv)
+        return tables.table(rt, objects, request.query.get("includeObject", "Metadata"), rv, list(rt.printer_columns))
 
     async def _body(self, request: web.Request) -> Any:
         if "protobuf" in request.content_type or "cbor" in request.content_type:
@@ -443,9 +443,8 @@ class Api:
 
         async def send(kind: str, obj: Obj) -> None:
             if "as=Table" in request.headers.get("Accept", "") and kind != "ERROR":
-                obj = discovery.table(
-                    rt, [obj], query.get("includeObject", "Metadata"), int(obj["metadata"].get("resourceVersion", 0))
-                )
+                rv = int(obj["metadata"].get("resourceVersion", 0))
+                obj = tables.table(rt, [obj], query.get("includeObject", "Metadata"), rv, list(rt.printer_columns))
             await answer.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n")
 
         def deliver(item: Event | str) -> None:

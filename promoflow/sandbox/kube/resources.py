@@ -190,6 +190,7 @@ class ResourceType:
     storage: str = ""  # what versions of one kind share: "group/Kind"; empty for the kind's own
     scale_paths: tuple[str, str, str | None] | None = None  # a custom resource's spec/status replicas, selector
     deprecation: str = ""  # the warning a deprecated kind's requests get
+    printer_columns: tuple[Obj, ...] = ()  # a custom resource's additionalPrinterColumns
 
     @property
     def api_version(self) -> str:
@@ -358,6 +359,7 @@ class Catalogue:
                     singular=str(names.get("singular") or str(names.get("kind", "")).lower()),
                     tracks_generation=True,
                     storage=f"{group}/{names.get('kind')}",
+                    printer_columns=tuple(served.get("additionalPrinterColumns") or ()),
                     scale_paths=(
                         (scale["specReplicasPath"], scale["statusReplicasPath"], scale.get("labelSelectorPath"))
                         if isinstance(scale, dict)
