@@ -4,6 +4,7 @@ kustomize via kubectl."""
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import time
 from collections.abc import Iterator
@@ -424,3 +425,195 @@ def test_unreachable_cluster_is_transient(tmp_path: Path) -> None:
         target.apply("x", "dev", [configmap("x")])
     with pytest.raises(TerminalError, match="cannot load the kubeconfig"):
         KubernetesTarget(str(config), "nope").apply("x", "dev", [configmap("x")])
+
+
+# --- what only a real API server does -------------------------------------------------------------------------
+
+real_only = pytest.mark.parametrize("kube_server", ["real"], indirect=True)
+
+
+@real_only
+def test_a_crd_is_established_before_its_custom_resources_are_applied(target: KubernetesTarget, namespace: str) -> None:
+    group = f"{namespace}.example.com"  # CRDs are cluster-wide: one group per test
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"size": {"type": "integer"}}}},
+                }
+            ],
+        },
+    }
+    widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "size": 3}
+    preview = target.diff("widgets", "dev", [widget, crd])  # not served yet: shown as it would be created
+    assert [(d.ref.kind, d.action) for d in preview] == [("CustomResourceDefinition", "create"), ("Widget", "create")]
+    assert "+size: 3" in preview[1].diff
+
+    first = target.apply("widgets", "dev", [widget, crd])
+    assert [str(ref) for ref in first.changed] == [f"CustomResourceDefinition widgets.{group}", f"Widget {namespace}/w"]
+    live = target.get(ObjectRef(f"{group}/v1", "Widget", namespace, "w"))
+    assert live is not None and live["size"] == 3
+    assert target.apply("widgets", "dev", [widget, crd], previous=first.applied).requests == 2  # nothing resent
+
+    gone = target.apply("widgets", "dev", [], previous=first.applied)  # the resource first, then its definition
+    assert [ref.kind for ref in gone.pruned] == ["Widget", "CustomResourceDefinition"]
+
+
+@real_only
+def test_pruning_a_namespace_held_by_finalizers_reports_it_terminating_and_does_not_wait(
+    target: KubernetesTarget, kube_server: KubeServer, namespace: str
+) -> None:
+    shop = f"{namespace}-shop"
+    held = {**configmap("held"), "metadata": {"name": "held", "namespace": shop, "finalizers": ["example.com/hold"]}}
+    first = target.apply("fin", "dev", [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": shop}}, held])
+    started = time.monotonic()
+    pruned = target.apply("fin", "dev", [], previous=first.applied)
+    assert [str(r) for r in pruned.pruned] == [f"ConfigMap {shop}/held", f"Namespace {shop}"]
+    assert pruned.terminating == pruned.pruned  # a finalizer holds the ConfigMap, and so the Namespace
+    live = kube_server.find("namespaces", "", shop)
+    assert live is not None and live["status"]["phase"] == "Terminating"
+    again = target.apply("fin", "dev", [], previous=first.applied)  # still there: not deleted twice, no error
+    assert again.terminating == pruned.pruned and again.requests == 2
+    assert time.monotonic() - started < 10
+
+    with kube_server.api_client() as api:  # the finalizer's owner finishes: everything goes
+        from kubernetes import client
+
+        core: Any = client.CoreV1Api(api)
+        core.patch_namespaced_config_map("held", shop, {"metadata": {"finalizers": None}})
+    settle_gone = time.monotonic() + 60
+    while kube_server.find("namespaces", "", shop) is not None:
+        assert time.monotonic() < settle_gone, "the namespace was not removed"
+        time.sleep(0.1)
+
+
+def limited_kubeconfig(kube_server: KubeServer, namespace: str, rules: list[dict[str, Any]], path: Path) -> Path:
+    """A kubeconfig for a service account of `namespace` that a Role with `rules` binds there, and nothing else."""
+    from kubernetes import client
+
+    with kube_server.api_client() as api:
+        core: Any = client.CoreV1Api(api)
+        rbac: Any = client.RbacAuthorizationV1Api(api)
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "deployer"}})
+        rbac.create_namespaced_role(namespace, {"metadata": {"name": "deployer"}, "rules": rules})
+        binding = {
+            "metadata": {"name": "deployer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}],
+        }
+        rbac.create_namespaced_role_binding(namespace, binding)
+        request = {"spec": {"expirationSeconds": 3600}}
+        token = core.create_namespaced_service_account_token("deployer", namespace, request).status.token
+    return kube_server.plane.write_kubeconfig(path, "limited", token=token, namespace=namespace)  # type: ignore[attr-defined]
+
+
+@real_only
+def test_an_identity_with_a_namespaced_role_promotes_there_and_a_missing_verb_is_named(
+    kube_server: KubeServer, namespace: str, tmp_path: Path
+) -> None:
+    everything = ["get", "list", "create", "patch", "delete"]
+    rules = [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": everything},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},  # may not patch
+    ]
+    kubeconfig = limited_kubeconfig(kube_server, namespace, rules, tmp_path / "limited.kubeconfig")
+    with KubernetesTarget(str(kubeconfig), "limited") as limited:
+        first = limited.apply("rbac", "dev", [configmap("allowed", a="1")])  # listed in its namespace only
+        assert [ref.name for ref in first.changed] == ["allowed"]
+        with pytest.raises(TerminalError) as refused:
+            limited.apply("rbac", "dev", [configmap("allowed", a="1"), deployment("web", "shop/web:1")])
+    assert str(refused.value) == (
+        f"Deployment {namespace}/web: system:serviceaccount:{namespace}:deployer may not patch deployments.apps "
+        f"in namespace {namespace} (context 'limited'): grant it that verb in a Role or ClusterRole bound to it, "
+        "or use a context that has it"
+    )
+
+
+@real_only
+def test_admission_refusals_are_reported_verbatim(
+    target: KubernetesTarget, kube_server: KubeServer, namespace: str
+) -> None:
+    from kubernetes import client
+
+    with kube_server.api_client() as api:
+        core: Any = client.CoreV1Api(api)
+        quota = {"metadata": {"name": "few"}, "spec": {"hard": {"count/configmaps": "2"}}}  # kube-root-ca.crt is one
+        core.create_namespaced_resource_quota(namespace, quota)
+        deadline = time.monotonic() + 60
+        while not (core.read_namespaced_resource_quota("few", namespace).status.hard or {}):
+            assert time.monotonic() < deadline, "the quota controller did not count the namespace"
+            time.sleep(0.1)
+
+        with pytest.raises(TerminalError) as over_quota:
+            target.apply("quota", "dev", [configmap("a"), configmap("b")])
+        assert str(over_quota.value) == (
+            f'ConfigMap {namespace}/b: the API server refused it (403): configmaps "b" is forbidden: exceeded quota: '
+            "few, requested: count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2"
+        )
+
+        admission: Any = client.AdmissionregistrationV1Api(api)
+        policy = f"{namespace}-no-latest"
+        admission.create_validating_admission_policy(
+            {
+                "metadata": {"name": policy},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": ["apps"],
+                                "apiVersions": ["v1"],
+                                "operations": ["CREATE", "UPDATE"],
+                                "resources": ["deployments"],
+                            }
+                        ]
+                    },
+                    "validations": [
+                        {
+                            "expression": "object.spec.template.spec.containers.all(c, !c.image.endsWith(':latest'))",
+                            "message": "images must not use the latest tag",
+                        }
+                    ],
+                },
+            }
+        )
+        admission.create_validating_admission_policy_binding(
+            {
+                "metadata": {"name": policy},
+                "spec": {
+                    "policyName": policy,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                    },
+                },
+            }
+        )
+        try:
+            deadline = time.monotonic() + 60
+            refusal = ""
+            for attempt in itertools.count():  # the API server loads a new policy within a moment
+                try:
+                    target.apply("vap", "dev", [deployment(f"web-{attempt}", "shop/web:latest")])
+                except TerminalError as refused:
+                    refusal = str(refused)
+                    break
+                assert time.monotonic() < deadline, "the policy never refused anything"
+                time.sleep(0.2)
+            assert refusal == (
+                f"Deployment {namespace}/web-{attempt}: the API server refused it (422): "
+                f"deployments.apps \"web-{attempt}\" is forbidden: ValidatingAdmissionPolicy '{policy}' with binding "
+                f"'{policy}' denied request: images must not use the latest tag"
+            )
+        finally:
+            admission.delete_validating_admission_policy_binding(policy)
+            admission.delete_validating_admission_policy(policy)

@@ -387,7 +387,7 @@ class KubernetesTarget:
         terminating = []
         for ref in doomed:
             if live[ref.key]["metadata"].get("deletionTimestamp"):
-                terminating.append(ref)  # deleted before: deleting again changes nothing (a Namespace refuses it)
+                terminating.append(ref)  # deleted before and still finalizing: asking again changes nothing
                 continue
             resource = self._resource(ref.api_version, ref.kind, str(ref))
             delete = functools.partial(
@@ -466,7 +466,7 @@ def _api_error(what: str, error: Any, where: str) -> TerminalError | TransientEr
         )
     if status == 401:
         return TerminalError(f"{what}: not authenticated (401) in {where}: {message}: check the credentials")
-    if causes and status == 422:
+    if causes and status == 422 and all(c.get("field") for c in causes):  # an admission policy's name none
         details = "; ".join(f"{c.get('field')}: {c.get('message')}" for c in causes)
         return TerminalError(f"{what}: invalid: {redact(details)}: fix the manifest")
     return TerminalError(f"{what}: the API server refused it ({status}): {message}")
