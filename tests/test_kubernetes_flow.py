@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -95,16 +96,25 @@ def test_apply_verify_and_roll_back_a_release_that_never_gets_ready(sandbox: San
 
 def _edit_environment(sandbox: Sandbox, branch: str, path: str, old: str, new: str) -> None:
     """Change one file of an environment branch as a person would: clone, edit, commit, push."""
+
+    def edit(tree: Path) -> None:
+        text = (tree / path).read_text()
+        assert old in text, text
+        (tree / path).write_text(text.replace(old, new))
+
+    _change_environment(sandbox, branch, f"edit {path}", edit)
+
+
+def _change_environment(sandbox: Sandbox, branch: str, message: str, change: Callable[[Path], None]) -> None:
     clone = sandbox.base / "clone"
     if not clone.exists():
         subprocess.run(["git", "clone", "-q", str(sandbox.repo), str(clone)], check=True, capture_output=True)
     git = ["git", "-C", str(clone), "-c", "user.name=ed", "-c", "user.email=ed@example.com"]
     subprocess.run([*git, "checkout", "-q", branch], check=True)
     subprocess.run([*git, "pull", "-q"], check=True)
-    text = (clone / path).read_text()
-    assert old in text, text
-    (clone / path).write_text(text.replace(old, new))
-    subprocess.run([*git, "commit", "-qam", f"edit {path}"], check=True)
+    change(clone)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", message], check=True)
     subprocess.run([*git, "push", "-q", "origin", branch], check=True)
 
 
@@ -242,3 +252,219 @@ def test_a_rollback_that_fails_its_own_rollout_leaves_the_environment_marked_and
     assert rejected == entries[1]["release"]["id"]  # type: ignore[index]
     again = sandbox.cli("pipeline", "web", "--release", "1.3.0")
     assert again.returncode == 1 and "was rejected for dev" in again.stderr
+
+
+def every_kind(namespace: str) -> str:
+    """An app's other objects, of the kinds promoflow meets in clusters, and a CRD with a resource of it."""
+    group = f"{namespace}.example.com"  # cluster-wide names: one per test
+    return f"""\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: web}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: web}}
+rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get, list, watch]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: web}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: web}}
+subjects: [{{kind: ServiceAccount, name: web, namespace: {namespace}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {namespace}-web-reader}}
+rules: [{{apiGroups: [{group}], resources: [widgets], verbs: [get, list]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: web}}
+spec:
+  rules:
+    - host: web.example.com
+      http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: web}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics: [{{type: Resource, resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 80}}}}}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {{name: web}}
+spec: {{minAvailable: 1, selector: {{matchLabels: {{app: web}}}}}}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: report}}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{{name: report, image: busybox:1.36}}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: migrate}}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: migrate, image: busybox:1.36}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: web}}
+spec:
+  podSelector: {{matchLabels: {{app: web}}}}
+  ingress: [{{ports: [{{port: 8080}}]}}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: web-data}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: widgets.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties: {{spec: {{type: object, properties: {{size: {{type: integer}}}}}}}}
+---
+apiVersion: {group}/v1
+kind: Widget
+metadata: {{name: web}}
+spec: {{size: 3}}
+"""
+
+
+EXTRA_KINDS = [
+    ("serviceaccounts", "ServiceAccount", "web"),
+    ("roles.rbac.authorization.k8s.io", "Role", "web"),
+    ("rolebindings.rbac.authorization.k8s.io", "RoleBinding", "web"),
+    ("ingresses.networking.k8s.io", "Ingress", "web"),
+    ("horizontalpodautoscalers.autoscaling", "HorizontalPodAutoscaler", "web"),
+    ("poddisruptionbudgets.policy", "PodDisruptionBudget", "web"),
+    ("cronjobs.batch", "CronJob", "report"),
+    ("jobs.batch", "Job", "migrate"),
+    ("networkpolicies.networking.k8s.io", "NetworkPolicy", "web"),
+    ("persistentvolumeclaims", "PersistentVolumeClaim", "web-data"),
+]
+
+
+@pytest.mark.parametrize("kube_server", ["real"], indirect=True)  # the stand-in serves fewer kinds
+def test_an_app_of_every_common_kind_and_a_crd_is_promoted_verified_and_pruned(sandbox: Sandbox, kube: Cluster) -> None:
+    ns = kube.namespace
+    group = f"{ns}.example.com"
+
+    def add(tree: Path) -> None:
+        (tree / "apps/web/extras.yaml").write_text(every_kind(ns))
+        kustomization = tree / "apps/web/kustomization.yaml"
+        kustomization.write_text(kustomization.read_text().replace("resources:\n", "resources:\n  - extras.yaml\n"))
+
+    _change_environment(sandbox, "env/dev", "web: the objects around it", add)
+    sandbox.publish("1.2.0")
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert promoted.returncode == 0, promoted.stderr
+    for resource, kind, name in EXTRA_KINDS:
+        live = kube.server.find(resource, ns, name)
+        assert live is not None and live["metadata"]["labels"]["promoflow.dev/app"] == "web", kind
+    assert kube.server.find("clusterroles.rbac.authorization.k8s.io", "", f"{ns}-web-reader") is not None
+    assert kube.server.find(f"widgets.{group}", ns, "web")["spec"] == {"size": 3}  # type: ignore[index]
+    (promotion,) = [p for p in sandbox.cli_json("history", "web", "--env", "dev") if p["kind"] == "promotion"]  # type: ignore[union-attr, index]
+    steps = {s["name"]: s for s in promotion["steps"]}
+    applied = [r["kind"] for r in steps["apply"]["detail"]["applied"]]
+    assert applied[:1] == ["CustomResourceDefinition"] and len(applied) == len(EXTRA_KINDS) + 5  # + web, its Service
+    assert [r["object"] for r in steps["verify"]["detail"]["rollouts"]] == [f"Deployment {ns}/web"]
+
+    def drop(tree: Path) -> None:
+        (tree / "apps/web/extras.yaml").unlink()
+        kustomization = tree / "apps/web/kustomization.yaml"
+        kustomization.write_text(kustomization.read_text().replace("  - extras.yaml\n", ""))
+
+    _change_environment(sandbox, "env/dev", "web: alone again", drop)
+    sandbox.publish("1.3.0")
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert promoted.returncode == 0, promoted.stderr
+    newest = sandbox.cli_json("history", "web", "--env", "dev")[0]  # type: ignore[index]
+    pruned = next(s for s in newest["steps"] if s["name"] == "apply")["detail"]["pruned"]
+    assert len(pruned) == len(EXTRA_KINDS) + 3  # the ClusterRole, the Widget and its CRD too
+    assert pruned.index(f"Widget {ns}/web") < pruned.index(f"CustomResourceDefinition widgets.{group}")
+    for resource, kind, name in EXTRA_KINDS:
+        live = kube.server.find(resource, ns, name)
+        assert live is None or live["metadata"].get("deletionTimestamp"), kind  # a claim may still be finalizing
+    assert kube.server.find("customresourcedefinitions.apiextensions.k8s.io", "", f"widgets.{group}") is None
+
+
+CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.3.0\n",
+    "values.yaml": "greeting: hello from helm\n",
+    "templates/deployment.yaml": """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: "{{ .Release.Name }}"
+  labels: {app: web, chart: "{{ .Chart.Name }}-{{ .Chart.Version }}"}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: registry.example.com/demo/web:1.1.0
+          env: [{name: GREETING, value: "{{ .Values.greeting }}"}]
+""",
+    "templates/configmap.yaml": """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: "{{ .Release.Name }}-settings"}
+data: {greeting: "{{ .Values.greeting }}"}
+""",
+}
+
+
+@pytest.mark.parametrize("kube_server", ["real"], indirect=True)
+def test_a_helm_chart_is_rendered_with_helm_and_promoted(sandbox: Sandbox, kube: Cluster) -> None:
+    def chart(tree: Path) -> None:
+        app = tree / "apps/web"
+        for old in app.iterdir():
+            old.unlink()
+        for name, text in CHART.items():
+            (app / name).parent.mkdir(exist_ok=True)
+            (app / name).write_text(text)
+
+    _change_environment(sandbox, "env/dev", "web as a Helm chart", chart)
+    good = sandbox.publish("1.2.0")
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert promoted.returncode == 0, promoted.stderr
+    assert kube.image() == f"registry.example.com/demo/web:1.2.0@{good}"  # pinned in the template, then rendered
+    deployment = kube.server.find("deployments.apps", kube.namespace, "web")
+    assert deployment is not None and deployment["metadata"]["labels"]["chart"] == "web-0.3.0"
+    settings = kube.server.find("configmaps", kube.namespace, "web-settings")
+    assert settings is not None and settings["data"] == {"greeting": "hello from helm"}
+    assert "templates/deployment.yaml" in sandbox.git("show", "--stat", "env/dev")  # the promotion's change
