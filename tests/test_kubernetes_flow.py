@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -407,13 +408,23 @@ def test_an_app_of_every_common_kind_and_a_crd_is_promoted_verified_and_pruned(s
     promoted = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
     assert promoted.returncode == 0, promoted.stderr
     newest = sandbox.cli_json("history", "web", "--env", "dev")[0]  # type: ignore[index]
-    pruned = next(s for s in newest["steps"] if s["name"] == "apply")["detail"]["pruned"]
+    detail = next(s for s in newest["steps"] if s["name"] == "apply")["detail"]
+    pruned = detail["pruned"]
     assert len(pruned) == len(EXTRA_KINDS) + 3  # the ClusterRole, the Widget and its CRD too
     assert pruned.index(f"Widget {ns}/web") < pruned.index(f"CustomResourceDefinition widgets.{group}")
-    for resource, kind, name in EXTRA_KINDS:
-        live = kube.server.find(resource, ns, name)
-        assert live is None or live["metadata"].get("deletionTimestamp"), kind  # a claim may still be finalizing
-    assert kube.server.find("customresourcedefinitions.apiextensions.k8s.io", "", f"widgets.{group}") is None
+    # deleted, but their finalizers (the claim's protection, the CRD's cleanup) still run: reported, not waited for
+    assert detail["terminating"] == [
+        f"PersistentVolumeClaim {ns}/web-data",
+        f"CustomResourceDefinition widgets.{group}",
+    ]
+    deadline = time.monotonic() + 60
+    for resource, namespace, name in [
+        *((resource, ns, name) for resource, _, name in EXTRA_KINDS),
+        ("customresourcedefinitions.apiextensions.k8s.io", "", f"widgets.{group}"),
+    ]:
+        while kube.server.find(resource, namespace, name) is not None:
+            assert time.monotonic() < deadline, f"{resource} {name} is still there"
+            time.sleep(0.1)
 
 
 CHART = {
