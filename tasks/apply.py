@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from promoflow import failpoints
@@ -59,6 +59,11 @@ def apply(config: str, promotion_id: int) -> None:
                 pruned=[str(r) for r in result.pruned],
                 requests=result.requests,
             )
+            if result.terminating:  # deleted, but their finalizers still run: not waited for
+                detail["terminating"] = [str(r) for r in result.terminating]
+                get_run_logger().info(
+                    "Pruned, still terminating until their finalizers finish: %s", ", ".join(detail["terminating"])
+                )
         db.update_promotion(promotion_id, state="applied")
     failpoints.hit("after-apply")
 

@@ -87,7 +87,8 @@ class KubeServer(ABC):
 
         name = f"{prefix}-{next(_names)}-{secrets.token_hex(3)}"
         with self.api_client() as api:
-            client.CoreV1Api(api).create_namespace({"metadata": {"name": name}}, _preload_content=False)
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            client.CoreV1Api(api).create_namespace(body, _preload_content=False)
         self._namespaces.append(name)
         return name
 
@@ -120,6 +121,7 @@ class StandIn(KubeServer):
     def __init__(self) -> None:
         super().__init__()
         self.server = KubeStandIn().start()
+        self.cluster = self.server.cluster  # its store and Python controls: faults, requests, resource_version
 
     @property
     def url(self) -> str:

@@ -200,7 +200,11 @@ class ControlPlane:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         for crd in definitions:
             name = crd["metadata"]["name"]
-            while not established(self.objects.find("customresourcedefinitions.apiextensions.k8s.io", "", name)):
+            # established, and its storage ready: until then lists answer 429 "storage is (re)initializing"
+            while not (
+                established(self.objects.find("customresourcedefinitions.apiextensions.k8s.io", "", name))
+                and self.objects.lists(name)
+            ):
                 if time.monotonic() > deadline:
                     raise TerminalError(
                         f"CustomResourceDefinition {name} not established within {START_TIMEOUT_SECONDS} s"
@@ -295,6 +299,8 @@ class ControlPlane:
             f"--controllers={','.join(CONTROLLERS)}",
             f"--root-ca-file={self.ca_file}",
             "--leader-elect=false",
+            "--kube-api-qps=100",  # not 20: a benchmark's thousands of pods, rather than the controllers' rate limit
+            "--kube-api-burst=200",
             "--secure-port=0",
             "--profiling=false",
             "--v=0",
@@ -344,6 +350,10 @@ class ApiObjects:
             return None
         response.raise_for_status()
         return dict(response.json())
+
+    def lists(self, resource: str) -> bool:
+        """Whether listing `resource` (in every namespace) succeeds now."""
+        return self._http.get(self._path(resource, ""), params={"limit": 1}).status_code == 200
 
     def put(self, resource: str, namespace: str, obj: Obj) -> Obj:
         """Create `obj`, or replace it if it exists."""
