@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from promoflow.sandbox.kube import gotypes
 from promoflow.sandbox.kube.errors import ApiError, bad_request, invalid
 from promoflow.sandbox.kube.fields import KEY_DEFAULTS, list_keys
-from promoflow.sandbox.kube.gotypes import ALWAYS_SENT, STRUCT_FIELDS, table_key
 from promoflow.sandbox.kube.resources import ResourceType
 from promoflow.sandbox.kube.schema import ANY, OBJECT_META, Schema
 
@@ -208,24 +208,15 @@ def apply_unknown(rt: ResourceType, name: str, decoded: Decoded, validation: Val
 # --- encoding ------------------------------------------------------------------------------------------------
 
 
-def _zero(schema: Schema | None, value: Any) -> Any:
-    if schema is None:
-        return value
-    return {"integer": 0, "number": 0, "string": "", "boolean": False, "struct": {}}.get(schema.shape, value)
-
-
 def encode(value: Any, schema: Schema) -> None:
     """Add what Go always writes and drop the empty maps and lists `omitempty` leaves out (in place)."""
     if not isinstance(value, dict) or schema.shape != "struct":
         return
-    key = table_key(schema.name or "")
-    for name in schema.required:
-        if name not in value and name not in ("apiVersion", "kind"):
-            sub = schema.field(name)
-            value[name] = _zero(sub, None)
-    for name, zero in ALWAYS_SENT.get(key, {}).items():
+    name_of = schema.name or ""
+    always = gotypes.zero_fields(name_of)
+    for name, zero in always.items():
         value.setdefault(name, zero)
-    for name in STRUCT_FIELDS.get(key, ()):
+    for name in gotypes.struct_fields(name_of):
         value.setdefault(name, {})
     for name in schema.fields:
         if name not in value and (schema.field(name) or ANY).name == OBJECT_META:
@@ -234,11 +225,8 @@ def encode(value: Any, schema: Schema) -> None:
         sub = schema.field(name)
         if sub is None:
             continue
-        if sub.name == OBJECT_META and value[name] is None:
-            value[name] = {}
         item = value[name]
-        omitted = name not in schema.required and name not in ALWAYS_SENT.get(key, {})
-        if isinstance(item, dict | list) and not item and sub.shape in ("map", "list") and omitted:
+        if isinstance(item, dict | list) and not item and sub.shape in ("map", "list") and name not in always:
             del value[name]
             continue
         encode_value(item, sub)

@@ -1,175 +1,37 @@
-"""How Go serializes the built-in kinds, where their OpenAPI schemas do not say.
+"""How Go writes and reads the built-in kinds, where their OpenAPI schemas do not say.
 
 Go always writes a struct-typed field that is not a pointer (`spec`, `template`, `resources: {}`), and a
-field without `omitempty` even at its zero value (`numberMisscheduled: 0`, `rules: null`); the schemas mark
-neither (only some of the latter as `required`). These tables come from the json tags of the Go types in
-k8s.io/api, apiextensions-apiserver and kube-aggregator v0.37.2: STRUCT_FIELDS lists the struct-typed fields
-of each definition (names shortened from `io.k8s.api.`), ALWAYS_SENT the non-`omitempty` fields the schema
-does not list as required, with the zero value Go writes for them. `metadata` is always written too.
+field without `omitempty` even at its zero value (`numberMisscheduled: 0`, `rules: null`); kubectl sends
+built-in kinds as protobuf, whose field numbers no schema carries. gotypes.json holds these facts, read
+from the json and protobuf tags of the Go types by tools/kube/gotypes.py, by OpenAPI definition name:
+- `struct_fields`: the struct-typed fields Go always writes;
+- `zero_fields`: the fields it writes even at their zero value, with that value (null for pointers, slices, maps);
+- `wire`: each field's [number, json name, kind, target, repeated, pointer, omitempty], kind one of string,
+  bool, int, bytes, message (target: its definition), map (then value kind and target), or inline (an
+  embedded struct: a nested message on the wire, its fields inlined in JSON).
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
 from typing import Any
 
-STRUCT_FIELDS: dict[str, tuple[str, ...]] = {
-    "admissionregistration.v1.MutatingAdmissionPolicy": ("spec",),
-    "admissionregistration.v1.MutatingAdmissionPolicyBinding": ("spec",),
-    "admissionregistration.v1.MutatingWebhook": ("clientConfig",),
-    "admissionregistration.v1.ValidatingAdmissionPolicy": ("spec", "status"),
-    "admissionregistration.v1.ValidatingAdmissionPolicyBinding": ("spec",),
-    "admissionregistration.v1.ValidatingWebhook": ("clientConfig",),
-    "apps.v1.DaemonSet": ("spec", "status"),
-    "apps.v1.DaemonSetSpec": ("template", "updateStrategy"),
-    "apps.v1.Deployment": ("spec", "status"),
-    "apps.v1.DeploymentSpec": ("strategy", "template"),
-    "apps.v1.ReplicaSet": ("spec", "status"),
-    "apps.v1.ReplicaSetSpec": ("template",),
-    "apps.v1.StatefulSet": ("spec", "status"),
-    "apps.v1.StatefulSetSpec": ("template", "updateStrategy"),
-    "authentication.v1.SelfSubjectReview": ("status",),
-    "authentication.v1.SelfSubjectReviewStatus": ("userInfo",),
-    "authentication.v1.TokenRequest": ("spec", "status"),
-    "authentication.v1.TokenReview": ("spec", "status"),
-    "authentication.v1.TokenReviewStatus": ("user",),
-    "authorization.v1.LocalSubjectAccessReview": ("spec", "status"),
-    "authorization.v1.SelfSubjectAccessReview": ("spec", "status"),
-    "authorization.v1.SelfSubjectRulesReview": ("spec", "status"),
-    "authorization.v1.SubjectAccessReview": ("spec", "status"),
-    "autoscaling.v1.HorizontalPodAutoscaler": ("spec", "status"),
-    "autoscaling.v1.HorizontalPodAutoscalerSpec": ("scaleTargetRef",),
-    "autoscaling.v1.Scale": ("spec", "status"),
-    "autoscaling.v2.ContainerResourceMetricSource": ("target",),
-    "autoscaling.v2.ContainerResourceMetricStatus": ("current",),
-    "autoscaling.v2.ExternalMetricSource": ("metric", "target"),
-    "autoscaling.v2.ExternalMetricStatus": ("current", "metric"),
-    "autoscaling.v2.HorizontalPodAutoscaler": ("spec", "status"),
-    "autoscaling.v2.HorizontalPodAutoscalerSpec": ("scaleTargetRef",),
-    "autoscaling.v2.ObjectMetricSource": ("describedObject", "metric", "target"),
-    "autoscaling.v2.ObjectMetricStatus": ("current", "describedObject", "metric"),
-    "autoscaling.v2.PodsMetricSource": ("metric", "target"),
-    "autoscaling.v2.PodsMetricStatus": ("current", "metric"),
-    "autoscaling.v2.ResourceMetricSource": ("target",),
-    "autoscaling.v2.ResourceMetricStatus": ("current",),
-    "batch.v1.CronJob": ("spec", "status"),
-    "batch.v1.CronJobSpec": ("jobTemplate",),
-    "batch.v1.Job": ("spec", "status"),
-    "batch.v1.JobSpec": ("template",),
-    "batch.v1.JobTemplateSpec": ("spec",),
-    "certificates.v1.CertificateSigningRequest": ("spec", "status"),
-    "certificates.v1.ClusterTrustBundle": ("spec",),
-    "certificates.v1.PodCertificateRequest": ("spec", "status"),
-    "coordination.v1.Lease": ("spec",),
-    "core.v1.Binding": ("target",),
-    "core.v1.Container": ("resources",),
-    "core.v1.ContainerStatus": ("lastState", "state"),
-    "core.v1.EphemeralContainer": ("resources",),
-    "core.v1.Event": ("involvedObject", "source"),
-    "core.v1.LimitRange": ("spec",),
-    "core.v1.Namespace": ("spec", "status"),
-    "core.v1.Node": ("spec", "status"),
-    "core.v1.NodeDaemonEndpoints": ("kubeletEndpoint",),
-    "core.v1.NodeStatus": ("daemonEndpoints", "nodeInfo"),
-    "core.v1.PersistentVolume": ("spec", "status"),
-    "core.v1.PersistentVolumeClaim": ("spec", "status"),
-    "core.v1.PersistentVolumeClaimSpec": ("resources",),
-    "core.v1.PersistentVolumeClaimTemplate": ("spec",),
-    "core.v1.Pod": ("spec", "status"),
-    "core.v1.PodTemplate": ("template",),
-    "core.v1.PodTemplateSpec": ("spec",),
-    "core.v1.PreferredSchedulingTerm": ("preference",),
-    "core.v1.ReplicationController": ("spec", "status"),
-    "core.v1.ResourceQuota": ("spec", "status"),
-    "core.v1.Service": ("spec", "status"),
-    "core.v1.ServiceStatus": ("loadBalancer",),
-    "core.v1.WeightedPodAffinityTerm": ("podAffinityTerm",),
-    "discovery.v1.Endpoint": ("conditions",),
-    "events.v1.Event": ("deprecatedSource", "regarding"),
-    "flowcontrol.v1.FlowSchema": ("spec", "status"),
-    "flowcontrol.v1.FlowSchemaSpec": ("priorityLevelConfiguration",),
-    "flowcontrol.v1.LimitedPriorityLevelConfiguration": ("limitResponse",),
-    "flowcontrol.v1.PriorityLevelConfiguration": ("spec", "status"),
-    "networking.v1.HTTPIngressPath": ("backend",),
-    "networking.v1.IPAddress": ("spec",),
-    "networking.v1.Ingress": ("spec", "status"),
-    "networking.v1.IngressClass": ("spec",),
-    "networking.v1.IngressServiceBackend": ("port",),
-    "networking.v1.IngressStatus": ("loadBalancer",),
-    "networking.v1.NetworkPolicy": ("spec",),
-    "networking.v1.NetworkPolicySpec": ("podSelector",),
-    "networking.v1.ServiceCIDR": ("spec", "status"),
-    "policy.v1.PodDisruptionBudget": ("spec", "status"),
-    "rbac.v1.ClusterRoleBinding": ("roleRef",),
-    "rbac.v1.RoleBinding": ("roleRef",),
-    "resource.v1.AllocationResult": ("devices",),
-    "resource.v1.DeviceClass": ("spec",),
-    "resource.v1.DeviceTaintRule": ("spec", "status"),
-    "resource.v1.DeviceTaintRuleSpec": ("taint",),
-    "resource.v1.ResourceClaim": ("spec", "status"),
-    "resource.v1.ResourceClaimSpec": ("devices",),
-    "resource.v1.ResourceClaimTemplate": ("spec",),
-    "resource.v1.ResourceClaimTemplateSpec": ("spec",),
-    "resource.v1.ResourceSlice": ("spec",),
-    "resource.v1.ResourceSliceSpec": ("pool",),
-    "storage.v1.CSIDriver": ("spec",),
-    "storage.v1.CSINode": ("spec", "status"),
-    "storage.v1.VolumeAttachment": ("spec", "status"),
-    "storage.v1.VolumeAttachmentSpec": ("source",),
-    "storagemigration.v1.StorageVersionMigration": ("spec", "status"),
-    "storagemigration.v1.StorageVersionMigrationSpec": ("resource",),
-    "apiextensions.v1.CustomResourceDefinition": ("spec", "status"),
-    "apiextensions.v1.CustomResourceDefinitionSpec": ("names",),
-    "apiextensions.v1.CustomResourceDefinitionStatus": ("acceptedNames",),
-    "apiregistration.v1.APIService": ("spec", "status"),
-}
-ALWAYS_SENT: dict[str, dict[str, Any]] = {
-    "apps.v1.ControllerRevision": {"revision": 0},
-    "apps.v1.DaemonSetCondition": {"type": "", "status": ""},
-    "apps.v1.DeploymentCondition": {"type": "", "status": ""},
-    "apps.v1.ReplicaSetCondition": {"type": "", "status": ""},
-    "apps.v1.StatefulSetCondition": {"type": "", "status": ""},
-    "apps.v1.StatefulSetOrdinals": {"start": 0},
-    "apps.v1.StatefulSetSpec": {"serviceName": ""},
-    "apps.v1.StatefulSetStatus": {"availableReplicas": 0},
-    "authentication.v1.TokenRequestSpec": {"audiences": None, "expirationSeconds": None, "boundObjectRef": None},
-    "authentication.v1.TokenRequestStatus": {"token": "", "expirationTimestamp": None},
-    "autoscaling.v2.HorizontalPodAutoscalerStatus": {"currentMetrics": None},
-    "batch.v1.PodFailurePolicyOnPodConditionsPattern": {"status": ""},
-    "core.v1.AzureFilePersistentVolumeSource": {"secretNamespace": None},
-    "core.v1.ContainerImage": {"names": None},
-    "core.v1.Event": {"reportingComponent": "", "reportingInstance": ""},
-    "core.v1.GRPCAction": {"service": None},
-    "core.v1.NodeRuntimeHandler": {"name": ""},
-    "core.v1.ProjectedVolumeSource": {"sources": None},
-    "core.v1.TypedLocalObjectReference": {"apiGroup": None},
-    "core.v1.TypedObjectReference": {"apiGroup": None},
-    "discovery.v1.EndpointSlice": {"endpoints": None, "ports": None},
-    "flowcontrol.v1.FlowSchemaSpec": {"matchingPrecedence": 0},
-    "flowcontrol.v1.LimitedPriorityLevelConfiguration": {"nominalConcurrencyShares": None},
-    "flowcontrol.v1.QueuingConfiguration": {"queues": 0, "handSize": 0, "queueLengthLimit": 0},
-    "flowcontrol.v1.ResourcePolicyRule": {"namespaces": None},
-    "networking.v1.IngressClassParametersReference": {"scope": None},
-    "policy.v1.PodDisruptionBudgetStatus": {
-        "disruptionsAllowed": 0,
-        "currentHealthy": 0,
-        "desiredHealthy": 0,
-        "expectedPods": 0,
-    },
-    "rbac.v1.ClusterRole": {"rules": None},
-    "rbac.v1.Role": {"rules": None},
-    "rbac.v1.RoleRef": {"apiGroup": ""},
-    "resource.v1.AllocatedDeviceStatus": {"conditions": None},
-    "resource.v1.CapacityRequestPolicy": {"default": None},
-    "resource.v1.DeviceClaim": {"requests": None},
-    "scheduling.v1.PriorityClass": {"value": 0},
-    "storage.v1.CSINodeDriver": {"topologyKeys": None},
-    "apiextensions.v1.CustomResourceDefinitionStatus": {"conditions": None, "storedVersions": None},
-}
+
+@functools.cache
+def _facts() -> dict[str, Any]:
+    found: dict[str, Any] = json.loads((Path(__file__).parent / "gotypes.json").read_text())
+    return found
 
 
-def table_key(definition: str) -> str:
-    """The table key of an OpenAPI definition name."""
-    for prefix in ("io.k8s.api.", "io.k8s.apiextensions-apiserver.pkg.apis.", "io.k8s.kube-aggregator.pkg.apis."):
-        if definition.startswith(prefix):
-            return definition[len(prefix) :]
-    return definition
+def struct_fields(definition: str) -> list[str]:
+    return list(_facts()["struct_fields"].get(definition, ()))
+
+
+def zero_fields(definition: str) -> dict[str, Any]:
+    return dict(_facts()["zero_fields"].get(definition, {}))
+
+
+def wire(definition: str) -> list[list[Any]]:
+    return list(_facts()["wire"].get(definition, ()))
