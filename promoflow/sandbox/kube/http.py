@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from aiohttp import web
 
-from promoflow.sandbox.kube import discovery, tables
+from promoflow.sandbox.kube import discovery, protobuf, tables
 from promoflow.sandbox.kube.errors import ApiError, Expired, bad_request, details, method_not_allowed, no_route
 from promoflow.sandbox.kube.patches import json_patch, merge_patch, strategic_merge
 from promoflow.sandbox.kube.resources import ResourceType
@@ -258,9 +258,26 @@ class Api:
         return tables.table(rt, objects, request.query.get("includeObject", "Metadata"), rv, list(rt.printer_columns))
 
     async def _body(self, request: web.Request) -> Any:
-        if "protobuf" in request.content_type or "cbor" in request.content_type:
-            raise ApiError(415, "UnsupportedMediaType", f"the sandbox speaks JSON and YAML, not {request.content_type}")
-        return parse_body(await request.read())
+        return self._decode(request, await request.read())
+
+    def _decode(self, request: web.Request, raw: bytes) -> Any:
+        if request.content_type == "application/vnd.kubernetes.protobuf":
+            return self._protobuf(raw)
+        if "cbor" in request.content_type:  # so that client-go falls back to JSON, as it does on a real server
+            accepted = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+            message = f"the body of the request was in an unknown format - accepted media types include: {accepted}"
+            raise ApiError(415, "UnsupportedMediaType", message)
+        return parse_body(raw)
+
+    def _protobuf(self, raw: bytes) -> Any:
+        api_version, kind, _ = protobuf.envelope(raw)
+        rt = self.cluster.catalogue.of_kind(api_version, kind)
+        definition = rt.schema.name if rt is not None and not rt.custom else None
+        if kind == "DeleteOptions":
+            definition = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
+        if definition is None:
+            raise ApiError(415, "UnsupportedMediaType", f"{api_version} {kind} cannot be sent as protobuf")
+        return protobuf.decode(raw, definition)
 
     # --- verbs -------------------------------------------------------------------------------------------
 
@@ -361,7 +378,7 @@ class Api:
         return response(obj, warnings=options.warnings)
 
     def _delete_options(self, request: web.Request, raw: bytes) -> tuple[WriteOptions, Obj, Propagation | None]:
-        body = parse_body(raw) if raw.strip() else {}
+        body = self._decode(request, raw) if raw.strip() else {}
         if not isinstance(body, dict):
             raise bad_request("the request body must be DeleteOptions")
         query = request.query

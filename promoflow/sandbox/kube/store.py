@@ -29,6 +29,7 @@ from promoflow.sandbox.kube.errors import (
     Expired,
     already_exists,
     bad_request,
+    details,
     forbidden,
     invalid,
     modified_conflict,
@@ -130,15 +131,6 @@ def rebuild(rt: ResourceType, base: Obj, part: Obj, sub: Subresource) -> Obj:
     out.update({k: v for k, v in base.items() if k not in out and not _in_view(rt, k, sub)})
     out.update({k: v for k, v in part.items() if k != "metadata"})
     return out
-
-
-def _spec_part(rt: ResourceType, obj: Obj) -> Obj:
-    """What generation counts: all but metadata (and status, where a status subresource isolates it)."""
-    return {
-        k: v
-        for k, v in obj.items()
-        if k not in ("metadata", "apiVersion", "kind") and not (k == "status" and rt.status)
-    }
 
 
 def _zero(rt: ResourceType) -> Obj:
@@ -373,7 +365,7 @@ class Cluster:
                 entry.set_fields(entry.fields - changed - removed)
             mine = entry_for(entries, options.manager, "Update", rt.api_version, sub)
             mine.set_fields(mine.fields | changed)
-            return self._commit(rt, old, merged, entries, options)
+            return self._commit(rt, old, merged, entries, options, sub)
 
     def apply(
         self,
@@ -429,7 +421,7 @@ class Cluster:
             if options.manager == "kubectl" and LAST_APPLIED in (old["metadata"].get("annotations") or {}):
                 new["metadata"].setdefault("annotations", {})[LAST_APPLIED] = _last_applied(body)
             self._finish(rt, new, old, sub)
-            return 200, self._commit(rt, old, new, entries, options)
+            return 200, self._commit(rt, old, new, entries, options, sub)
 
     def patch(
         self,
@@ -584,7 +576,13 @@ class Cluster:
             return self._commit(rt, None, obj, [entry], options)
 
     def _commit(
-        self, rt: ResourceType, old: Obj | None, new: Obj, entries: list[ManagedEntry], options: WriteOptions
+        self,
+        rt: ResourceType,
+        old: Obj | None,
+        new: Obj,
+        entries: list[ManagedEntry],
+        options: WriteOptions,
+        sub: Subresource = None,
     ) -> Obj:
         meta = new["metadata"]
         if old is not None:
@@ -593,7 +591,7 @@ class Cluster:
                     meta[key] = old["metadata"][key]
             if "deletionGracePeriodSeconds" in old["metadata"]:
                 meta.setdefault("deletionGracePeriodSeconds", old["metadata"]["deletionGracePeriodSeconds"])
-            if rt.tracks_generation and _spec_part(rt, old) != _spec_part(rt, new):
+            if rt.tracks_generation and sub is None and strategy.new_generation(rt, old, new):
                 meta["generation"] = int(old["metadata"].get("generation", 0)) + 1
         kept = [e for e in entries if e.fields]
         meta["managedFields"] = [e.encode() for e in kept]
@@ -754,12 +752,13 @@ def _apply_conflict(conflicts: list[tuple[tuple[str, ...], ManagedEntry]]) -> Ap
 
 
 def _precondition(rt: ResourceType, name: str, what: str, wanted: str, actual: str) -> ApiError:
-    error = modified_conflict(rt, name)
-    error.message = (
-        f'Operation cannot be fulfilled on {rt.qualified} "{name}": precondition failed: '
-        f"{what} in precondition: {wanted}, {what} in object meta: {actual}"
+    """A delete's failed precondition, worded as the API server's BeforeDelete words it (by kind, not resource)."""
+    why = "deleted and then recreated" if what == "UID" else "modified"
+    message = (
+        f'Operation cannot be fulfilled on {rt.qualified_kind} "{name}": the {what} in the precondition ({wanted}) '
+        f"does not match the {what} in record ({actual}). The object might have been {why}"
     )
-    return error
+    return ApiError(409, "Conflict", message, details(rt, name, rt.kind))
 
 
 # --- paged lists ------------------------------------------------------------------------------------------

@@ -114,6 +114,23 @@ def prepare_update(rt: ResourceType, obj: Obj, old: Obj, sub: str | None) -> Non
         obj["spec"] = old.get("spec") or {}
 
 
+def new_generation(rt: ResourceType, old: Obj, new: Obj) -> bool:
+    """Whether a write to the main resource is a new generation: anything but metadata (and a status its
+    subresource isolates) changed, or for a Deployment its annotations (it copies them to its ReplicaSets)."""
+
+    def desired(obj: Obj) -> Obj:
+        return {
+            k: v
+            for k, v in obj.items()
+            if k not in ("metadata", "apiVersion", "kind") and not (k == "status" and rt.status)
+        }
+
+    if desired(old) != desired(new):
+        return True
+    annotations = [(o["metadata"].get("annotations") or {}) for o in (old, new)]
+    return rt.kind == "Deployment" and not rt.custom and annotations[0] != annotations[1]
+
+
 def template_generation(rt: ResourceType, obj: Obj, old: Obj | None) -> None:
     """A DaemonSet's template generation, which apps/v1 carries as an annotation (owned by the writer)."""
     if rt.kind != "DaemonSet" or rt.custom:
