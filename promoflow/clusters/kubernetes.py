@@ -257,6 +257,11 @@ class KubernetesTarget:
                 continue
             current = live.get(ref.key) or self.get(ref)  # an object not yet labelled is adopted
             after = self._apply_one(obj, force=False, dry_run=True)
+            for _ in range(5):  # written meanwhile (a controller's status): compare what the dry run started from
+                if current is None or _version(current) == _version(after):
+                    break
+                current = self.get(ref)
+                after = self._apply_one(obj, force=False, dry_run=True)
             text = _unified(ref, current, after)
             if text:
                 diffs.append(ObjectDiff(ref, "update" if current else "create", text))
@@ -526,6 +531,10 @@ def _prune_order(ref: ObjectRef) -> tuple[int, str, str, str]:
     """Reverse of apply order: workloads before the namespaces and CRDs they live in."""
     kind_order = {"Namespace": 2, "CustomResourceDefinition": 1}
     return kind_order.get(ref.kind, 0), ref.kind, ref.namespace or "", ref.name
+
+
+def _version(obj: Manifest | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("resourceVersion")
 
 
 def _unified(ref: ObjectRef, before: Manifest | None, after: Manifest | None) -> str:
