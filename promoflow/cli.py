@@ -996,8 +996,9 @@ def sandbox_kube(
 ) -> None:
     """Serve a simulated Kubernetes API until Ctrl-C, and write a kubeconfig (context `sandbox`) for it.
 
-    kubectl and the kubernetes client work against it unchanged: server-side apply with field
-    ownership, watches, dry runs, and simulated controllers that roll Deployments out (nothing runs).
+    kubectl and the kubernetes client work against it unchanged: every built-in kind of Kubernetes 1.37
+    and CRDs, server-side apply with field ownership, watches, dry runs, finalizers, and simulated
+    controllers that roll Deployments out (nothing runs).
     Try: KUBECONFIG=sandbox.kubeconfig kubectl apply --server-side -f deployment.yaml
     """
     from promoflow.sandbox.kube import serve

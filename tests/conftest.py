@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.kube_servers import kube_server, real_kube
+
+__all__ = ["kube_server", "real_kube"]  # fixtures: a real kube-apiserver per test process, and the stand-in
 ROOT = Path(__file__).resolve().parent.parent
 
 # Telemetry off (offline machine); set before anything imports Prefect.

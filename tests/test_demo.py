@@ -17,6 +17,7 @@ from promoflow import demo
 from promoflow.config_loader import load
 from promoflow.errors import TerminalError
 from promoflow.sandbox.kube import KubeStandIn
+from tests.kube_servers import KubeServer
 
 pytestmark = pytest.mark.prefect
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -98,27 +99,27 @@ def test_demo_runs_twice_on_the_simulated_cluster_from_the_layout_then_the_regis
 
 
 def test_kube_context_promotes_into_that_cluster_one_namespace_per_environment(
-    tmp_path: Path, prefect_api: str
+    tmp_path: Path, prefect_api: str, kube_server: KubeServer
 ) -> None:
-    with KubeStandIn() as cluster:  # stands for kind or minikube: the demo must not start its own
-        cluster.write_kubeconfig(tmp_path / "clusters.kubeconfig", context="kind-demo")
-        result = _run(
-            tmp_path,
-            *("demo", "--yes", "--no-registry", "--kube-context", "kind-demo", "--kubeconfig", "clusters.kubeconfig"),
-            env={"PREFECT_API_URL": prefect_api},
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "cluster context kind-demo" in result.stdout and "stand-in" not in result.stdout
-        for env in ENVIRONMENTS:
-            namespace = f"promoflow-demo-{env}"
-            assert cluster.cluster.find("namespaces", "", namespace) is not None
-            deployment = cluster.cluster.find("deployments.apps", namespace, "web")
-            assert deployment is not None, env
-            assert deployment["spec"]["replicas"] == 0  # the demo image cannot be pulled by a real cluster
-            image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-            expected = "1.1.0" if env == "prod" else "1.2.0"  # the demo rolls prod back at the end
-            assert image.startswith(f"registry.example.com/demo/web:{expected}@sha256:"), (env, image)
-        assert cluster.cluster.find("deployments.apps", "default", "web") is None
+    # a real API server, as kind or minikube would serve (or the stand-in): the demo must not start its own
+    kube_server.write_kubeconfig(tmp_path / "clusters.kubeconfig", context="kind-demo")
+    result = _run(
+        tmp_path,
+        *("demo", "--yes", "--no-registry", "--kube-context", "kind-demo", "--kubeconfig", "clusters.kubeconfig"),
+        env={"PREFECT_API_URL": prefect_api},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cluster context kind-demo" in result.stdout and "stand-in" not in result.stdout
+    for env in ENVIRONMENTS:
+        namespace = f"promoflow-demo-{env}"
+        assert kube_server.find("namespaces", "", namespace) is not None
+        deployment = kube_server.find("deployments.apps", namespace, "web")
+        assert deployment is not None, env
+        assert deployment["spec"]["replicas"] == 0  # the demo image cannot be pulled by a real cluster
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        expected = "1.1.0" if env == "prod" else "1.2.0"  # the demo rolls prod back at the end
+        assert image.startswith(f"registry.example.com/demo/web:{expected}@sha256:"), (env, image)
+    assert kube_server.find("deployments.apps", "default", "web") is None
     run_config = load(tmp_path / ".promoflow" / "demo" / "promotions.yaml")
     assert {(e.cluster.context, e.cluster.kubeconfig) for e in run_config.environments} == {
         ("kind-demo", str(tmp_path / "clusters.kubeconfig"))

@@ -1,5 +1,8 @@
 """The `argocd` and `flux` targets end to end: promoflow merges, the (simulated) controller syncs, promoflow
-waits for the merged commit to be reported healthy, and rolls back when the controller reports it degraded."""
+waits for the merged commit to be reported healthy, and rolls back when the controller reports it degraded.
+
+The Application and the Kustomization live in a real kube-apiserver (installed from Argo CD's and Flux's own
+CRDs) or in promoflow's stand-in; their status is written as the controllers would (`kube_controllers`)."""
 
 from __future__ import annotations
 
@@ -8,20 +11,41 @@ from collections.abc import Iterator
 
 import pytest
 
-from promoflow.sandbox.kube import KubeStandIn
 from tests.conftest import Sandbox
+from tests.kube_servers import KubeServer
 
 pytestmark = pytest.mark.prefect
 REQUESTER = {"PROMOFLOW_USER": "rita"}
-APPLICATION = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application"}
-KUSTOMIZATION = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization"}
+APPLICATION = {
+    "apiVersion": "argoproj.io/v1alpha1",
+    "kind": "Application",
+    "spec": {
+        "project": "default",
+        "destination": {"server": "https://kubernetes.default.svc", "namespace": "web"},
+        "source": {
+            "repoURL": "https://git.example.com/environments.git",
+            "path": "apps/web",
+            "targetRevision": "env/dev",
+        },
+    },
+}
+KUSTOMIZATION = {
+    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+    "kind": "Kustomization",
+    "spec": {
+        "interval": "1m",
+        "prune": True,
+        "path": "./apps/web",
+        "sourceRef": {"kind": "GitRepository", "name": "env"},
+    },
+}
 
 
 class Controller:
     """Plays Argo CD or Flux: reports each merged promotion's commit, degraded for the releases it is told to."""
 
-    def __init__(self, sandbox: Sandbox, kube: KubeStandIn, target: str) -> None:
-        self.sandbox, self.kube, self.target = sandbox, kube, target
+    def __init__(self, sandbox: Sandbox, kube: KubeServer, target: str, namespace: str) -> None:
+        self.sandbox, self.kube, self.target, self.namespace = sandbox, kube, target, namespace
         self.broken: set[str] = set()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -38,40 +62,40 @@ class Controller:
 
     def report(self, sha: str, healthy: bool) -> None:
         if self.target == "argocd":
-            self.kube.cluster.argocd.report(
-                "web-dev", revision=sha, health="Healthy" if healthy else "Degraded",
+            self.kube.argocd.report(
+                "web-dev", namespace=self.namespace, revision=sha, health="Healthy" if healthy else "Degraded",
                 message=None if healthy else "Deployment web: pods crash-looping",
             )  # fmt: skip
         else:
-            self.kube.cluster.flux.report(
-                "web-dev", revision=f"env/dev@sha1:{sha}", ready=healthy,
+            self.kube.flux.report(
+                "web-dev", namespace=self.namespace, revision=f"env/dev@sha1:{sha}", ready=healthy,
                 reason="ReconciliationSucceeded" if healthy else "HealthCheckFailed",
                 message="Applied revision" if healthy else "Deployment/default/web status: 'Failed'",
             )  # fmt: skip
 
 
 @pytest.fixture(params=["argocd", "flux"])
-def controller(request: pytest.FixtureRequest, sandbox: Sandbox, prefect_api: str) -> Iterator[Controller]:
+def controller(
+    request: pytest.FixtureRequest, sandbox: Sandbox, prefect_api: str, kube_server: KubeServer
+) -> Iterator[Controller]:
     target = request.param
-    with KubeStandIn() as kube:
-        kube.write_kubeconfig(sandbox.base / "sandbox.kubeconfig", context="sandbox")
-        from promoflow.clusters.kubernetes import KubernetesTarget
+    namespace = kube_server.namespace(target)
+    kubeconfig = kube_server.write_kubeconfig(sandbox.base / "sandbox.kubeconfig", context="sandbox")
+    from promoflow.clusters.kubernetes import KubernetesTarget
 
-        kind, namespace = (APPLICATION, "argocd") if target == "argocd" else (KUSTOMIZATION, "flux-system")
-        with KubernetesTarget(str(sandbox.base / "sandbox.kubeconfig"), "sandbox") as cluster:
-            ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-            body = {**kind, "metadata": {"name": "web-dev", "namespace": namespace}, "spec": {}}
-            cluster.apply("web", "dev", [ns, body])
-        sandbox.edit_config(
-            "    branch: env/dev\n",
-            f"    branch: env/dev\n    cluster: {{target: {target}, name: web-dev, kubeconfig: sandbox.kubeconfig, "
-            "context: sandbox, rollout_timeout_seconds: 20}\n",
-        )
-        played = Controller(sandbox, kube, target)
-        played.thread.start()
-        yield played
-        played.stop.set()
-        played.thread.join()
+    kind = APPLICATION if target == "argocd" else KUSTOMIZATION
+    with KubernetesTarget(str(kubeconfig), "sandbox") as cluster:
+        cluster.apply("web", "dev", [{**kind, "metadata": {"name": "web-dev", "namespace": namespace}}])
+    sandbox.edit_config(
+        "    branch: env/dev\n",
+        f"    branch: env/dev\n    cluster: {{target: {target}, name: web-dev, namespace: {namespace}, "
+        "kubeconfig: sandbox.kubeconfig, context: sandbox, rollout_timeout_seconds: 60}\n",
+    )
+    played = Controller(sandbox, kube_server, target, namespace)
+    played.thread.start()
+    yield played
+    played.stop.set()
+    played.thread.join()
 
 
 def test_waits_for_the_controller_and_rolls_back_what_it_reports_degraded(controller: Controller) -> None:
@@ -94,11 +118,11 @@ def test_waits_for_the_controller_and_rolls_back_what_it_reports_degraded(contro
     assert bad["state"] == "rolled_back"
     assert entries[("rollback", "1.2.0")]["state"] == "succeeded"
     if controller.target == "argocd":
-        application = controller.kube.cluster.find("applications.argoproj.io", "argocd", "web-dev")
+        application = controller.kube.find("applications.argoproj.io", controller.namespace, "web-dev")
         assert application is not None and application["operation"]["initiatedBy"]["username"] == "promoflow"
     else:
-        kustomization = controller.kube.cluster.find(
-            "kustomizations.kustomize.toolkit.fluxcd.io", "flux-system", "web-dev"
+        kustomization = controller.kube.find(
+            "kustomizations.kustomize.toolkit.fluxcd.io", controller.namespace, "web-dev"
         )
         assert kustomization is not None
         assert "reconcile.fluxcd.io/requestedAt" in kustomization["metadata"]["annotations"]

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import OBJECTS_PER_APP, app_manifests, stand_in  # noqa: E402
+from run import CLUSTERS, OBJECTS_PER_APP, app_manifests, stand_in  # noqa: E402
 
 from promoflow.sources import oci_layout  # noqa: E402
 
@@ -220,10 +220,19 @@ def cluster_check(kubeconfig: str, apps: list[str], release: str, digests: dict[
     return {"deployments": sum(seen.values()), "all_run_the_release_and_rolled_out": True}
 
 
-def measure(root: Path, apps: int, releases: int = len(RELEASES), warmup: bool = True) -> dict[str, Any]:
-    """The pipeline of a group of `apps` apps, once per release (the first creates, the next ones update)."""
+def measure(
+    root: Path,
+    apps: int,
+    releases: int = len(RELEASES),
+    warmup: bool = True,
+    cluster: Callable[[Path], Any] = stand_in,
+) -> dict[str, Any]:
+    """The pipeline of a group of `apps` apps, once per release (the first creates, the next ones update).
+
+    `cluster(root)`: a context manager yielding the kubeconfig (context `sandbox`) of the cluster to use.
+    """
     names = app_names("app", apps)
-    with stand_in(root) as kubeconfig, prefect_server(root) as env:
+    with cluster(root) as kubeconfig, prefect_server(root) as env:
         if warmup:  # the Prefect server's first flow run pays for its own start-up: not measured
             warm = make_project(root / "warmup", app_names("warm", 2), kubeconfig)
             publish(warm.parent, app_names("warm", 2), RELEASES[0])
@@ -253,9 +262,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--apps", type=int, default=5)
     parser.add_argument("--releases", type=int, default=len(RELEASES), choices=range(1, len(RELEASES) + 1))
+    parser.add_argument("--cluster", choices=sorted(CLUSTERS), default="stand-in")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="promoflow-bench-pipeline-") as tmp:
-        print(json.dumps(measure(Path(tmp), args.apps, args.releases), indent=1))
+        print(json.dumps(measure(Path(tmp), args.apps, args.releases, cluster=CLUSTERS[args.cluster]), indent=1))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Apply benchmark: render, server-side apply and verify apps of 50 objects against the simulated cluster.
+"""Apply benchmark: render, server-side apply and verify apps of 50 objects, on a real API server and the stand-in.
 
-Starts `promoflow sandbox kube` (the stand-in in its own process, as a user would run it), then drives
-promoflow's kubernetes target the way the apply and verify steps do: render a plain YAML directory
-(with schema validation), `KubernetesTarget.apply` with the previous inventory, `rollout_status`.
-Then (pipeline.py) a project of 100 such apps in one group, promoted by one `promoflow pipeline GROUP` run.
+Each cluster in turn: `promoflow sandbox kube` (the stand-in in its own process, as a user would run it),
+then a real control plane (etcd, kube-apiserver, kube-controller-manager and promoflow's simulated kubelet,
+`promoflow.sandbox.control_plane`, built by scripts/kube-build). On each it drives promoflow's kubernetes
+target the way the apply and verify steps do: render a plain YAML directory (with schema validation),
+`KubernetesTarget.apply` with the previous inventory, `rollout_status`. Then (pipeline.py) a project of 100
+such apps in one group, promoted by one `promoflow pipeline GROUP` run, on each cluster.
 Writes results.json and results.md next to this file. See README.md.
 """
 
@@ -34,7 +36,9 @@ from promoflow.clusters.kubernetes import KubernetesTarget, ObjectRef
 from promoflow.clusters.render import Manifest, render
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 GOAL_REAPPLY_SECONDS = 1.0
+SELECTOR = "app.kubernetes.io/managed-by=promoflow"
 OBJECTS_PER_APP = 50  # 10 Deployments, 10 Services, 20 ConfigMaps, 10 Secrets
 
 
@@ -102,10 +106,49 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def cluster_version(target: KubernetesTarget) -> int:
-    """The cluster's global resourceVersion (a list's metadata carries it): moves on every write."""
-    namespaces = target._dynamic().resources.get(api_version="v1", kind="Namespace")
-    return int(namespaces.get().metadata.resourceVersion)
+@contextmanager
+def real_api_server(root: Path) -> Iterator[str]:
+    """A real control plane (binaries from $PROMOFLOW_KUBE_BIN, else scripts/kube-build); yields a kubeconfig."""
+    from promoflow.sandbox.control_plane import ControlPlane
+
+    bin_dir = (
+        os.environ.get("PROMOFLOW_KUBE_BIN")
+        or subprocess.run(
+            [str(ROOT / "scripts" / "kube-build")], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    with ControlPlane(Path(bin_dir), root / "control-plane") as plane:
+        yield str(plane.write_kubeconfig(root / "real.kubeconfig", "sandbox"))
+
+
+CLUSTERS: dict[str, Callable[[Path], Any]] = {"stand-in": stand_in, "real": real_api_server}
+
+
+def versions(target: KubernetesTarget, selector: str = SELECTOR) -> dict[tuple[str, str], str]:
+    """The resourceVersion of each object promoflow applied (matching `selector`): one moves on each write to it.
+
+    Not the cluster's global resourceVersion: on a real API server that moves with every write anywhere
+    (leases, the controllers' status updates), whatever promoflow does.
+    """
+    found = {}
+    for kind, api_version in (("Deployment", "apps/v1"), ("Service", "v1"), ("ConfigMap", "v1"), ("Secret", "v1")):
+        resource = target._dynamic().resources.get(api_version=api_version, kind=kind)
+        for item in resource.get(label_selector=selector).items:
+            found[kind, f"{item.metadata.namespace}/{item.metadata.name}"] = item.metadata.resourceVersion
+    return found
+
+
+def settled(target: KubernetesTarget, selector: str = SELECTOR, quiet: float = 1.0) -> dict[tuple[str, str], str]:
+    """The objects' versions once the controllers have stopped writing their status for `quiet` seconds."""
+    deadline = time.monotonic() + 120
+    seen = versions(target, selector)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = versions(target, selector)
+        if now == seen:
+            return now
+        seen = now
+    raise RuntimeError("the controllers kept writing for 2 minutes")
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -123,21 +166,22 @@ def one_app(target: KubernetesTarget, root: Path, runs: int) -> dict[str, Any]:
     assert len(objects) == OBJECTS_PER_APP
 
     create_s, created = timed(lambda: target.apply("shop", "bench", objects))
-    verify_s, results = timed(lambda: rollout_status(target, created.applied, 60, poll_seconds=0.05))
+    verify_s, results = timed(lambda: rollout_status(target, created.applied, 120, poll_seconds=0.05))
     assert all(r.healthy for r in results), results
 
     reapplies = []
+    selector = f"{SELECTOR},promoflow.dev/app=shop"
     for _ in range(runs):
-        before = cluster_version(target)
+        before = settled(target, selector)
         seconds, again = timed(lambda: target.apply("shop", "bench", render(app_dir), previous=created.applied))
-        after = cluster_version(target)
+        after = versions(target, selector)
         reapplies.append(
             {"seconds": seconds, "requests": again.requests, "changed": len(again.changed), "rv_moved": after != before}
         )
 
     (app_dir / "all.yaml").write_text(app_manifests("shop", "1.0").replace("shop-svc3:1.0", "shop-svc3:1.1"))
     change_s, changed = timed(lambda: target.apply("shop", "bench", render(app_dir), previous=created.applied))
-    reverify_s, results = timed(lambda: rollout_status(target, changed.applied, 60, poll_seconds=0.05))
+    reverify_s, results = timed(lambda: rollout_status(target, changed.applied, 120, poll_seconds=0.05))
     assert all(r.healthy for r in results) and [str(r) for r in changed.changed] == ["Deployment default/shop-svc3"]
     return {
         "render_validate_s": render_s,
@@ -164,14 +208,14 @@ def hundred_apps(target: KubernetesTarget, root: Path, apps: int) -> dict[str, A
         for name, path in dirs.items():
             objects: list[Manifest] = render(path)
             result = target.apply(name, "bench", objects, previous=inventories.get(name, ()))
-            assert all(r.healthy for r in rollout_status(target, result.applied, 60, poll_seconds=0.05))
+            assert all(r.healthy for r in rollout_status(target, result.applied, 120, poll_seconds=0.05))
             inventories[name] = result.applied
             requests += result.requests
             changed += len(result.changed)
         return requests, changed
 
     first_s, (first_requests, first_changed) = timed(deploy_all)
-    before = cluster_version(target)
+    before = settled(target)
     again_s, (again_requests, again_changed) = timed(deploy_all)
     return {
         "apps": apps,
@@ -181,7 +225,7 @@ def hundred_apps(target: KubernetesTarget, root: Path, apps: int) -> dict[str, A
             "seconds": again_s,
             "requests": again_requests,
             "changed": again_changed,
-            "rv_moved": cluster_version(target) != before,
+            "rv_moved": versions(target) != before,
         },
     }
 
@@ -194,75 +238,99 @@ def machine() -> dict[str, Any]:
     }
 
 
+def reapply_met(c: dict[str, Any]) -> bool:
+    """The goal: re-applying the unchanged app takes <= 1 s (median) and changes nothing."""
+    runs = c["one_app"]["reapply_unchanged"]
+    moved = any(x["rv_moved"] or x["changed"] for x in runs)
+    return statistics.median(x["seconds"] for x in runs) <= GOAL_REAPPLY_SECONDS and not moved
+
+
 def markdown(r: dict[str, Any]) -> str:
-    one, many = r["one_app"], r["many_apps"]
-    re_s = [x["seconds"] for x in one["reapply_unchanged"]]
-    re_req = one["reapply_unchanged"][0]["requests"]
-    moved = any(x["rv_moved"] or x["changed"] for x in one["reapply_unchanged"])
-    m = r["machine"]
-    per_app_first = many["first"]["seconds"] / many["apps"]
-    per_app_again = many["unchanged"]["seconds"] / many["apps"]
+    clusters = r["clusters"]
+
+    def cells(fn: Callable[[dict[str, Any]], str]) -> str:
+        return " | ".join(fn(c) for c in clusters.values())
+
+    def reapply_s(c: dict[str, Any]) -> str:
+        s = [x["seconds"] for x in c["one_app"]["reapply_unchanged"]]
+        return f"{statistics.median(s):.3f} ({min(s):.3f}-{max(s):.3f})"
+
+    def per_app(c: dict[str, Any], run: str, key: str = "seconds") -> str:
+        many = c["many_apps"]
+        if key == "seconds":
+            return f"{many[run]['seconds']:.1f} ({many[run]['seconds'] / many['apps']:.2f} per app)"
+        return f"{many[run]['requests']} ({many[run]['requests'] // many['apps']} per app)"
+
+    first = next(iter(clusters.values()))
+    runs, apps = len(first["one_app"]["reapply_unchanged"]), first["many_apps"]["apps"]
     rows = [
-        ("render + schema-validate 50 objects, s", f"{one['render_validate_s']:.3f}", ""),
-        ("first apply (create 50), s", f"{one['create']['seconds']:.3f}", ""),
-        ("- requests", str(one["create"]["requests"]), ""),
-        ("verify after create (10 Deployments), s", f"{one['verify_after_create_s']:.3f}", ""),
+        ("connect (discovery), s", lambda c: f"{c['connect_s']:.3f}", ""),
+        ("render + schema-validate 50 objects, s", lambda c: f"{c['one_app']['render_validate_s']:.3f}", ""),
+        ("first apply (create 50), s", lambda c: f"{c['one_app']['create']['seconds']:.3f}", ""),
+        ("- requests", lambda c: str(c["one_app"]["create"]["requests"]), ""),
+        ("verify after create (10 Deployments), s", lambda c: f"{c['one_app']['verify_after_create_s']:.3f}", ""),
         (
-            f"re-apply unchanged (render + apply), s, median (min-max) of {len(re_s)}",
-            f"{statistics.median(re_s):.3f} ({min(re_s):.3f}-{max(re_s):.3f})",
+            f"re-apply unchanged (render + apply), s, median (min-max) of {runs}",
+            reapply_s,
             f"<= {GOAL_REAPPLY_SECONDS:g}",
         ),
-        ("- requests", str(re_req), ""),
-        ("- objects changed / resourceVersion moved", "none" if not moved else "SOME", "none"),
-        ("one image changed: apply, s", f"{one['one_image_changed']['seconds']:.3f}", ""),
-        ("- requests / objects changed", f"{one['one_image_changed']['requests']} / 1", ""),
-        ("- verify, s", f"{one['verify_after_change_s']:.3f}", ""),
-        (
-            f"{many['apps']} apps x 50 objects, apply + verify each, s",
-            f"{many['first']['seconds']:.1f} ({per_app_first:.2f} per app)",
-            "",
-        ),
-        ("- requests", f"{many['first']['requests']} ({many['first']['requests'] // many['apps']} per app)", ""),
-        (
-            f"{many['apps']} apps re-applied unchanged + verified, s",
-            f"{many['unchanged']['seconds']:.1f} ({per_app_again:.2f} per app)",
-            "",
-        ),
-        (
-            "- requests",
-            f"{many['unchanged']['requests']} ({many['unchanged']['requests'] // many['apps']} per app)",
-            "",
-        ),
+        ("- requests", lambda c: str(c["one_app"]["reapply_unchanged"][0]["requests"]), ""),
         (
             "- objects changed / resourceVersion moved",
-            f"{many['unchanged']['changed']} / {'yes' if many['unchanged']['rv_moved'] else 'no'}",
+            lambda c: (
+                "SOME" if any(x["rv_moved"] or x["changed"] for x in c["one_app"]["reapply_unchanged"]) else "none"
+            ),
+            "none",
+        ),
+        ("one image changed: apply, s", lambda c: f"{c['one_app']['one_image_changed']['seconds']:.3f}", ""),
+        ("- requests / objects changed", lambda c: f"{c['one_app']['one_image_changed']['requests']} / 1", ""),
+        ("- verify (a rolling update of 2 pods), s", lambda c: f"{c['one_app']['verify_after_change_s']:.3f}", ""),
+        (f"{apps} apps x 50 objects, apply + verify each, s", lambda c: per_app(c, "first"), ""),
+        ("- requests", lambda c: per_app(c, "first", "requests"), ""),
+        (f"{apps} apps re-applied unchanged + verified, s", lambda c: per_app(c, "unchanged"), ""),
+        ("- requests", lambda c: per_app(c, "unchanged", "requests"), ""),
+        (
+            "- objects changed / resourceVersion moved",
+            lambda c: "{} / {}".format(
+                c["many_apps"]["unchanged"]["changed"], "yes" if c["many_apps"]["unchanged"]["rv_moved"] else "no"
+            ),
             "0 / no",
         ),
+        ("load average at start", lambda c: str(c["load_average_at_start"][0]), ""),
     ]
+    m = r["machine"]
     lines = [
-        "# Apply benchmark: apps of 50 objects on the simulated cluster",
+        "# Apply benchmark: apps of 50 objects on a real API server and on the simulated cluster",
         "",
         f"{r['date']}. {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, "
-        f"kubernetes client {m['kubernetes_client']}, load average at start {m['load_average_at_start']}.",
+        f"kubernetes client {m['kubernetes_client']}, Kubernetes {m['kubernetes']}, "
+        f"load average at start {m['load_average_at_start']}.",
         "",
-        "| | measured | goal |",
-        "|---|---|---|",
-        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "| | " + " | ".join(CLUSTER_TITLES[name] for name in clusters) + " | goal |",
+        "|---" * (len(clusters) + 2) + "|",
+        *[f"| {label} | {cells(fn)} | {goal} |" for label, fn, goal in rows],
         "",
-        f"Re-apply goal (<= {GOAL_REAPPLY_SECONDS:g} s, nothing changed): "
-        + ("met" if statistics.median(re_s) <= GOAL_REAPPLY_SECONDS and not moved else "NOT met")
-        + ".",
+        *(
+            f"Re-apply goal on the {CLUSTER_TITLES[name]} (<= {GOAL_REAPPLY_SECONDS:g} s, nothing changed): "
+            + ("met" if reapply_met(c) else "NOT met")
+            + "."
+            for name, c in clusters.items()
+        ),
         "",
         *pipeline_markdown(r),
     ]
     return "\n".join(lines)
 
 
+CLUSTER_TITLES = {"stand-in": "simulated cluster (stand-in)", "real": "real kube-apiserver"}
+
+
 def pipeline_markdown(r: dict[str, Any]) -> list[str]:
-    """The pipeline part: one `promoflow pipeline GROUP` run per release, side by side."""
-    if "pipeline" not in r:
-        return []
-    p = r["pipeline"]
+    """The pipeline part: one `promoflow pipeline GROUP` run per release, side by side, one table per cluster."""
+    return [line for name, p in r.get("pipeline", {}).items() for line in pipeline_table(CLUSTER_TITLES[name], p)]
+
+
+def pipeline_table(cluster: str, p: dict[str, Any]) -> list[str]:
     runs = p["runs"]
 
     def spread(s: dict[str, float]) -> str:
@@ -276,10 +344,10 @@ def pipeline_markdown(r: dict[str, Any]) -> list[str]:
 
     steps = list(runs[0]["records"]["steps_s"])
     return [
-        f"## One pipeline run: a group of {p['apps']} apps x {p['objects_per_app']} objects",
+        f"## One pipeline run on the {cluster}: a group of {p['apps']} apps x {p['objects_per_app']} objects",
         "",
         "`python -m promoflow pipeline fleet` (one Prefect flow run) on a local Prefect server (SQLite), "
-        "environment `bench` with target kubernetes on a fresh `promoflow sandbox kube`, no approvals. "
+        f"environment `bench` with target kubernetes on a fresh {cluster}, no approvals. "
         "Per-app figures are median (min-max) over the apps, from the promotion records.",
         "",
         "| | "
@@ -349,17 +417,26 @@ def main() -> None:
     )
     args = parser.parse_args()
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
-    with tempfile.TemporaryDirectory(prefix="promoflow-bench-apply-") as tmp:
-        root = Path(tmp)
-        with stand_in(root) as kubeconfig, KubernetesTarget(kubeconfig, "sandbox") as target:
-            results["connect_s"], _ = timed(target._dynamic)
-            results["one_app"] = one_app(target, root, args.runs)
-            print(json.dumps(results["one_app"], indent=1), flush=True)
-            results["many_apps"] = hundred_apps(target, root, args.apps)
-    with tempfile.TemporaryDirectory(prefix="promoflow-bench-pipeline-") as tmp:
-        import pipeline  # its own stand-in and Prefect server
+    results["clusters"], results["pipeline"] = {}, {}
+    for name, cluster in CLUSTERS.items():
+        with tempfile.TemporaryDirectory(prefix="promoflow-bench-apply-") as tmp:
+            root = Path(tmp)
+            load = [round(x, 2) for x in os.getloadavg()]
+            with cluster(root) as kubeconfig, KubernetesTarget(kubeconfig, "sandbox") as target:
+                measured: dict[str, Any] = {"load_average_at_start": load}
+                measured["connect_s"], _ = timed(target._dynamic)
+                results["machine"].setdefault("kubernetes", target._dynamic().version["kubernetes"]["gitVersion"])
+                measured["one_app"] = one_app(target, root, args.runs)
+                print(name, json.dumps(measured["one_app"], indent=1), flush=True)
+                measured["many_apps"] = hundred_apps(target, root, args.apps)
+                results["clusters"][name] = measured
+    for name, cluster in CLUSTERS.items():
+        with tempfile.TemporaryDirectory(prefix="promoflow-bench-pipeline-") as tmp:
+            import pipeline  # its own cluster and Prefect server
 
-        results["pipeline"] = pipeline.measure(Path(tmp), args.pipeline_apps, args.pipeline_releases)
+            results["pipeline"][name] = pipeline.measure(
+                Path(tmp), args.pipeline_apps, args.pipeline_releases, cluster=cluster
+            )
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (HERE / "results.md").write_text(markdown(results))

@@ -25,9 +25,10 @@ import json
 import re
 import shutil
 import tempfile
+import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -46,6 +47,12 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 # Server-set fields that say nothing about what a promotion changes; left out of diffs.
 VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
 _CONFLICT_OWNER = re.compile(r'conflict with "([^"]+)"')
+# The authorizer's refusal: `User "u" cannot patch resource "deployments" in API group "apps" in the namespace "n"`
+_RBAC_REFUSAL = re.compile(
+    r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)" in API group "(?P<group>[^"]*)"'
+    r'(?: in the namespace "(?P<namespace>[^"]+)")?'
+)
+CRD_ESTABLISHED_TIMEOUT_SECONDS = 60.0
 T = TypeVar("T")
 
 
@@ -90,6 +97,7 @@ class ApplyResult:
     changed: list[ObjectRef]  # created or modified (their resourceVersion moved)
     pruned: list[ObjectRef]  # deleted (or, on a dry run, that would be)
     requests: int  # API requests made (discovery excluded)
+    terminating: list[ObjectRef] = field(default_factory=list)  # pruned, gone once their finalizers have run
 
 
 @dataclass(frozen=True)
@@ -233,7 +241,7 @@ class KubernetesTarget:
         """
         self._requests = 0
         desired = self._prepare(app, environment, objects)
-        live = self._inventory(app, environment, self._kinds(desired, previous))
+        live = self._inventory(app, environment, desired, previous)
         applied, changed = [], []
         for obj in desired:
             ref = ObjectRef.of(obj)
@@ -241,18 +249,23 @@ class KubernetesTarget:
             before = live.get(ref.key)
             if before is not None and in_effect(obj, before):
                 continue  # applying it again would change nothing
+            if dry_run and self._awaits_crd(obj, desired):
+                changed.append(ref)  # its kind is not served before its CRD is applied: nothing to ask the server
+                continue
             result = self._apply_one(obj, force=force, dry_run=dry_run)
             if before is None or before["metadata"]["resourceVersion"] != result["metadata"]["resourceVersion"]:
                 changed.append(ref)
-        pruned = self._prune(live, {ref.key for ref in applied}, dry_run=dry_run)
-        return ApplyResult(applied, changed, pruned, self._requests)
+            if ref.kind == "CustomResourceDefinition" and not dry_run:
+                self._await_established(ref)  # its custom resources come next
+        pruned, terminating = self._prune(live, {ref.key for ref in applied}, dry_run=dry_run)
+        return ApplyResult(applied, changed, pruned, self._requests, terminating)
 
     def diff(
         self, app: str, environment: str, objects: Sequence[Manifest], *, previous: Sequence[ObjectRef] = ()
     ) -> list[ObjectDiff]:
         """What `apply` would change: a server dry-run apply of each object against the live one, and the prunes."""
         desired = self._prepare(app, environment, objects)
-        live = self._inventory(app, environment, self._kinds(desired, previous))
+        live = self._inventory(app, environment, desired, previous)
         diffs = []
         created: set[str] = set()  # namespaces the apply would create (they come first in apply order)
         for obj in desired:
@@ -260,10 +273,18 @@ class KubernetesTarget:
             if ref.namespace in created:  # no server dry-runs into a namespace that does not exist yet
                 diffs.append(ObjectDiff(ref, "create", _unified(ref, None, obj)))
                 continue
+            if self._awaits_crd(obj, desired):
+                diffs.append(ObjectDiff(ref, "create", _unified(ref, None, obj)))  # no server can check it yet
+                continue
             current = live.get(ref.key) or self.get(ref)  # an object not yet labelled is adopted
             if current is None and ref.kind == "Namespace":
                 created.add(ref.name)
             after = self._apply_one(obj, force=False, dry_run=True)
+            for _ in range(5):  # written meanwhile (a controller's status): compare what the dry run started from
+                if current is None or _version(current) == _version(after):
+                    break
+                current = self.get(ref)
+                after = self._apply_one(obj, force=False, dry_run=True)
             text = _unified(ref, current, after)
             if text:
                 diffs.append(ObjectDiff(ref, "update" if current else "create", text))
@@ -282,6 +303,7 @@ class KubernetesTarget:
             if len(value) > 63 or not value or not LABEL_VALUE.match(value):
                 raise TerminalError(f"{name} name {value!r} cannot be a Kubernetes label value: use [A-Za-z0-9._-]")
         prepared = []
+        defined = _defined_kinds(objects)
         for index, original in enumerate(objects, start=1):
             validate(original, f"object {index}")
             obj = copy.deepcopy(original)
@@ -292,7 +314,7 @@ class KubernetesTarget:
                 APP_LABEL: app,
                 ENVIRONMENT_LABEL: environment,
             }
-            if self._resource(obj["apiVersion"], obj["kind"], str(ObjectRef.of(obj))).namespaced:
+            if self._namespaced(obj, defined):
                 meta["namespace"] = meta.get("namespace") or self._default_namespace
             else:
                 meta.pop("namespace", None)  # as kubectl does: a namespace on a cluster-scoped object means nothing
@@ -300,14 +322,59 @@ class KubernetesTarget:
             prepared.append(obj)
         return sorted(prepared, key=apply_order)
 
-    @staticmethod
-    def _kinds(desired: Iterable[Manifest], previous: Iterable[ObjectRef]) -> list[tuple[str, str]]:
-        pairs = [(obj["apiVersion"], obj["kind"]) for obj in desired] + [(r.api_version, r.kind) for r in previous]
-        return list(dict.fromkeys(pairs))
+    def _namespaced(self, obj: Manifest, defined: dict[tuple[str, str], bool]) -> bool:
+        """Whether the cluster scopes `obj` by namespace; for a kind a CRD among the objects defines, as it says."""
+        ref = ObjectRef.of(obj)
+        if (ref.group, ref.kind) in defined and not self._serves(ref.api_version, ref.kind):
+            return defined[ref.group, ref.kind]
+        return bool(self._resource(ref.api_version, ref.kind, str(ref)).namespaced)
 
-    def _inventory(self, app: str, environment: str, kinds: Iterable[tuple[str, str]]) -> Inventory:
+    def _serves(self, api_version: str, kind: str) -> bool:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+        client = self._dynamic()
+        try:
+            self._call(kind, lambda: client.resources.get(api_version=api_version, kind=kind), count=False)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def _awaits_crd(self, obj: Manifest, desired: Sequence[Manifest]) -> bool:
+        """Whether `obj` is of a kind that only a CRD among `desired` will make the cluster serve."""
+        ref = ObjectRef.of(obj)
+        return (ref.group, ref.kind) in _defined_kinds(desired) and not self._serves(ref.api_version, ref.kind)
+
+    def _await_established(self, ref: ObjectRef) -> None:
+        """Wait until the API server serves the kind CRD `ref` defines (its custom resources are applied next)."""
+        deadline = time.monotonic() + CRD_ESTABLISHED_TIMEOUT_SECONDS
+        while True:
+            crd = self.get(ref) or {}
+            conditions = {c.get("type"): c for c in (crd.get("status") or {}).get("conditions") or []}
+            names = conditions.get("NamesAccepted") or {}
+            if names.get("status") == "False":
+                raise TerminalError(f"{ref}: the API server did not accept its names: {names.get('message')}")
+            served = [v["name"] for v in (crd.get("spec") or {}).get("versions") or [] if v.get("served")]
+            group, kind = crd.get("spec", {}).get("group"), crd.get("spec", {}).get("names", {}).get("kind")
+            established = (conditions.get("Established") or {}).get("status") == "True"
+            if established and all(self._serves(f"{group}/{version}", kind) for version in served):
+                return
+            if time.monotonic() >= deadline:
+                raise TransientError(f"{ref}: not established within {CRD_ESTABLISHED_TIMEOUT_SECONDS:g} s")
+            time.sleep(0.1)
+
+    def _inventory(
+        self, app: str, environment: str, desired: Sequence[Manifest], previous: Sequence[ObjectRef]
+    ) -> Inventory:
+        """This app's live objects in this environment, of the kinds and in the namespaces it applies or applied.
+
+        Namespaced kinds are listed namespace by namespace, never cluster-wide: an identity whose Roles
+        cover only the app's namespaces can promote it.
+        """
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        refs = [ObjectRef.of(obj) for obj in desired] + list(previous)
+        kinds = dict.fromkeys((ref.api_version, ref.kind) for ref in refs)
+        namespaces = sorted({ref.namespace for ref in refs if ref.namespace})
         selector = f"{MANAGED_BY}=promoflow,{APP_LABEL}={app},{ENVIRONMENT_LABEL}={environment}"
         inventory: Inventory = {}
         for api_version, kind in kinds:
@@ -315,11 +382,14 @@ class KubernetesTarget:
                 resource = self._dynamic().resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
                 continue  # a kind applied before that the cluster no longer serves: nothing of it can be left
-            listed = self._call(f"list {kind}", functools.partial(resource.get, label_selector=selector))
-            for item in listed.to_dict().get("items") or []:
-                item.setdefault("apiVersion", api_version)
-                item.setdefault("kind", kind)
-                inventory[ObjectRef.of(item).key] = item
+            for namespace in namespaces if resource.namespaced else [None]:
+                listed = self._call(
+                    f"list {kind}", functools.partial(resource.get, namespace=namespace, label_selector=selector)
+                )
+                for item in listed.to_dict().get("items") or []:
+                    item.setdefault("apiVersion", api_version)
+                    item.setdefault("kind", kind)
+                    inventory[ObjectRef.of(item).key] = item
         return inventory
 
     def _apply_one(self, obj: Manifest, *, force: bool, dry_run: bool) -> Manifest:
@@ -337,11 +407,16 @@ class KubernetesTarget:
         )
         return dict(result.to_dict())
 
-    def _prune(self, live: Inventory, wanted: set[Key], *, dry_run: bool) -> list[ObjectRef]:
+    def _prune(self, live: Inventory, wanted: set[Key], *, dry_run: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        """Delete what is no longer wanted; returns (pruned, of which still terminating: finalizers pending)."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         doomed = sorted((ObjectRef.of(obj) for key, obj in live.items() if key not in wanted), key=_prune_order)
+        terminating = []
         for ref in doomed:
+            if live[ref.key]["metadata"].get("deletionTimestamp"):
+                terminating.append(ref)  # deleted before and still finalizing: asking again changes nothing
+                continue
             resource = self._resource(ref.api_version, ref.kind, str(ref))
             delete = functools.partial(
                 resource.delete,
@@ -351,8 +426,10 @@ class KubernetesTarget:
                 dry_run="All" if dry_run else None,
             )
             with contextlib.suppress(NotFoundError):  # already gone: what pruning wanted
-                self._call(f"prune {ref}", delete, reraise=NotFoundError)
-        return doomed
+                answer = self._call(f"prune {ref}", delete, reraise=NotFoundError).to_dict()
+                if not dry_run and (answer.get("metadata") or {}).get("deletionTimestamp"):
+                    terminating.append(ref)  # the object itself came back: it waits for its finalizers
+        return doomed, terminating
 
     def _resource(self, api_version: str, kind: str, what: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -407,12 +484,30 @@ def _api_error(what: str, error: Any, where: str) -> TerminalError | TransientEr
         return Throttled(f"{what}: the API server is throttling requests{later}: {message}", seconds)
     if status == 409 or status >= 500 or status in (0, 408):
         return TransientError(f"{what}: the API server answered {status}: {message}")
-    if status in (401, 403):
-        return TerminalError(f"{what}: not allowed ({status}) in {where}: {message}: check the credentials and RBAC")
-    if causes and status == 422:
+    refusal = _RBAC_REFUSAL.search(message) if status == 403 else None
+    if refusal:
+        resource = ".".join(filter(None, (refusal["resource"], refusal["group"])))
+        scope = f" in namespace {refusal['namespace']}" if refusal["namespace"] else " cluster-wide"
+        return TerminalError(
+            f"{what}: {refusal['user']} may not {refusal['verb']} {resource}{scope} ({where}): "
+            f"grant it that verb in a Role or ClusterRole bound to it, or use a context that has it"
+        )
+    if status == 401:
+        return TerminalError(f"{what}: not authenticated (401) in {where}: {message}: check the credentials")
+    if causes and status == 422 and all(c.get("field") for c in causes):  # an admission policy's name none
         details = "; ".join(f"{c.get('field')}: {c.get('message')}" for c in causes)
         return TerminalError(f"{what}: invalid: {redact(details)}: fix the manifest")
     return TerminalError(f"{what}: the API server refused it ({status}): {message}")
+
+
+def _defined_kinds(objects: Iterable[Manifest]) -> dict[tuple[str, str], bool]:
+    """(group, kind) -> namespaced, for each kind a CustomResourceDefinition among `objects` defines."""
+    defined = {}
+    for obj in objects:
+        spec = obj.get("spec") if obj.get("kind") == "CustomResourceDefinition" else None
+        if isinstance(spec, dict) and isinstance(spec.get("names"), dict):
+            defined[str(spec.get("group")), str(spec["names"].get("kind"))] = spec.get("scope") != "Cluster"
+    return defined
 
 
 def in_effect(desired: Manifest, live: Manifest) -> bool:
@@ -442,9 +537,14 @@ def _as_stored(obj: Manifest) -> Manifest:
 
 
 def _holds(live: Any, desired: Any) -> bool:
-    """Every value of `desired` is in `live`; maps may have more keys (defaults), lists must match item by item."""
+    """Every value of `desired` is in `live`; maps may have more keys (defaults), lists must match item by item.
+
+    An empty map or list, or a null, is held by an absent field: the API server stores none of them.
+    """
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and _holds(live[k], v) for k, v in desired.items())
+        return isinstance(live, dict) and all(
+            _holds(live[k], v) if k in live else v in (None, {}, []) for k, v in desired.items()
+        )
     if isinstance(desired, list):
         return isinstance(live, list) and len(live) == len(desired) and all(map(_holds, live, desired))
     return type(live) is type(desired) and live == desired
@@ -454,6 +554,10 @@ def _prune_order(ref: ObjectRef) -> tuple[int, str, str, str]:
     """Reverse of apply order: workloads before the namespaces and CRDs they live in."""
     kind_order = {"Namespace": 2, "CustomResourceDefinition": 1}
     return kind_order.get(ref.kind, 0), ref.kind, ref.namespace or "", ref.name
+
+
+def _version(obj: Manifest | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("resourceVersion")
 
 
 def _unified(ref: ObjectRef, before: Manifest | None, after: Manifest | None) -> str:

@@ -66,12 +66,18 @@ def _schemas() -> Any:
 
 
 @functools.cache
+def definitions() -> dict[str, Any]:
+    """The bundled document of all definitions (about 2 MB of JSON, loaded once): `$defs` by OpenAPI name."""
+    document: dict[str, Any] = json.loads((_schemas() / "_definitions.json").read_text())
+    return document
+
+
+@functools.cache
 def _registry() -> Any:
-    """All definitions, loaded once (about 2 MB of JSON): every kind's schema refers into them."""
+    """Every kind's schema refers into the definitions."""
     from referencing import Registry, Resource
 
-    definitions = json.loads((_schemas() / "_definitions.json").read_text())
-    return Resource.from_contents(definitions) @ Registry()
+    return Resource.from_contents(definitions()) @ Registry()
 
 
 @functools.cache

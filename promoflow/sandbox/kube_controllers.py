@@ -1,8 +1,9 @@
-"""Simulated controllers and fault injection for the Kubernetes API stand-in (`promoflow.sandbox.kube`).
+"""Simulated workload, Argo CD and Flux controllers, and fault injection, for the Kubernetes API stand-in.
 
-Nothing runs a workload here. Each simulator writes only the status a real controller would write
-(kube-controller-manager for workloads, Argo CD, Flux), so clients that watch the API (`kubectl rollout
-status`, promoflow's health checks) see realistic progress. They are driven from Python, never over HTTP.
+Nothing runs a workload here. Each simulator writes only what a real controller would write (status and the
+Deployment's revision annotation from kube-controller-manager, Argo CD's and Flux's status), so clients that
+watch the API (`kubectl rollout status`, promoflow's health checks) see realistic progress. They are driven
+from Python, never over HTTP.
 """
 
 from __future__ import annotations
@@ -37,15 +38,23 @@ class Event:
     old: Obj | None = None
 
 
-class Store(Protocol):
-    """What the simulators need from the stand-in's object store."""
-
-    def subscribe(self, listener: Callable[[Event], None]) -> None: ...
+class Objects(Protocol):
+    """What the Argo CD and Flux simulators need: the stand-in's store, or a real API server (`control_plane`)."""
 
     def find(self, resource: str, namespace: str, name: str) -> Obj | None: ...
 
     def write_status(self, resource: str, namespace: str, name: str, status: Obj, manager: str) -> Obj:
         """Replace the object's status as `manager`; KeyError if there is no such object."""
+        ...
+
+
+class Store(Objects, Protocol):
+    """What the workload simulators need from the stand-in's object store."""
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None: ...
+
+    def annotate(self, resource: str, namespace: str, name: str, annotations: dict[str, str], manager: str) -> None:
+        """Set annotations on the object as `manager`; KeyError if there is no such object."""
         ...
 
 
@@ -62,16 +71,46 @@ def template_hash(obj: Obj) -> str:
 
 
 def _images(obj: Obj) -> list[str]:
-    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return pod_images(((obj.get("spec") or {}).get("template") or {}).get("spec") or {})
+
+
+def pod_images(pod: Obj) -> list[str]:
+    """The images of a pod spec, init containers first."""
     containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
     return [str(c.get("image", "")) for c in containers if isinstance(c, dict)]
 
 
 @dataclass(frozen=True)
-class _Rule:
+class Rule:
     pattern: str
     behaviour: Behaviour
     seconds: float
+
+
+class Behaviours:
+    """How simulated pods behave: `behave(pattern, behaviour)` rules, the latest matching one winning.
+
+    `pattern` is matched (fnmatch) against a workload's name, its `namespace/name` and each container
+    image; workloads that match no rule are healthy. Rules apply to pods (rollouts) started after they are set.
+    """
+
+    def __init__(self) -> None:
+        self._rules: list[Rule] = []
+
+    def behave(self, pattern: str, behaviour: Behaviour, *, seconds: float = 2.0) -> None:
+        if behaviour not in ("healthy", "slow", "never_ready"):
+            raise ValueError(f"unknown rollout behaviour {behaviour!r}: use healthy, slow or never_ready")
+        self._rules.append(Rule(pattern, behaviour, seconds))
+
+    def reset(self) -> None:
+        self._rules.clear()
+
+    def rule_for_workload(self, namespace: str, name: str, images: list[str]) -> Rule:
+        subjects = [name, f"{namespace}/{name}", *images]
+        for rule in reversed(self._rules):
+            if any(fnmatch.fnmatchcase(subject, rule.pattern) for subject in subjects):
+                return rule
+        return Rule("*", "healthy", 0.0)
 
 
 @dataclass(frozen=True)
@@ -90,12 +129,9 @@ class _Rollout:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
-class Rollouts:
+class Rollouts(Behaviours):
     """Workload controllers (Deployment, StatefulSet, DaemonSet): each new generation rolls out per the rules.
 
-    `behave(pattern, behaviour)` matches `pattern` (fnmatch) against the workload's name, its
-    `namespace/name` and each container image; the latest matching rule wins, and workloads that match
-    none are healthy. Rules apply to rollouts that start after they are set.
     - healthy: status reaches replicas == updated == ready == available at once.
     - slow: pods become ready one after another over `seconds`.
     - never_ready: new pods never get ready; after `seconds` a Deployment reports Progressing=False with
@@ -104,30 +140,20 @@ class Rollouts:
 
     RESOURCES = ("deployments.apps", "statefulsets.apps", "daemonsets.apps")
     MANAGER = "kube-controller-manager"
+    REVISION = "deployment.kubernetes.io/revision"
 
     def __init__(self, store: Store) -> None:
+        super().__init__()
         self._store = store
-        self._rules: list[_Rule] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rollouts: dict[tuple[str, str, str], _Rollout] = {}
         self._available: dict[tuple[str, str, str], int] = {}  # pods of the last finished revision
+        self._revisions: dict[tuple[str, str, str], dict[str, int]] = {}  # a Deployment's revision by template
         store.subscribe(self._listen)
 
-    def behave(self, pattern: str, behaviour: Behaviour, *, seconds: float = 2.0) -> None:
-        if behaviour not in ("healthy", "slow", "never_ready"):
-            raise ValueError(f"unknown rollout behaviour {behaviour!r}: use healthy, slow or never_ready")
-        self._rules.append(_Rule(pattern, behaviour, seconds))
-
-    def reset(self) -> None:
-        self._rules.clear()
-
-    def rule_for(self, obj: Obj) -> _Rule:
+    def rule_for(self, obj: Obj) -> Rule:
         meta = obj["metadata"]
-        subjects = [meta["name"], f"{meta.get('namespace', '')}/{meta['name']}", *_images(obj)]
-        for rule in reversed(self._rules):
-            if any(fnmatch.fnmatchcase(subject, rule.pattern) for subject in subjects):
-                return rule
-        return _Rule("*", "healthy", 0.0)
+        return self.rule_for_workload(meta.get("namespace", ""), meta["name"], _images(obj))
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -155,6 +181,7 @@ class Rollouts:
                     timer.cancel()
             self._rollouts.pop(key, None)
             self._available.pop(key, None)
+            self._revisions.pop(key, None)
             return
         generation = int(meta.get("generation", 1))
         if current and current.generation >= generation:
@@ -162,11 +189,25 @@ class Rollouts:
         if current:
             for timer in current.timers:
                 timer.cancel()
+        if event.resource == "deployments.apps":
+            self._revise(key, event.obj)
         rollout = _Rollout(generation)
         self._rollouts[key] = rollout
         assert self._loop is not None
         for delay, step in self._plan(key, event.obj):
             rollout.timers.append(self._loop.call_later(delay, self._write, key, generation, step))
+
+    def _revise(self, key: tuple[str, str, str], obj: Obj) -> None:
+        """The deployment controller numbers pod templates: a new (or reinstated) one is the next revision."""
+        revisions = self._revisions.setdefault(key, {})
+        template = template_hash(obj)
+        current = max(revisions.items(), key=lambda item: item[1])[0] if revisions else None
+        if template != current:
+            revisions[template] = max(revisions.values(), default=0) + 1
+        revision = str(revisions[template])
+        if ((obj["metadata"].get("annotations") or {}).get(self.REVISION)) != revision:
+            with contextlib.suppress(KeyError):
+                self._store.annotate(key[0], key[1], key[2], {self.REVISION: revision}, self.MANAGER)
 
     def _plan(self, key: tuple[str, str, str], obj: Obj) -> list[tuple[float, _Step]]:
         wanted = 1 if key[0] == "daemonsets.apps" else int((obj.get("spec") or {}).get("replicas", 1))
@@ -307,7 +348,7 @@ class ArgoCD:
     RESOURCE = "applications.argoproj.io"
     MANAGER = "argocd-application-controller"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Objects) -> None:
         self._store = store
 
     def report(
@@ -359,7 +400,7 @@ class Flux:
     RESOURCE = "kustomizations.kustomize.toolkit.fluxcd.io"
     MANAGER = "kustomize-controller"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Objects) -> None:
         self._store = store
 
     def report(

@@ -56,6 +56,7 @@ class Applied(BaseModel):
     applied: list[AppliedObject] = Field(default_factory=list)
     changed: list[str] = Field(default_factory=list)
     pruned: list[str] = Field(default_factory=list)
+    terminating: list[str] = Field(default_factory=list, description="pruned, their finalizers still running")
     requests: int = 0
     reused: bool = Field(False, description="an earlier run had applied it: nothing was sent again")
 

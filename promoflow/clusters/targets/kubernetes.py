@@ -33,11 +33,15 @@ class KubernetesApply:
         previous = [o.ref() for o in Applied.model_validate(before).applied] if before else []
         with p.cluster(env) as cluster:
             result = cluster.apply(promotion.app, env.name, objects, previous=previous, force=env.cluster.force)
+        terminating = [str(r) for r in result.terminating]
+        if terminating:  # deleted, but their finalizers still run: not waited for
+            ctx.log.info("Pruned, still terminating until their finalizers finish: %s", ", ".join(terminating))
         return Applied(
             target=self.name,
             applied=[AppliedObject.of(r) for r in result.applied],
             changed=[str(r) for r in result.changed],
             pruned=[str(r) for r in result.pruned],
+            terminating=terminating,
             requests=result.requests,
         )
 
