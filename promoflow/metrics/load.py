@@ -57,7 +57,11 @@ def promotion_rows(db: Database, period: Period, apps: list[str] | None, environ
     rows = []
     for promotion, built_at in found:
         assert promotion.id is not None
-        verify, done, rejection = last_verify.get(promotion.id), finalized.get(promotion.id), rejected.get(promotion.id)
+        verify, done, rejected_by = (
+            last_verify.get(promotion.id),
+            finalized.get(promotion.id),
+            rejected.get(promotion.id),
+        )
         rows.append(
             PromotionRow(
                 id=promotion.id,
@@ -71,7 +75,7 @@ def promotion_rows(db: Database, period: Period, apps: list[str] | None, environ
                 built_at=_utc(built_at),
                 succeeded_at=_utc(done.ended_at) if done else None,
                 failed_verification_at=_utc(verify.ended_at) if verify and verify.outcome == "failed" else None,
-                rejected_at=_utc(rejection.created_at) if rejection else None,
+                rejected_at=_utc(rejected_by.created_at) if rejected_by else None,
             )
         )
     return rows
