@@ -19,13 +19,15 @@ TAGS = ["promoflow"]
 # registry push and the pipeline run, twice (the triggered watch, then the pipeline it starts); one
 # small API request a second is cheap next to that.
 POLL_FREQUENCY_SECONDS = "1"
+REPORT_CRON = "0 6 * * 1"  # the past week's delivery metrics, Monday morning (UTC)
 
 
 def deployments() -> list[RunnerDeployment]:
-    """`promote`, `pipeline`, `rollback`, and `watch` on an interval ($PROMOFLOW_WATCH_INTERVAL seconds,
-    default 60), their config defaulting to the absolute config path."""
+    """`promote`, `pipeline`, `rollback`, `watch` on an interval ($PROMOFLOW_WATCH_INTERVAL seconds,
+    default 60), and `report` every Monday at 06:00 UTC, their config defaulting to the absolute config path."""
     from flows.pipeline import pipeline
     from flows.promote import promote
+    from flows.report import report
     from flows.rollback import rollback
     from flows.watch import watch
     from promoflow.webhooks import trigger
@@ -42,13 +44,14 @@ def deployments() -> list[RunnerDeployment]:
                 tags=TAGS,
                 parameters={"config": config},
                 interval=interval if flow is watch else None,
+                cron=REPORT_CRON if flow is report else None,
                 # a registry push (promoflow webhook) runs watch at once for the apps it concerns
                 triggers=[trigger()] if flow is watch else None,
                 # an interval run and a triggered one must not both take the same new release for new
                 concurrency_limit=1 if flow is watch else None,
             ),
         )
-        for flow in (promote, pipeline, rollback, watch)
+        for flow in (promote, pipeline, rollback, watch, report)
     ]
 
 

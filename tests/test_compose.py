@@ -118,6 +118,7 @@ EXPECTED_PARAMETERS = {
     "pipeline": {"app", "release", "requested_by", "config"},
     "rollback": {"app", "environment", "to", "reason", "requested_by", "config"},
     "watch": {"config", "apps", "promote"},
+    "report": {"config", "days"},
 }
 
 
@@ -125,16 +126,18 @@ def test_serve_builds_the_three_deployments(monkeypatch: pytest.MonkeyPatch, pre
     from deployments.serve import deployments
     from flows.pipeline import pipeline
     from flows.promote import promote
+    from flows.report import report
     from flows.rollback import rollback
     from flows.watch import watch
 
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("PROMOFLOW_CONFIG", "promotions.yaml")
     built = {deployment.name: deployment for deployment in deployments()}
-    assert set(built) == {"promote", "pipeline", "rollback", "watch"}
+    assert set(built) == {"promote", "pipeline", "rollback", "watch", "report"}
     assert [s.schedule.interval.total_seconds() for s in built["watch"].schedules] == [60]  # type: ignore[union-attr]
+    assert [s.schedule.cron for s in built["report"].schedules] == ["0 6 * * 1"]  # type: ignore[union-attr]
 
-    for flow in (promote, pipeline, rollback, watch):
+    for flow in (promote, pipeline, rollback, watch, report):
         deployment = built[flow.name]
         assert deployment.entrypoint == f"flows/{flow.name}.py:{flow.name}"
         assert deployment.flow_name == flow.name
@@ -159,8 +162,10 @@ def test_prefect_yaml_declares_the_same_deployments_on_the_process_pool(
     assert (
         {d["name"]: d["entrypoint"] for d in declared}
         == {d.name: d.entrypoint for d in deployments()}
-        == {name: f"flows/{name}.py:{name}" for name in ("promote", "pipeline", "rollback", "watch")}
+        == {name: f"flows/{name}.py:{name}" for name in ("promote", "pipeline", "rollback", "watch", "report")}
     )
+    schedules = {d["name"]: d.get("schedules") for d in declared}
+    assert schedules["report"] == [{"cron": "0 6 * * 1"}] and schedules["watch"] == [{"interval": 60}]
     for d in declared:
         assert d["work_pool"]["name"] == "promoflow"
         assert (ROOT / d["entrypoint"].split(":")[0]).is_file()

@@ -10,8 +10,10 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+
+from promoflow.errors import TerminalError
 
 Band = Literal["elite", "high", "medium", "low"]
 HOUR, DAY = 3600.0, 86400.0
@@ -163,6 +165,26 @@ class Report:
                 for e in self.environments
             ],
         }
+
+
+def period(since: str | None, until: str | None, now: datetime, default_days: int = 30) -> Period:
+    """The period from the command line: dates or times (ISO 8601, UTC unless they say), `until` now and
+    `since` `default_days` before it when not given. Raises a TerminalError saying what to type."""
+    end = _moment(until, "--until") if until else now
+    start = _moment(since, "--since") if since else end - timedelta(days=default_days)
+    if start >= end:
+        raise TerminalError(f"--since ({start:%Y-%m-%d %H:%M}) must be before --until ({end:%Y-%m-%d %H:%M}).")
+    return Period(start, end)
+
+
+def _moment(text: str, option: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TerminalError(
+            f"{option} {text[:40]!r} is not a date: write it like 2026-11-01 or 2026-11-01T09:30."
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def report(rows: Iterable[PromotionRow], period: Period, environments: Sequence[str], scope: str) -> Report:

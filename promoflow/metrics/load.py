@@ -7,8 +7,24 @@ from typing import Any
 
 from sqlmodel import col, or_, select
 
-from promoflow.metrics import Period, PromotionRow
+from promoflow.metrics import Period, PromotionRow, Report, report
+from promoflow.project import Project
 from promoflow.records import Database, Promotion, Rejection, Release, Step, _utc
+
+
+def project_report(project: Project, target: str | None, environment: str | None, period: Period) -> Report:
+    """The metrics of an app, a group's members, or every app (None), in one environment or all; raises a
+    terminal error naming what exists for an unknown app, group or environment."""
+    config = project.config
+    apps: list[str] | None = None
+    if target:
+        group = config.group_or_app(target)
+        apps = list(group.apps) if group else [target]
+    environments = [e.name for e in config.environments]
+    if environment:
+        environments = [config.environment(environment).name]
+    rows = promotion_rows(project.db, period, apps, environment)
+    return report(rows, period, environments, target or "all apps")
 
 
 def promotion_rows(db: Database, period: Period, apps: list[str] | None, environment: str | None) -> list[PromotionRow]:
