@@ -121,7 +121,7 @@ def _lead_times(names: list[str], summaries: list[Summary]) -> str:
         lanes.append(f'<text x="4" y="{y + 4:.1f}">{escape(name)}</text>')
         for moment, seconds in summary.lead_times:
             position = (min(max(math.log10(max(seconds, 1)), low), high) - low) / (high - low)
-            cx = LEFT + position * (WIDTH - LEFT - 10)
+            cx = LEFT + position * (WIDTH - LEFT - 40)
             marks.append(
                 f'<circle class="lead-time" data-environment="{escape(name)}" cx="{cx:.1f}" cy="{y:.1f}" r="5" '
                 f'fill="{_colour(i)}" fill-opacity="0.6">'
@@ -131,7 +131,7 @@ def _lead_times(names: list[str], summaries: list[Summary]) -> str:
     ticks = []
     ticks_at = (("1 min", 60), ("1 h", 3600), ("1 day", 86400), ("1 week", 604800), ("30 days", 2592000))
     for label, seconds in (*ticks_at, ("1 year", 31536000)):
-        x = LEFT + (math.log10(seconds) - low) / (high - low) * (WIDTH - LEFT - 10)
+        x = LEFT + (math.log10(seconds) - low) / (high - low) * (WIDTH - LEFT - 40)
         ticks.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="14" y2="{bottom}" stroke="#e5e7eb"/>'
             f'<text x="{x - 14:.1f}" y="{bottom + 14}">{label}</text>'
