@@ -20,17 +20,20 @@ TAGS = ["promoflow"]
 # registry push and the pipeline run, twice (the triggered watch, then the pipeline it starts); one
 # small API request a second is cheap next to that.
 POLL_FREQUENCY_SECONDS = "1"
+REPORT_CRON = "0 6 * * 1"  # the past week's delivery metrics, Monday morning (UTC)
 
 
 def deployments() -> list[RunnerDeployment]:
     """`promote`, `pipeline`, `rollback`, `watch` on an interval ($PROMOFLOW_WATCH_INTERVAL seconds, default
-    60) and `reconcile` on an interval ($PROMOFLOW_RECONCILE_INTERVAL, default 30) and when a promoflow run is
-    cancelled or crashes or a forge event arrives, their config defaulting to the absolute config path."""
+    60), `reconcile` on an interval ($PROMOFLOW_RECONCILE_INTERVAL, default 30) and when a promoflow run is
+    cancelled or crashes or a forge event arrives, and `report` every Monday at 06:00 UTC, their config
+    defaulting to the absolute config path."""
     from prefect.types.entrypoint import EntrypointType
 
     from flows.pipeline import pipeline
     from flows.promote import promote
     from flows.reconcile import reconcile
+    from flows.report import report
     from flows.rollback import rollback
     from flows.watch import watch
     from promoflow.webhooks import trigger
@@ -49,6 +52,7 @@ def deployments() -> list[RunnerDeployment]:
                 tags=TAGS,
                 parameters={"config": config},
                 interval=intervals.get(flow),
+                cron=REPORT_CRON if flow is report else None,
                 # watch: a registry push (promoflow webhook) runs it at once for the apps it concerns
                 triggers=triggers.get(flow),
                 # watch: an interval run and a triggered one must not both take the same new release for new;
@@ -57,7 +61,7 @@ def deployments() -> list[RunnerDeployment]:
                 entrypoint_type=EntrypointType.MODULE_PATH,  # as prefect.yaml: imported, not read from a path
             ),
         )
-        for flow in (promote, pipeline, rollback, watch, reconcile)
+        for flow in (promote, pipeline, rollback, watch, reconcile, report)
     ]
 
 

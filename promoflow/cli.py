@@ -429,6 +429,61 @@ def _history_entry(db: Database, promotion: Promotion) -> dict[str, Any]:
     return entry
 
 
+@app.command()
+def report(
+    app_name: Annotated[
+        str | None,
+        typer.Argument(metavar="[APP|GROUP]", help="Only this app, or the members of this group (default: all apps)."),
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Start of the period: a date or time, UTC unless it says (default: 30 days before --until)."),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End of the period (default: now).")] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", metavar="FILE", help="Write one self-contained page with charts to FILE.")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delivery metrics from the records, per environment and app: deployments, deployment frequency, lead
+    time, change failure rate and time to restore, each with its DORA band and the counts behind it (the
+    README defines each)."""
+    from datetime import UTC, datetime
+
+    with _user_errors():
+        if as_json and html:
+            raise TerminalError("--json and --html write one thing each: choose one.")
+        from promoflow import metrics
+        from promoflow.metrics.load import project_report
+
+        period = metrics.period(since, until, datetime.now(UTC))
+        result = project_report(_project(config), app_name, env, period)
+        if html:
+            from promoflow.metrics.page import render
+
+            try:
+                html.write_text(render(result))
+            except OSError as error:
+                raise TerminalError(f"Cannot write {html}: {error.strerror or error}.") from None
+            out.print(f"Wrote {html}")
+            return
+    if as_json:
+        out.print_json(json.dumps(result.as_json()))
+        return
+    from promoflow.metrics.text import COLUMNS, rows
+
+    table = tables.table(
+        f"promoflow report: {result.scope}, {period.since:%Y-%m-%d} to {period.until:%Y-%m-%d} UTC",
+        *COLUMNS,
+        whole=("environment", "app"),
+    )
+    for row in rows(result):
+        table.add_row(*row.values())
+    tables.show(out, table)
+
+
 # -- acting -----------------------------------------------------------------------------------------
 
 

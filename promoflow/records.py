@@ -50,6 +50,9 @@ class Release(SQLModel, table=True):
     images: str = Field(description="JSON list of {name, tag, digest}")
     origin: str = Field(max_length=255, description="where it was discovered")
     commit: str | None = Field(default=None, max_length=64, description="config commit of a git-sourced app")
+    # When its content was made (the newest image config `created`, the config commit's time): where its
+    # lead time starts. None when no part says so; `created_at` is when promoflow first recorded it.
+    built_at: datetime | None = _timestamp(nullable=True)
     created_at: datetime = _timestamp()
 
     @property

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from promoflow.config import App, Image
 from promoflow.errors import NotFound, TerminalError
@@ -163,8 +164,26 @@ def resolve(db: Database, app: App, sources: AppSources, ref: str | None, origin
         known = db.release(app.name, ref)
         if known:
             return known
-        return db.save_release(named(app, sources, ref, origin))
-    return db.save_release(discover(app, sources, origin))
+        return save(db, named(app, sources, ref, origin), sources)
+    return save(db, discover(app, sources, origin), sources)
+
+
+def save(db: Database, release: Release, sources: AppSources) -> Release:
+    """Record a release; a new one first learns when it was built (its sources are asked only then)."""
+    if release.id in db.known_releases([release.id]):
+        return db.get_release(release.id)
+    release.built_at = built_at(release, sources)
+    return db.save_release(release)
+
+
+def built_at(release: Release, sources: AppSources) -> datetime | None:
+    """When the newest part of a release was made: its images' `created`, its config commit's time. None if
+    any part does not say: a lead time from an older part would be too short."""
+    times = [sources.images[pin.name].built_at(pin.digest) for pin in pins_of(release)]
+    if release.commit and sources.git:
+        times.append(sources.git.committed_at(release.commit))
+    known = [t for t in times if t is not None]
+    return max(known) if known and len(known) == len(times) else None
 
 
 def from_manifests(app: App, uses: list[ImageUse], sources: AppSources) -> list[ImagePin] | None:

@@ -68,7 +68,7 @@ def run_cycle(project: Project, apps: list[App], origin: str = "watch") -> Cycle
     for name, candidate in cycle.newest.items():
         if candidate.id in known:
             continue
-        cycle.newest[name] = saved = project.db.save_release(candidate)
+        cycle.newest[name] = saved = releases.save(project.db, candidate, sources[name])
         cycle.new.append(saved)
     return cycle
 

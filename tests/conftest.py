@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.kube_servers import kube_server, real_kube
 
 __all__ = ["kube_server", "real_kube"]  # fixtures: a real kube-apiserver per test process, and the stand-in
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Telemetry off (offline machine); set before anything imports Prefect.
@@ -126,6 +132,43 @@ def background() -> Iterator[list[subprocess.Popen[str]]]:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module", name="chromium")
+def chromium_fixture() -> Iterator[Callable[[], Browser]]:
+    """Debian's chromium under Playwright, launched on first use; its absence fails the test (never skips)."""
+    running: list[Browser] = []
+    with contextlib.ExitStack() as stack:
+
+        def get() -> Browser:
+            if not CHROMIUM.exists():
+                pytest.fail(
+                    f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install -y chromium`); "
+                    "these tests drive it through Playwright and never download a browser.",
+                    pytrace=False,
+                )
+            if not running:
+                from playwright.sync_api import sync_playwright
+
+                playwright = stack.enter_context(sync_playwright())
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+                stack.callback(browser.close)
+                running.append(browser)
+            return running[0]
+
+        yield get
 
 
 @pytest.fixture(scope="session")

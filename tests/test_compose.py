@@ -119,6 +119,7 @@ EXPECTED_PARAMETERS = {
     "rollback": {"app", "environment", "to", "reason", "requested_by", "config"},
     "watch": {"config", "apps", "promote"},
     "reconcile": {"config", "woken_by"},
+    "report": {"config", "days"},
 }
 
 
@@ -127,20 +128,23 @@ def test_serve_builds_the_deployments(monkeypatch: pytest.MonkeyPatch, prefect_a
     from flows.pipeline import pipeline
     from flows.promote import promote
     from flows.reconcile import reconcile
+    from flows.report import report
     from flows.rollback import rollback
     from flows.watch import watch
 
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("PROMOFLOW_CONFIG", "promotions.yaml")
     built = {deployment.name: deployment for deployment in deployments()}
-    assert set(built) == {"promote", "pipeline", "rollback", "watch", "reconcile"}
+    assert set(built) == {"promote", "pipeline", "rollback", "watch", "reconcile", "report"}
     assert [s.schedule.interval.total_seconds() for s in built["watch"].schedules] == [60]  # type: ignore[union-attr]
     assert [s.schedule.interval.total_seconds() for s in built["reconcile"].schedules] == [30]  # type: ignore[union-attr]
     assert [t.expect for t in built["reconcile"].triggers] == [  # type: ignore[union-attr]
         {"prefect.flow-run.Cancelled", "prefect.flow-run.Crashed", "promoflow.github.*"}
     ]
 
-    for flow in (promote, pipeline, rollback, watch, reconcile):
+    assert [s.schedule.cron for s in built["report"].schedules] == ["0 6 * * 1"]  # type: ignore[union-attr]
+
+    for flow in (promote, pipeline, rollback, watch, reconcile, report):
         deployment = built[flow.name]
         assert deployment.entrypoint == f"flows.{flow.name}.{flow.name}"  # imported, wherever it runs
         assert deployment.flow_name == flow.name
@@ -182,8 +186,8 @@ def test_prefect_yaml_declares_what_serve_serves_on_the_process_pool(
     for name, d in declared.items():
         assert d["work_pool"]["name"] == "promoflow"
         assert d.get("concurrency_limit") == served[name].concurrency_limit
-        assert [s["interval"] for s in d.get("schedules", [])] == [
-            s.schedule.interval.total_seconds()  # type: ignore[union-attr]
+        assert [s.get("interval") or s.get("cron") for s in d.get("schedules", [])] == [
+            getattr(s.schedule, "cron", None) or s.schedule.interval.total_seconds()  # type: ignore[union-attr]
             for s in served[name].schedules or []
         ]
         specs = [{k: v for k, v in spec.items() if k != "type"} for spec in d.get("triggers", [])]

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,7 @@ def test_demo_runs_twice_on_the_simulated_cluster_from_the_layout_then_the_regis
     assert not (tmp_path / ".promoflow" / "prefect" / "server.json").exists()
     assert _refused(_url_after(out, "(promoflow's Kubernetes API stand-in) at"))
     assert (tmp_path / "promotions.yaml").read_text() == demo.CONFIG_TEMPLATE.read_text()
+    _report_agrees_with_history(tmp_path)
 
     second = _run(tmp_path, "demo", "--yes", "--registry", "--forge", "github")
     assert second.returncode == 0, second.stdout + second.stderr
@@ -96,6 +98,37 @@ def test_demo_runs_twice_on_the_simulated_cluster_from_the_layout_then_the_regis
     assert status["dev"]["current_release"]["label"] == "1.4.0"  # 1.5.0 never got ready: rolled back
     assert status["prod"]["current_release"]["label"] == "1.1.0"  # rolled back to the baseline
     assert len(status["prod"]["rejected_releases"]) == 2 and len(status["dev"]["rejected_releases"]) == 2
+
+
+def _report_agrees_with_history(base: Path) -> None:
+    """`report web` counts what `history web` shows: succeeded promotions per environment as deployments, and
+    in dev the release whose verification failed (1.3.0) as a failed change."""
+    history = json.loads(_run(base, "history", "web", "--json").stdout)
+    report = json.loads(_run(base, "report", "web", "--json").stdout)
+    by_env = {e["environment"]: e for e in report["environments"]}
+    assert list(by_env) == list(ENVIRONMENTS)
+
+    def outcome(promotion: dict[str, Any], step: str) -> str | None:
+        return next((s["outcome"] for s in reversed(promotion["steps"]) if s["name"] == step), None)
+
+    promotions = [p for p in history if p["kind"] == "promotion"]
+    for env in ENVIRONMENTS:
+        here = [p for p in promotions if p["environment"] == env]
+        deployed = [p for p in here if outcome(p, "finalize") == "succeeded"]
+        failed = [p for p in here if outcome(p, "verify") == "failed" or p["state"] == "rolled_back"]
+        assert by_env[env]["deployments"] == len(deployed) >= 1, env
+        assert by_env[env]["counts"]["change_failure"] == {"failed": len(failed), "changes": len(here)}, env
+    dev = by_env["dev"]
+    assert dev["change_failure_rate"] == 0.5 and dev["counts"]["time_to_restore"]["restored"] == 1  # 1.3.0
+    assert [p["release"]["label"] for p in promotions if outcome(p, "verify") == "failed"] == ["1.3.0"]
+
+    page = _run(base, "report", "web", "--html", "report.html")
+    assert page.returncode == 0, page.stderr
+    bars = re.findall(
+        r'class="deployments" data-environment="(\w+)" data-count="(\d+)"', (base / "report.html").read_text()
+    )
+    for env in ENVIRONMENTS:
+        assert sum(int(count) for name, count in bars if name == env) == by_env[env]["deployments"]
 
 
 def test_kube_context_promotes_into_that_cluster_one_namespace_per_environment(

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.conftest import Sandbox
@@ -21,40 +21,7 @@ from tests.test_promotion_flows import REQUESTER, awaiting, history, start_cli, 
 
 pytestmark = pytest.mark.prefect
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 UI_TIMEOUT_MS = 30_000  # generous: the UI is a single-page app fetching everything after load
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Callable[[], Browser]]:
-    """Debian's chromium under Playwright, launched on first use; its absence fails the test (never skips)."""
-    running: list[Browser] = []
-    with contextlib.ExitStack() as stack:
-
-        def get() -> Browser:
-            if not CHROMIUM.exists():
-                pytest.fail(
-                    f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install -y chromium`); "
-                    "these tests drive it through Playwright and never download a browser.",
-                    pytrace=False,
-                )
-            if not running:
-                playwright = stack.enter_context(sync_playwright())
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-                stack.callback(browser.close)
-                running.append(browser)
-            return running[0]
-
-        yield get
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -302,6 +303,10 @@ class Workspace:
                 except git.GitCommandError:
                     continue
         return None
+
+    def committed_at(self, commit: str) -> datetime:
+        with self._locked() as repo:
+            return repo.commit(commit).committed_datetime.astimezone(UTC)
 
     def export(self, commit: str, directory: str, destination: Path) -> None:
         """Write `directory` as of `commit` to `destination` (which must not exist yet)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -20,11 +22,38 @@ T = TypeVar("T")
 
 
 class Source(Protocol):
-    """An image repository: its tags (one cheap listing) and the digest of one tag."""
+    """An image repository: its tags (one cheap listing), the digest of one tag, and when an image was built
+    (asked once per new release: a manifest and a config)."""
 
     def tags(self) -> list[str]: ...
 
     def digest(self, tag: str) -> str: ...
+
+    def built_at(self, digest: str) -> datetime | None: ...
+
+
+def config_digest(manifest: bytes) -> str | None:
+    """The config blob an image manifest names; None for an index (no single image) or anything else."""
+    try:
+        document = json.loads(manifest)
+    except ValueError:
+        return None
+    config = document.get("config") if isinstance(document, dict) else None
+    digest = config.get("digest") if isinstance(config, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+def config_created(config: bytes) -> datetime | None:
+    """An image config's `created` time (RFC 3339, in UTC); None when it has none a person could trust."""
+    try:
+        document = json.loads(config)
+        created = datetime.fromisoformat(document["created"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    # reproducible builds stamp the epoch (SOURCE_DATE_EPOCH=0): that is no creation time
+    if created.tzinfo is None or created.year < 1980:
+        return None
+    return created.astimezone(UTC)
 
 
 @dataclass
@@ -51,6 +80,11 @@ class OciLayoutSource:
             raise NotFound(f"{self.name} has no tag {tag!r} in {self.path}.")
         return self._index[tag]
 
+    def built_at(self, digest: str) -> datetime | None:
+        from promoflow.sources import oci_layout
+
+        return oci_layout.built_at(self.path, digest)
+
 
 @dataclass
 class RegistrySource:
@@ -74,6 +108,9 @@ class RegistrySource:
         if tag not in self._digests:
             self._digests[tag] = self._call(lambda client: client.digest(self.repository, tag, self.platform))
         return self._digests[tag]
+
+    def built_at(self, digest: str) -> datetime | None:
+        return self._call(lambda client: client.built_at(self.repository, digest))
 
     def _call(self, action: Callable[[RegistryClient], Awaitable[T]]) -> T:
         from urllib.parse import urlsplit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 
@@ -72,6 +73,9 @@ class GitSource:
     def commit(self, ref: str) -> str | None:
         """The commit a branch, tag or commit id of the repository names; None if it names none."""
         return self.workspace.resolve(ref)
+
+    def committed_at(self, commit: str) -> datetime:
+        return self.workspace.committed_at(commit)
 
     def export(self, commit: str, destination: Path) -> None:
         self.workspace.export(commit, self.config.directory, destination)

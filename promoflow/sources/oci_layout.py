@@ -175,6 +175,19 @@ def publish(
 # --- reading -----------------------------------------------------------------------------------
 
 
+def built_at(layout_dir: Path, digest: str) -> datetime | None:
+    """When the image with this manifest digest was built (its config's `created`); None when unknown."""
+    from promoflow.sources import config_created, config_digest
+
+    try:
+        config = config_digest(_blob_path(layout_dir, digest).read_bytes())
+        if config is None or not _DIGEST.fullmatch(config):  # a hostile digest must not name a path
+            return None
+        return config_created(_blob_path(layout_dir, config).read_bytes())
+    except (OSError, ValueError):  # a blob gone or a digest not of this layout: nothing to say
+        return None
+
+
 def _not_a_layout(layout_dir: Path, what: str) -> SourceError:
     return SourceError(f"{layout_dir} is not an OCI image layout: {what}")
 

@@ -596,6 +596,25 @@ class RegistryClient:
             raise failed.exceptions[0] from None
         return {tag: task.result() for tag, task in tasks.items()}
 
+    async def built_at(self, repository: str, digest: str) -> datetime | None:
+        """When the image with this manifest digest was built: its config's `created`; None for an index or a
+        config without one. Two requests: the manifest and the config blob."""
+        from promoflow.sources import config_created, config_digest
+
+        _check_repository(repository)
+        body, _ = await self._manifest(repository, digest)
+        config = config_digest(body)
+        if config is None or not _DIGEST.fullmatch(config):
+            return None
+        url = self.base_url.join(f"/v2/{repository}/blobs/{config}")
+        response = await self._request("GET", url, "blob", repository)
+        if response.status_code != 200:
+            raise self._error(response, repository, config)
+        algorithm, _, expected = config.partition(":")
+        if hashlib.new(algorithm, response.content).hexdigest() != expected:
+            raise TerminalError(f"{self.host} sent a config for {repository}@{config} with another digest.")
+        return config_created(response.content)
+
     # - requests -
 
     async def _tag_digest(self, repository: str, tag: str) -> tuple[str, str]:

@@ -22,6 +22,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -197,6 +198,10 @@ class SessionRegistrySource:
                 source.url, source.repository, tag, source.platform, self.mutable, source.named_credentials()
             )
         )
+
+    def built_at(self, digest: str) -> datetime | None:
+        # asked for new releases only, after the cycle: the source's own client, not the session's
+        return self.source.built_at(digest)
 
     async def _tags(self) -> list[str]:
         source = self.source
