@@ -1,0 +1,61 @@
+"""Semver ranges and tag policies at their edges (catches issue 16, behaviour 6: a wider upper bound for tilde
+ranges with a prerelease; the tie-break between tags of equal value reversed). Expected values are written out
+by hand from node-semver's documentation, never computed with the module under test."""
+
+from __future__ import annotations
+
+import pytest
+
+from promoflow.config import TagPolicy
+from promoflow.sources import policy, semver
+
+
+@pytest.mark.parametrize(
+    ("text", "desugared"),
+    [
+        ("~1.2.3-beta.2", ">=1.2.3-beta.2 <1.3.0-0"),
+        ("~0.2.3-rc.1", ">=0.2.3-rc.1 <0.3.0-0"),
+        ("~1.2.3", ">=1.2.3 <1.3.0-0"),
+        ("~1.2", ">=1.2.0 <1.3.0-0"),
+        ("~1", ">=1.0.0 <2.0.0-0"),
+        ("^1.2.3-beta.2", ">=1.2.3-beta.2 <2.0.0-0"),
+        ("^0.2.3-rc.1", ">=0.2.3-rc.1 <0.3.0-0"),
+        ("^0.0.3-rc.1", ">=0.0.3-rc.1 <0.0.4-0"),
+    ],
+)
+def test_tilde_and_caret_bounds(text: str, desugared: str) -> None:
+    assert semver.parse_range(text).desugared() == desugared
+
+
+def test_a_tilde_range_with_a_prerelease_stops_before_the_next_minor() -> None:
+    wanted = semver.parse_range("~1.2.3-beta.2")
+    assert wanted.contains("1.2.3-beta.4") and wanted.contains("1.2.9")
+    assert not wanted.contains("1.3.0") and not wanted.contains("1.3.0-rc.1", include_prerelease=True)
+    assert not wanted.contains("2.0.0") and not wanted.contains("1.2.3-alpha")
+    tags = ["1.2.3-beta.4", "1.2.9", "1.3.0", "1.9.9", "2.0.0"]
+    assert semver.select(tags, "~1.2.3-beta.2") == "1.2.9"
+    assert semver.select(tags, "~1.2.3-beta.2", lowest=True) == "1.2.3-beta.4"
+
+
+def test_equal_versions_pick_the_unprefixed_then_smallest_tag_in_either_direction() -> None:
+    tags = ["v1.2.0", "1.2.0+b9", "1.2.0+b1", "V1.2.0", "1.1.0", "v1.1.0"]
+    for order in (tags, tags[::-1]):
+        assert semver.select(order, "*") == "1.2.0+b1"
+        assert semver.select(order, "*", lowest=True) == "1.1.0"
+        assert semver.select(order, "<1.2.0", lowest=False) == "1.1.0"
+
+
+def test_a_policy_breaks_ties_between_tags_of_equal_value_by_the_smallest_tag() -> None:
+    """Two tags whose extracted value is the same version: the alphabetically smallest tag, whatever their order."""
+    by_build = TagPolicy(regex=r"^(?:main|release)-(?P<v>\d+\.\d+\.\d+)$", extract="$v", semver=">=1.0.0")
+    tags = ["release-1.4.0", "main-1.4.0", "main-1.3.0"]
+    for order in (tags, tags[::-1]):
+        assert policy.select(order, by_build) == "main-1.4.0"
+    ascending = by_build.model_copy(update={"direction": "asc"})
+    assert policy.select(["release-1.3.0", "main-1.4.0", "main-1.3.0"], ascending) == "main-1.3.0"
+    numbers = TagPolicy(regex=r"^(?:b|a)-(?P<n>\d+)$", extract="$n", order="numerical")
+    for order in (["b-7", "a-7", "a-3"], ["a-3", "a-7", "b-7"]):
+        assert policy.select(order, numbers) == "a-7"
+        assert policy.ranked(order, numbers, 3) == ["a-7", "b-7", "a-3"]
+    numbers_up = numbers.model_copy(update={"direction": "asc"})
+    assert policy.ranked(["b-3", "a-7", "a-3"], numbers_up, 3) == ["a-3", "b-3", "a-7"]
