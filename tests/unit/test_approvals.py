@@ -56,6 +56,8 @@ def test_tally_counts_distinct_people_and_any_counted_rejection_ends_it() -> Non
     assert (approved.outcome, approved.approvers, approved.missing) == ("approved", ("alice", "bob", "carol"), 0)
     rejected = tally(policy, [Decision("alice"), Decision("bob", "reject"), Decision("carol")])
     assert (rejected.outcome, rejected.rejected_by, rejected.approvers) == ("rejected", "bob", ("alice",))
+    late = tally(policy, [Decision("alice"), Decision("bob"), Decision("carol", "reject")])  # after the quorum
+    assert (late.outcome, late.rejected_by, late.approvers) == ("rejected", "carol", ("alice", "bob"))
     ignored = tally(policy, [Decision("bob", "reject", counted=False), Decision("alice")])
     assert ignored.outcome == "waiting" and ignored.rejected_by is None
     assert tally(ApprovalPolicy(required=0), []).outcome == "approved"
