@@ -351,6 +351,22 @@ def test_the_default_pick_skips_releases_rejected_where_they_would_go_and_says_w
     assert skipped in walked.stderr and "promotion of web 1.1.6 into dev: succeeded" in walked.stdout
 
 
+def test_a_pipeline_stops_before_an_environment_its_release_is_rejected_for(sandbox: Sandbox) -> None:
+    """The pipeline's own stop (catches issue 16, behaviour 7): it does not start a promotion that would fail on
+    the rejection, it stops there and the run succeeds with what it did."""
+    sandbox.edit_config("    branch: env/staging\n", "    branch: env/staging\n    auto_promote: true\n")
+    sandbox.edit_config("required: 1                 # one approval before the merge", "required: 0")
+    sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    release = sandbox.db().release("web", "1.2.0")
+    sandbox.db().reject_release("web", "staging", release.id, "pager", None)
+
+    walked = sandbox.cli("pipeline", "web", "--release", "1.2.0", env=REQUESTER)
+    assert walked.returncode == 0, walked.stderr
+    assert f"Release 1.2.0 ({release.id[:7]}) is rejected for staging; stopping" in walked.stderr
+    assert history(sandbox, "web", "--env", "staging") == []  # no promotion started there
+
+
 @pytest.mark.parametrize("url", ["http://[::1/healthz", "http://", "http://web/\x00", "http://we b/"])
 def test_a_bad_url_from_an_older_config_fails_the_check_instead_of_raising(url: str) -> None:
     """`validate` refuses these now; one that still reaches verification fails it, which rolls back."""
