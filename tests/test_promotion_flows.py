@@ -381,16 +381,19 @@ def test_a_bad_url_from_an_older_config_fails_the_check_instead_of_raising(url: 
 def test_a_failing_rollback_leaves_the_environment_marked_and_never_loops(
     sandbox: Sandbox, health_endpoint: type[_Health]
 ) -> None:
+    sandbox.publish("1.1.5")  # with the baseline, two good releases: a second rollback would have one to go to
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
     sandbox.publish("1.2.0")
-    health_endpoint.failures = 4  # the release and its rollback both fail verification
+    health_endpoint.failures = 4  # the release and its rollback both fail verification; anything after passes
     failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
     assert failed.returncode == 1
     assert "The rollback of web in dev failed" in failed.stderr and "Traceback" not in failed.stderr
 
     entries = history(sandbox, "web", "--env", "dev")
-    assert [(p["kind"], p["state"]) for p in entries if p["kind"] != "baseline"] == [
-        ("rollback", "failed"),
-        ("promotion", "failed"),
+    assert [(p["kind"], p["release"]["label"], p["state"]) for p in entries if p["kind"] != "baseline"] == [
+        ("rollback", "1.1.5", "failed"),
+        ("promotion", "1.2.0", "failed"),
+        ("promotion", "1.1.5", "succeeded"),
     ]
     status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
     assert len(status[("web", "dev")]["rejected_releases"]) == 1
