@@ -357,6 +357,71 @@ def test_a_review_webhook_becomes_the_event_that_wakes_waiting_promotions(sandbo
     assert not theirs.arrived()
 
 
+def test_a_review_webhook_wakes_a_waiting_promotion_long_before_its_next_poll(
+    sandbox: Sandbox, github: GitHubStandIn
+) -> None:
+    """A promotion waiting for a review looks at GitHub every 10 minutes; the receiver's event of the review wakes
+    it within seconds (catches issue 16, behaviour 9: the wait never woken by webhooks, only by polling)."""
+    import asyncio
+    import hashlib
+    import hmac
+    import json
+
+    import httpx
+
+    from promoflow.webhooks import create_app
+
+    configure(
+        sandbox,
+        github_section(github.url).replace("poll_seconds: 2", "poll_seconds: 600"),
+        """
+  - name: dev
+    branch: env/dev
+    approval: {required: 1, approvers: [alice], sources: [forge]}
+""",
+    )
+    sandbox.publish("1.2.0")
+    promote = start_cli(sandbox, "promote", "web", "--to", "dev", env=PEOPLE)
+    pull = open_pull(github, "env/dev")
+    wait_for(lambda: state_of(sandbox, "dev") == "awaiting_approval", what="the promotion to wait")
+    github.review(REPO, pull.number, "alice", "APPROVE")
+
+    secret = "a-webhook-secret-of-some-length"
+    app = create_app(sandbox.config, secret)
+    body = json.dumps(
+        {"action": "submitted", "repository": {"full_name": REPO}, "pull_request": {"number": pull.number}}
+    ).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+    async def deliver(delivery: str) -> int:
+        headers = {
+            "x-github-event": "pull_request_review",
+            "x-github-delivery": delivery,
+            "x-hub-signature-256": signature,
+            "content-type": "application/json",
+        }
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver") as client:
+            return (await client.post("/hooks/github", content=body, headers=headers)).status_code
+
+    # GitHub delivers once; here again every few seconds, so that a delivery racing the wait's start cannot be
+    # the only one. 90 s is far below the 600 s poll: only an event can have woken it.
+    deadline = time.monotonic() + 90
+    attempt = 0
+    try:
+        while promote.poll() is None and time.monotonic() < deadline:
+            attempt += 1
+            assert asyncio.run(deliver(f"review-{attempt}")) == 200
+            time.sleep(3)
+        assert promote.poll() is not None, "the review's event did not wake the promotion"
+    finally:
+        if promote.poll() is None:
+            promote.kill()
+            promote.wait()
+    code, output = finish(promote)
+    assert code == 0, output
+    assert merged(github, pull.number) and state_of(sandbox, "dev") == "succeeded"
+
+
 def test_a_cli_approval_counts_alongside_a_review_where_the_policy_allows_both(
     sandbox: Sandbox, github: GitHubStandIn
 ) -> None:
