@@ -37,8 +37,9 @@ def test_judge_counts_a_person_once_per_decision_and_says_why_not() -> None:
 def test_judge_refuses_each_kind_of_decision_the_policy_does_not_allow() -> None:
     policy = ApprovalPolicy(required=1, approvers=["alice", "bob"], sources=["cli"])
     assert judge(policy, "rita", "  ", "cli") == judge(policy, "rita", "", "cli")
-    assert judge(policy, "rita", " ", "cli").reason == "no approver name given"
-    assert judge(policy, "rita", "alice", "ui").reason == "approvals from ui are not accepted here (allowed: cli)"
+    nameless, elsewhere = judge(policy, "rita", " ", "cli"), judge(policy, "rita", "alice", "ui")
+    assert (nameless.counted, nameless.reason) == (False, "no approver name given")
+    assert (elsewhere.counted, elsewhere.reason) == (False, "approvals from ui are not accepted here (allowed: cli)")
     assert judge(policy, "rita", "mallory", "cli").reason == "mallory is not an allowed approver (alice, bob)"
     assert judge(policy, "rita", "Bob", "cli").counted
     own = ApprovalPolicy(required=1)

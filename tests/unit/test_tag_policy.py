@@ -59,3 +59,38 @@ def test_a_policy_breaks_ties_between_tags_of_equal_value_by_the_smallest_tag() 
         assert policy.ranked(order, numbers, 3) == ["a-7", "b-7", "a-3"]
     numbers_up = numbers.model_copy(update={"direction": "asc"})
     assert policy.ranked(["b-3", "a-7", "a-3"], numbers_up, 3) == ["a-3", "b-3", "a-7"]
+
+
+def test_prereleases_are_left_out_unless_asked_for() -> None:
+    tags = ["1.3.0-rc.1", "1.2.0"]
+    assert semver.select(tags, "^1.0") == "1.2.0"
+    assert semver.select(tags, "^1.0", include_prerelease=True) == "1.3.0-rc.1"
+    assert semver.parse_range("^1.0").contains("1.3.0-rc.1") is False
+
+
+def test_a_range_of_4096_characters_is_read_and_a_longer_one_refused() -> None:
+    longest = " " * 4089 + ">=1.0.0"
+    assert len(longest) == 4096 and semver.parse_range(longest).contains("1.0.0")
+    with pytest.raises(ValueError, match="longer than 4096 characters"):
+        semver.parse_range(" " + longest)
+
+
+def test_extract_joins_several_captures_and_checks_the_ones_it_names() -> None:
+    build = TagPolicy(regex=r"^v(\d+)-(?P<minor>\d+)-(\w+)$", extract="$1.${minor}.0-$3", semver=">=1.0.0-0")
+    assert policy.candidates(["v1-4-rc", "x"], build) == [("v1-4-rc", "1.4.0-rc")]
+    assert policy.select(["v1-4-rc", "v1-10-rc", "v2-0-b"], build.model_copy(update={"prerelease": True})) == "v2-0-b"
+    swapped = TagPolicy(regex=r"^(\d+)-(\d+)$", extract="$2.$1.0")
+    assert policy.candidates(["3-1", "3-1-x"], swapped) == [("3-1", "1.3.0")]
+    policy.check_template(r"(\d+)-(\d+)", "$2.$1")
+    policy.check_template(r"(?P<n>\d+)", "${n} $0 $1")
+    for template, name in (("$2", "2"), ("${m}", "m"), ("$1$3", "3")):
+        with pytest.raises(ValueError, match=rf"`extract` names \${name}, which the regex does not capture"):
+            policy.check_template(r"(\d+)-(\d+)" if name == "3" else r"(\d+)", template)
+
+
+def test_a_policy_is_described_in_a_few_words() -> None:
+    assert policy.describe(TagPolicy(track="latest")) == "track latest"
+    assert policy.describe(TagPolicy(semver="^1.2", prerelease=True)) == "semver '^1.2' with prereleases"
+    numbered = TagPolicy(regex=r"^b-(\d+)$", extract="$1", order="numerical", direction="asc", ignore=["*-dbg", "x*"])
+    assert policy.describe(numbered) == r"regex '^b-(\\d+)$', extract '$1', numerical asc, ignoring *-dbg, x*"
+    assert policy.describe(TagPolicy(order="alphabetical")) == "alphabetical desc"
