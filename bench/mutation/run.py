@@ -25,9 +25,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -35,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import machine  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+Emit = Callable[[ast.AST, str, Callable[[], None], Callable[[], None]], None]  # node, change, apply, undo
 
 # module key -> (file, the pytest arguments of the tests that cover it: fast ones, no servers)
 MODULES: dict[str, tuple[str, list[str]]] = {
@@ -148,12 +151,12 @@ def mutants(source: str) -> list[tuple[Mutant, str]]:
     nodes = list(ast.walk(tree))
     skip = _annotations(tree) | {id(n) for n in nodes if getattr(n, "lineno", 0) in _docstring_lines(tree)}
 
-    def emit(node: ast.AST, change: str, apply: object, undo: object) -> None:
-        apply()  # type: ignore[operator]
+    def emit(node: ast.AST, change: str, apply: Callable[[], None], undo: Callable[[], None]) -> None:
+        apply()
         try:
             found.append((Mutant(getattr(node, "lineno", 0), change), ast.unparse(tree)))
         finally:
-            undo()  # type: ignore[operator]
+            undo()
 
     for node in nodes:
         if id(node) in skip:
@@ -209,7 +212,7 @@ def mutants(source: str) -> list[tuple[Mutant, str]]:
     return found
 
 
-def _set_constant(node: ast.Constant, value: object, emit: object) -> None:
+def _set_constant(node: ast.Constant, value: Any, emit: Emit) -> None:
     old = node.value
 
     def put() -> None:
@@ -218,10 +221,10 @@ def _set_constant(node: ast.Constant, value: object, emit: object) -> None:
     def back() -> None:
         node.value = old
 
-    emit(node, f"`{old!r}` -> `{value!r}`", put, back)  # type: ignore[operator]
+    emit(node, f"`{old!r}` -> `{value!r}`", put, back)
 
 
-def _replace_in_parent(tree: ast.AST, node: ast.AST, new: ast.AST, emit: object, change: str) -> None:
+def _replace_in_parent(tree: ast.AST, node: ast.AST, new: ast.AST, emit: Emit, change: str) -> None:
     for parent in ast.walk(tree):
         for name, value in ast.iter_fields(parent):
             if value is node:
@@ -232,7 +235,7 @@ def _replace_in_parent(tree: ast.AST, node: ast.AST, new: ast.AST, emit: object,
                 def back(p: ast.AST = parent, f: str = name) -> None:
                     setattr(p, f, node)
 
-                emit(node, change, put, back)  # type: ignore[operator]
+                emit(node, change, put, back)
                 return
             if isinstance(value, list) and any(v is node for v in value):
                 i = next(i for i, v in enumerate(value) if v is node)
@@ -243,7 +246,7 @@ def _replace_in_parent(tree: ast.AST, node: ast.AST, new: ast.AST, emit: object,
                 def back_l(lst: list[ast.AST] = value, i: int = i) -> None:
                     lst[i] = node
 
-                emit(node, change, put_l, back_l)  # type: ignore[operator]
+                emit(node, change, put_l, back_l)
                 return
 
 
