@@ -70,7 +70,7 @@ def test_apply_verify_and_roll_back_a_release_that_never_gets_ready(sandbox: San
         {
             "object": f"Deployment {ns}/web",
             "healthy": True,
-            "message": steps["verify"]["detail"]["rollouts"][0]["message"],
+            "message": f"Deployment {ns}/web rolled out: 1 of 1 replicas available",
         }
     ]
 
