@@ -3,7 +3,10 @@ is met. Each test names the deliberate bug it catches."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+import pytest
 
 from promoflow.approvals import distinct, judge, tally
 from promoflow.config import ApprovalPolicy
@@ -92,3 +95,11 @@ def test_a_cli_quorum_of_three_waits_for_the_third_person(world: World) -> None:
         assert not world.merged(ctx)
     world.decide(ctx, "carol")
     assert advance(ctx) is None and world.merged(ctx)
+
+
+def test_verdicts_and_tallies_are_values() -> None:
+    verdict, count = judge(ApprovalPolicy(required=1), "rita", "alice", "cli"), tally(ApprovalPolicy(required=1), [])
+    assert {verdict: 1, count: 2}[judge(ApprovalPolicy(required=1), "rita", "bob", "ui")] == 1
+    for value in (verdict, count):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.missing = 0  # type: ignore[misc, union-attr]

@@ -4,6 +4,8 @@ by hand from node-semver's documentation, never computed with the module under t
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from promoflow.config import TagPolicy
@@ -94,3 +96,11 @@ def test_a_policy_is_described_in_a_few_words() -> None:
     numbered = TagPolicy(regex=r"^b-(\d+)$", extract="$1", order="numerical", direction="asc", ignore=["*-dbg", "x*"])
     assert policy.describe(numbered) == r"regex '^b-(\\d+)$', extract '$1', numerical asc, ignoring *-dbg, x*"
     assert policy.describe(TagPolicy(order="alphabetical")) == "alphabetical desc"
+
+
+def test_ranges_and_versions_are_values() -> None:
+    """Immutable and hashable: a policy's parsed range can be shared and cached."""
+    cached = {semver.parse_range("^1.2"): "a", semver.Version.parse("1.2.0"): "b"}
+    assert cached[semver.parse_range("^1.2")] == "a" and cached[semver.Version.parse("1.2.0+build")] == "b"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        semver.parse_range("^1.2").text = "*"  # type: ignore[misc]
