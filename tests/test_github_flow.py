@@ -331,30 +331,45 @@ def test_a_review_webhook_becomes_the_event_that_wakes_waiting_promotions(sandbo
     secret = "a-webhook-secret-of-some-length"
     app = create_app(sandbox.config, secret)
     ours, theirs = (Wake((EVENT_PREFIX,), (f"{EVENT_PREFIX}{repo}",)) for repo in (REPO, "acme/other"))
+    since = ours.since
     assert not ours.arrived()
     body = json.dumps(
         {"action": "submitted", "repository": {"full_name": REPO}, "pull_request": {"number": 7}, "review": {}}
     ).encode()
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
-    async def deliver(signed: str) -> httpx.Response:
+    async def deliver(signed: str, delivery: str = "delivery-1") -> httpx.Response:
         headers = {
             "x-github-event": "pull_request_review",
-            "x-github-delivery": "delivery-1",
+            "x-github-delivery": delivery,
             "x-hub-signature-256": signed,
             "content-type": "application/json",
         }
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver") as client:
             return await client.post("/hooks/github", content=body, headers=headers)
 
-    assert asyncio.run(deliver("sha256=" + "0" * 64)).status_code == 401  # unsigned deliveries change nothing
-    time.sleep(1)
-    assert not ours.arrived()
+    # a forged delivery first (its own delivery id: were it acted on, its event would be a second one)
+    assert asyncio.run(deliver("sha256=" + "0" * 64, "delivery-forged")).status_code == 401
     answer = asyncio.run(deliver(signature))
     assert answer.status_code == 200, answer.text
     assert asyncio.run(deliver(signature)).json()["duplicate"] is True
     wait_for(ours.arrived, timeout=20, what="the review event")
     assert not theirs.arrived()
+    time.sleep(2)  # anything sent before the signed delivery has had time to arrive after it
+    assert [str(e.id) for e in _events(EVENT_PREFIX, f"{EVENT_PREFIX}{REPO}", since)] == [answer.json()["event"]]
+
+
+def _events(prefix: str, resource: str, since: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+
+    event_filter = EventFilter(
+        event=EventNameFilter(prefix=[prefix]),
+        resource=EventResourceFilter(id=[resource]),
+        occurred=EventOccurredFilter(since=since),
+    )
+    with get_client(sync_client=True) as client:
+        return list(client.read_events(filter=event_filter, limit=50).events)
 
 
 def test_a_review_webhook_wakes_a_waiting_promotion_long_before_its_next_poll(
