@@ -243,6 +243,9 @@ def test_crash_and_rerun_makes_one_branch_one_merge_and_consistent_records(sandb
 
 
 def test_two_promotions_of_one_app_into_one_environment_are_serialised(sandbox: Sandbox) -> None:
+    # Whichever claims dev first holds it 8 s (its soak), far longer than the other takes to reach its preflight
+    # (both start together): they overlap, and the second must queue for the slot.
+    sandbox.edit_config("    branch: env/dev\n", "    branch: env/dev\n    soak_seconds: 8\n")
     sandbox.publish("1.2.0")
     sandbox.publish("1.3.0")
     first = start_cli(sandbox, "promote", "web", "--to", "dev", "--release", "1.2.0")

@@ -104,3 +104,22 @@ def test_ranges_and_versions_are_values() -> None:
     assert cached[semver.parse_range("^1.2")] == "a" and cached[semver.Version.parse("1.2.0+build")] == "b"
     with pytest.raises(dataclasses.FrozenInstanceError):
         semver.parse_range("^1.2").text = "*"  # type: ignore[misc]
+
+
+def test_hyphen_ranges_keep_the_prereleases_they_name() -> None:
+    low = semver.parse_range("1.2.3-rc.1 - 2.0.0")
+    assert low.desugared() == ">=1.2.3-rc.1 <=2.0.0"
+    assert low.desugared(include_prerelease=True) == ">=1.2.3-rc.1 <2.0.1-0"
+    high = semver.parse_range("1.0.0 - 2.0.0-rc.1")
+    assert high.desugared(include_prerelease=True) == ">=1.0.0-0 <=2.0.0-rc.1"
+    assert high.contains("2.0.0-rc.1") and not high.contains("2.0.0")
+
+
+def test_a_version_refuses_identifiers_of_the_wrong_type_or_shape() -> None:
+    with pytest.raises(TypeError, match="prerelease must be a tuple of identifiers"):
+        semver.Version(1, 2, 3, "rc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="invalid build identifier 'a\\+b'"):
+        semver.Version(1, 2, 3, (), ("a+b",))
+    with pytest.raises(ValueError, match="invalid prerelease identifier '01'"):
+        semver.Version(1, 2, 3, ("01",))
+    assert str(semver.Version(1, 2, 3, ["rc", "1"], ["b"])) == "1.2.3-rc.1+b"  # type: ignore[arg-type]
