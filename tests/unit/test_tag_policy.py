@@ -118,6 +118,8 @@ def test_hyphen_ranges_keep_the_prereleases_they_name() -> None:
 def test_a_version_refuses_identifiers_of_the_wrong_type_or_shape() -> None:
     with pytest.raises(TypeError, match="prerelease must be a tuple of identifiers"):
         semver.Version(1, 2, 3, "rc")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="build must be a tuple of identifiers"):
+        semver.Version(1, 2, 3, (), None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="invalid build identifier 'a\\+b'"):
         semver.Version(1, 2, 3, (), ("a+b",))
     with pytest.raises(ValueError, match="invalid prerelease identifier '01'"):
