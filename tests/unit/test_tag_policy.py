@@ -23,6 +23,11 @@ from promoflow.sources import policy, semver
         ("^1.2.3-beta.2", ">=1.2.3-beta.2 <2.0.0-0"),
         ("^0.2.3-rc.1", ">=0.2.3-rc.1 <0.3.0-0"),
         ("^0.0.3-rc.1", ">=0.0.3-rc.1 <0.0.4-0"),
+        (">1", ">=2.0.0"),
+        (">1.2", ">=1.3.0"),
+        ("<=1", "<2.0.0-0"),
+        ("<=1.2", "<1.3.0-0"),
+        (">=1.x", ">=1.0.0"),
     ],
 )
 def test_tilde_and_caret_bounds(text: str, desugared: str) -> None:
