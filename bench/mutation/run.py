@@ -328,7 +328,7 @@ def write(results: list[ModuleResult]) -> None:
     for key, m in data["modules"].items():
         if m["survivors"]:
             lines += ["", f"## Survivors: {key}", ""]
-            for s in m["survivors"]:
+            for s in sorted(m["survivors"], key=lambda s: (s["line"], s["change"])):
                 why = m["explained"].get(f"{s['line']} {s['change']}", "not explained yet")
                 lines.append(f"- line {s['line']}, {s['change']}: {why}")
     (HERE / "results.md").write_text("\n".join(lines) + "\n")

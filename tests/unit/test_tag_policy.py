@@ -130,3 +130,12 @@ def test_a_version_refuses_identifiers_of_the_wrong_type_or_shape() -> None:
     with pytest.raises(ValueError, match="invalid prerelease identifier '01'"):
         semver.Version(1, 2, 3, ("01",))
     assert str(semver.Version(1, 2, 3, ["rc", "1"], ["b"])) == "1.2.3-rc.1+b"  # type: ignore[arg-type]
+
+
+def test_select_orders_prerelease_identifiers_and_bounds_as_semver_does() -> None:
+    """select's fast path builds its own keys for tags: they must order like the range's bounds."""
+    assert semver.select(["1.0.0-1", "1.0.0-alpha"], "*", include_prerelease=True) == "1.0.0-alpha"
+    assert semver.select(["1.0.0-rb"], "<1.0.0-rc", include_prerelease=True) == "1.0.0-rb"
+    assert semver.select(["1.0.0-rd"], "<1.0.0-rc", include_prerelease=True) is None
+    assert semver.select(["1.2.3"], "<=1.2.3") == "1.2.3"
+    assert semver.select(["1.2.3"], ">1.2.3-rc.1", include_prerelease=True) == "1.2.3"
