@@ -129,7 +129,14 @@ def test_pipeline_dev_staging_prod_through_github_reviews_and_checks(sandbox: Sa
     base = sandbox.git("rev-parse", "env/staging").strip()
     github.review(REPO, staging.number, "alice", "APPROVE", commit_id=base)  # on an older commit: stale
     wait_for(lambda: state_of(sandbox, "staging") == "awaiting_approval", what="staging to wait")
-    time.sleep(3)
+
+    def alices_review() -> dict[str, Any] | None:
+        promotion = next((p for p in history(sandbox, "staging") if p["kind"] == "promotion"), None)
+        return next((a for a in (promotion or {}).get("approvals", []) if a["approver"] == "alice"), None)
+
+    # judged on its own (the missing check would also hold the merge): a stale approval does not count
+    stale = wait_for(alices_review, what="alice's review of the older commit to be judged")
+    assert (stale["counted"], stale["reason"].split(":")[0]) == (False, "stale"), stale
     assert not merged(github, staging.number)
 
     github.review(REPO, staging.number, "alice", "APPROVE")  # on the head: counts; the check is still missing
