@@ -316,14 +316,20 @@ def write(results: list[ModuleResult]) -> None:
         "`scripts/mutation` (bench/mutation/run.py): one-line mutants of each module, run against its fast tests.",
         "Score = killed / run. Survivors are listed with why they survive (`explained` in results.json).",
         "",
-        "| module | file | mutants | run | killed | survived | score | date | machine |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Not run: mutants the module's time budget did not reach. Equivalent: survivors explained as changing",
+        "nothing observable; the last score leaves them out.",
+        "",
+        "| module | file | mutants | run | killed | survived | score | equivalent | score without | date | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, m in data["modules"].items():
         where = f"{m['machine']['cores']} cores, {m['machine']['cpu']}"
+        explained = m["explained"]
+        same = sum(explained.get(f"{s['line']} {s['change']}", "").startswith("equivalent") for s in m["survivors"])
+        without = round(100 * m["killed"] / (m["run"] - same), 1) if m["run"] > same else 0.0
         lines.append(
             f"| {key} | {m['file']} | {m['mutants']} | {m['run']} | {m['killed']} | {m['survived']} "
-            f"| {m['score']} % | {m['date']} | {where} |"
+            f"| {m['score']} % | {same} | {without} % | {m['date']} | {where} |"
         )
     for key, m in data["modules"].items():
         if m["survivors"]:
