@@ -118,7 +118,10 @@ def test_credentials_in_repository_url_go_as_a_header_and_are_stored_nowhere(tmp
     with serve_git(root, URL_PASSWORD, user=URL_USER) as (url, seen):
         credentialed = url.replace("http://", f"http://{URL_USER}:{URL_SECRET}@") + "/deploy.git"
         config = local_project(tmp_path / "work", credentialed, layout)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")} | {"PROMOFLOW_USER": "rita"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
+            "PROMOFLOW_USER": "rita",
+            "PREFECT_HOME": str(tmp_path / "prefect-client"),  # nothing of the session's Prefect settings
+        }
         try:
             promoted = run_cli("promote", "web", "--to", "dev", cwd=config.parent, env=env, timeout=300)
         finally:
