@@ -28,6 +28,9 @@ from promoflow.webhooks import EVENT, MAX_BODY_BYTES, create_app, trigger
 from tests.conftest import ROOT, Sandbox
 from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
 
+# Its receivers and watch deployments answer every push event on the shared Prefect server: with the serve tests.
+pytestmark = pytest.mark.xdist_group("served")
+
 if TYPE_CHECKING:
     from prefect.events import Event
     from starlette.applications import Starlette
@@ -574,9 +577,6 @@ serve(watch.to_deployment(name=sys.argv[1], parameters={"config": sys.argv[2], "
 RECEIVER = """
 import os, sys
 from promoflow.webhooks import serve
-
-# Its receivers and watch deployments answer every push event on the shared Prefect server: with the serve tests.
-pytestmark = pytest.mark.xdist_group("served")
 
 serve(sys.argv[1], "127.0.0.1", int(sys.argv[2]), os.environ["PROMOFLOW_WEBHOOK_SECRET"])
 """
