@@ -54,14 +54,16 @@ def drive(config: str, promotion_id: int) -> Terminal | None:
             end(ctx, cancelled)
             publish(ctx)
             return cancelled
+        # Before the steps look: a decision recorded while they look is a change the wait must not miss.
+        seen = _snapshot(p.db, promotion_id)
         result = advance(ctx, run=run)
         publish(ctx)
         if not isinstance(result, Wait):
             return cast("Terminal | None", result)  # as_task turns a last RetryAfter into a Terminal
-        hold(ctx, result.waiting)
+        hold(ctx, result.waiting, seen)
 
 
-def hold(ctx: Context, waiting: Waiting) -> None:
+def hold(ctx: Context, waiting: Waiting, seen: tuple[bool, int]) -> None:
     """Wait until something may have changed for this promotion (returns), or suspend the run (never returns)."""
     run = _flow_run()
     now = datetime.now(UTC)
@@ -69,7 +71,7 @@ def hold(ctx: Context, waiting: Waiting) -> None:
     if run.deployment_id is not None and (waiting.form or far):
         _suspend(ctx, waiting)
     else:
-        _wait_here(ctx, waiting)
+        _wait_here(ctx, waiting, seen)
 
 
 def _suspend(ctx: Context, waiting: Waiting) -> None:
@@ -93,11 +95,10 @@ def _suspend(ctx: Context, waiting: Waiting) -> None:
         suspend_flow_run(key=key)
 
 
-def _wait_here(ctx: Context, waiting: Waiting) -> None:
+def _wait_here(ctx: Context, waiting: Waiting, before: tuple[bool, int]) -> None:
     """Look again when a decision is recorded, the form is answered, the run is cancelled, an event of the forge
     arrives, or the wait's time comes."""
     db = ctx.project.db
-    before = _snapshot(db, ctx.promotion_id)
     until = min(t for t in (waiting.wake_at, waiting.expires_at, _far_future()) if t is not None)
     forge = forge_for(ctx.project)
     events = Wake(forge.wake_events, forge.wake_resources)
@@ -166,9 +167,9 @@ def _record(ctx: Context, answer: ApprovalForm) -> None:
     receive(ctx.project, ctx.promotion_id, policy, answer.approver, answer.decision, answer.comment)
 
 
-def _snapshot(db: Database, promotion_id: int) -> tuple[str, int]:
-    """What changes when someone decides, or another process ends the promotion."""
-    return db.promotion(promotion_id).state, len(db.approvals(promotion_id))
+def _snapshot(db: Database, promotion_id: int) -> tuple[bool, int]:
+    """What changes when someone decides, or another process ends the promotion (not the steps' own moves)."""
+    return PromotionState(db.promotion(promotion_id).state).ended, len(db.approvals(promotion_id))
 
 
 def _far_future() -> datetime:

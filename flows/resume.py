@@ -17,7 +17,7 @@ from prefect.states import Scheduled
 
 from promoflow.engine.states import PromotionState
 from promoflow.project import Project
-from promoflow.promotion import runner_alive
+from promoflow.promotion import runner_alive, runner_id
 from promoflow.records import Promotion
 
 # What a runner writes on the runs it stops when it shuts down (SIGTERM): those promotions carry on elsewhere.
@@ -43,7 +43,7 @@ def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
     if state.type == StateType.PAUSED and state.state_details.pause_reschedule:
         return RunStatus(run, "suspended", "its run is suspended")
     if state.type in (StateType.PAUSED, StateType.RUNNING):
-        if runner_alive(promotion) is False:
+        if promotion.runner != runner_id() and runner_alive(promotion) is False:  # this process runs it: busy
             return RunStatus(run, "gone", f"the process running it ({promotion.runner}) ended")
         return RunStatus(run, "busy", f"its run is {state.name}")
     if state.type == StateType.CANCELLED and RUNNER_STOPPED not in (state.message or ""):

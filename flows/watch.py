@@ -64,16 +64,29 @@ def watch(config: str = settings.FROM_ENVIRONMENT, apps: list[str] | None = None
 
 
 def _hand_off(app_or_group: str, release: str, config: str) -> None:
-    """Start the pipeline deployment if one is served (the watch does not wait for approvals), else run it here."""
+    """Start the pipeline deployment if a process serves it now (the watch does not wait for approvals), else run
+    it here (a deployment left by a stopped server would never start it)."""
     here = _HAND_OFF.get()
     if here is not None:
         here(app_or_group, release, config)
         return
     parameters = {"app": app_or_group, "release": release, "requested_by": REQUESTER, "config": config}
-    try:
+    if _served(PIPELINE_DEPLOYMENT):
         run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=0)
-    except ObjectNotFound:
+    else:
         pipeline(app_or_group, release=release, requested_by=REQUESTER, config=config)
+
+
+def _served(name: str) -> bool:
+    """The deployment exists and a process (serve, a worker) polls it now: a run of it will start."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import DeploymentStatus
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(name).status == DeploymentStatus.READY
+        except ObjectNotFound:
+            return False
 
 
 class WatchHere:

@@ -38,6 +38,14 @@ def _info_file(state: Path) -> Path:
     return state / "prefect" / "server.json"
 
 
+def _serves_home(url: str, home: Path) -> bool:
+    """The server at `url` keeps its database in `home` (it is the one this state directory started)."""
+    try:
+        return httpx.get(f"{url}/api/admin/settings", timeout=5).json().get("home") == str(home)
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+
+
 def healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/api/health", timeout=2).status_code == 200
@@ -96,7 +104,10 @@ def start(state: Path, port: int | None = None) -> LocalServer:
             umask=0o077,
         )
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not healthy(url):
+    # Another server may answer on the port first (one started at the same moment took it): only ours counts.
+    while not (healthy(url) and _serves_home(url, home)):
+        if process.poll() is not None and healthy(url):  # it lost the port to another server: another port
+            return start(state, free_port(0))
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise TerminalError(f"The Prefect server did not start; see {home / 'server.log'}.")

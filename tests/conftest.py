@@ -101,12 +101,14 @@ class Sandbox:
 
 
 def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180, inherit: bool = True
 ) -> subprocess.CompletedProcess[str]:
+    """`promoflow ARGS` in a subprocess; `env` adds to this process's environment, or replaces it (`inherit=False`:
+    nothing of the session, such as the shared Prefect server's PREFECT_API_URL, reaches the command)."""
     return subprocess.run(
         [sys.executable, "-m", "promoflow", *args],
         cwd=cwd,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**(os.environ if inherit else {}), "COLUMNS": "200", **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -94,7 +94,7 @@ def test_the_locks_pin_every_declared_package_with_hashes() -> None:
 def test_the_scripts_install_from_the_locks() -> None:
     test = (ROOT / "scripts" / "test").read_text()
     assert "--require-hashes -r requirements-test.lock" in test and "--no-deps -e ." in test
-    assert "scripts/kube-build" in test and 'export PATH="$PWD/.venv/bin:$PATH"' in test
+    assert "scripts/kube-build" in test and 'export PATH="$PWD/.venv/bin:$PROMOFLOW_KUBE_BIN:$PATH"' in test
     demo = (ROOT / "scripts" / "demo").read_text()
     assert "--require-hashes -r requirements.lock" in demo and "--no-deps -e ." in demo
 

@@ -25,7 +25,8 @@ import pytest
 from tests.conftest import Sandbox
 from tests.helpers import REQUESTER, awaiting, history, promotion, run_state, served, start_cli, wait_for
 
-pytestmark = pytest.mark.prefect
+# Served deployments are named the same in every test: tests that serve them share one xdist worker.
+pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
 
 
 @pytest.fixture(autouse=True)

@@ -118,11 +118,15 @@ def test_credentials_in_repository_url_go_as_a_header_and_are_stored_nowhere(tmp
     with serve_git(root, URL_PASSWORD, user=URL_USER) as (url, seen):
         credentialed = url.replace("http://", f"http://{URL_USER}:{URL_SECRET}@") + "/deploy.git"
         config = local_project(tmp_path / "work", credentialed, layout)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")} | {"PROMOFLOW_USER": "rita"}
+        # Nothing inherited from the session (its Prefect server, settings or promoflow variables): only this.
+        env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ} | {
+            "PROMOFLOW_USER": "rita",
+            "PREFECT_HOME": str(tmp_path / "prefect-client"),
+        }
         try:
-            promoted = run_cli("promote", "web", "--to", "dev", cwd=config.parent, env=env, timeout=300)
+            promoted = run_cli("promote", "web", "--to", "dev", cwd=config.parent, env=env, timeout=300, inherit=False)
         finally:
-            run_cli("server", "stop", cwd=config.parent, env=env)
+            run_cli("server", "stop", cwd=config.parent, env=env, inherit=False)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     pushed = subprocess.run(
         ["git", "--git-dir", str(root / "deploy.git"), "show", "env/dev:apps/web/kustomization.yaml"],
@@ -133,7 +137,8 @@ def test_credentials_in_repository_url_go_as_a_header_and_are_stored_nowhere(tmp
     state = config.parent / ".promoflow"
     secrets = [URL_PASSWORD.encode(), URL_SECRET.encode(), base64.b64encode(f"{URL_USER}:{URL_PASSWORD}".encode())]
     looked = [path for path in state.rglob("*") if path.is_file()]
-    assert {"promoflow.db", "prefect.db", "config"} <= {path.name for path in looked}  # records, Prefect, git
+    names = {path.name for path in looked}
+    assert {"promoflow.db", "prefect.db", "config"} <= names, (promoted.stdout, promoted.stderr)
     for path in looked:
         data = path.read_bytes()
         assert not [secret for secret in secrets if secret in data], path

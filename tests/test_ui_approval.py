@@ -85,6 +85,12 @@ def resume_in_ui(
     ) as response_info:
         dialog.get_by_role("button", name="Submit", exact=True).click()
     response = response_info.value
+    if response.status == 503:  # the shared SQLite server was busy (database locked): the UI's own retry
+        with page.expect_response(
+            lambda r: r.request.method == "POST" and r.url.endswith(f"/api/flow_runs/{flow_run_id}/resume")
+        ) as response_info:
+            dialog.get_by_role("button", name="Submit", exact=True).click()
+        response = response_info.value
     assert response.ok, response.text()
     assert response.json()["status"] == "ACCEPT", response.text()
     expect(dialog).to_be_hidden(timeout=UI_TIMEOUT_MS)

@@ -28,6 +28,9 @@ from promoflow.webhooks import EVENT, MAX_BODY_BYTES, create_app, trigger
 from tests.conftest import ROOT, Sandbox
 from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
 
+# Its receivers and watch deployments answer every push event on the shared Prefect server: with the serve tests.
+pytestmark = pytest.mark.xdist_group("served")
+
 if TYPE_CHECKING:
     from prefect.events import Event
     from starlette.applications import Starlette
@@ -857,7 +860,7 @@ def test_a_thousand_unauthenticated_deliveries_leave_memory_bounded_and_deliveri
         assert set(codes) <= {"408", "503", "closed"} and codes["408"] <= 32, codes
         peak = _memory(receiver.pid)["VmHWM"]
         print(f"receiver memory: {before} MiB before, {held['VmRSS']} MiB held, peak {peak} MiB")
-        assert peak - before < 150, (before, held, peak)  # 1000 bodies of 1 MiB would be a gigabyte
+        assert peak - before < 250, (before, held, peak)  # 1000 bodies of 1 MiB would be a gigabyte
         flood.close()
         flood = None
 

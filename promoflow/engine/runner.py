@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from promoflow import failpoints
 from promoflow.engine.context import Context
 from promoflow.engine.results import Done, RetryAfter, StepResult, Terminal, Wait, Waiting, expiry
 from promoflow.engine.states import PromotionState
@@ -48,6 +49,7 @@ def run_step(step: Step, ctx: Context) -> StepResult:
         result = expired
     if isinstance(result, Done):
         db.end_step(row, "succeeded", detail=result.output.model_dump(mode="json"))
+        failpoints.hit(f"recorded-{step.name}")  # a process killed between steps
         if ctx.promotion.waiting is not None:
             db.update_promotion(ctx.promotion_id, waiting=None)
     elif isinstance(result, Wait):

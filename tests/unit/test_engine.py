@@ -90,10 +90,8 @@ def test_a_change_request_blocks_even_after_the_quorum(world: World) -> None:
     world.forge.reviews = [review(1, "alice", "APPROVED", head), review(2, "bob", "APPROVED", head)]
     world.forge.reviews.append(review(3, "carol", "CHANGES_REQUESTED", head))
     blocked = advance(ctx)
-    assert (
-        isinstance(blocked, Wait)
-        and blocked.waiting.summary == "approvals 2 of 2; carol's requested changes to be dismissed or approved"
-    )
+    assert isinstance(blocked, Wait)
+    assert blocked.waiting.summary == "approvals 2 of 2; carol's requested changes to be dismissed or approved"
     assert not world.merged(ctx)
     world.forge.reviews[2] = review(3, "carol", "DISMISSED", head, counted=False)
     assert advance(ctx) is None and world.merged(ctx)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from promoflow import failpoints
 from promoflow.clusters.targets import Applied
 from promoflow.engine.results import Done, StepResult
 from promoflow.engine.states import PromotionState
@@ -25,5 +24,4 @@ class Apply:
     def run(self, ctx: Context) -> StepResult:
         applied = ctx.target().apply(ctx)
         ctx.move(PromotionState.APPLIED)
-        failpoints.hit("after-apply")
         return Done(applied)
