@@ -15,7 +15,7 @@ from github import Auth, Github
 
 from promoflow.sandbox.github import GitHubStandIn
 from tests.conftest import Sandbox
-from tests.test_promotion_flows import start_cli, wait_for
+from tests.helpers import start_cli, wait_for
 
 pytestmark = pytest.mark.prefect
 

@@ -8,55 +8,20 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.conftest import Sandbox
+from tests.helpers import REQUESTER, awaiting, history, start_cli, status_of, wait_for
 
 pytestmark = pytest.mark.prefect
-
-REQUESTER = {"PROMOFLOW_USER": "rita"}
 
 
 @pytest.fixture(autouse=True)
 def _server(prefect_api: str) -> None:
     """Every test here talks to the session's Prefect server."""
-
-
-def history(sandbox: Sandbox, *args: str) -> list[dict[str, Any]]:
-    data = sandbox.cli_json("history", *args)
-    assert isinstance(data, list)
-    return data
-
-
-def wait_for(predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def awaiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
-    return next((p for p in history(sandbox) if p["environment"] == env and p["state"] == "awaiting_approval"), None)
-
-
-def start_cli(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "promoflow", *args],
-        cwd=sandbox.base,
-        env={**os.environ, **REQUESTER, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back(sandbox: Sandbox) -> None:
@@ -140,12 +105,6 @@ def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back
     again = sandbox.cli("promote", "web", "--to", "prod", "--release", "1.2.0")
     assert again.returncode == 1
     assert "was rejected for prod" in again.stderr and "Traceback" not in again.stderr
-
-
-def status_of(sandbox: Sandbox, env: str) -> dict[str, Any]:
-    rows = sandbox.cli_json("status")
-    assert isinstance(rows, list)
-    return next(row for row in rows if row["environment"] == env)
 
 
 def test_status_shows_what_waits_since_when_who_may_approve_and_what_decides_it(sandbox: Sandbox) -> None:
