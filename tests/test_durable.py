@@ -92,8 +92,9 @@ def test_a_pipeline_waiting_for_approval_survives_its_serve_process(
             timeout=120,
             what="the pipeline to finish",
         )
-        run = wait_for(lambda: run_state(prod["flow_run_id"])[0] == "COMPLETED", timeout=60, what="the run to complete")
-        assert run
+        # The records name the run that finished prod: a new one when the kill caught the first still running.
+        ended = promotion(sandbox, prod["id"])["flow_run_id"]
+        wait_for(lambda: run_state(ended)[0] == "COMPLETED", timeout=60, what="prod's run to complete")
 
     for env in ("dev", "staging", "prod"):
         assert len(request_branches(sandbox, env)) == 1, env
