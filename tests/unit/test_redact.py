@@ -26,6 +26,7 @@ def test_authorization_headers_and_token_parameters_are_masked() -> None:
     assert redact("AUTHORIZATION: Token t0k") == "AUTHORIZATION: Token ***"
     assert redact("GET /hook?token=abc&x=1 password=hunter2") == "GET /hook?token=***&x=1 password=***"
     assert redact("Authorization: Digest abc") == "Authorization: Digest abc"  # not a credential scheme we mask
+    assert redact("""dsn password="hunter 2" token='t0k'""") == """dsn password="***" token='***'"""
 
 
 def test_values_of_secret_environment_variables_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
