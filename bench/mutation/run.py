@@ -39,21 +39,39 @@ from bench.machine import machine  # noqa: E402
 HERE = Path(__file__).resolve().parent
 Emit = Callable[[ast.AST, str, Callable[[], None], Callable[[], None]], None]  # node, change, apply, undo
 
-# module key -> (file, the pytest arguments of the tests that cover it: fast ones, no servers)
-MODULES: dict[str, tuple[str, list[str]]] = {
-    "approvals": (
-        "promoflow/approvals.py",
-        ["tests/unit/test_approvals.py", "tests/test_approvals.py", "-m", "not prefect"],
+
+@dataclass(frozen=True)
+class Target:
+    """A module to mutate and the fast tests that cover it (no Prefect server; a cluster only as the stand-in)."""
+
+    file: str
+    tests: list[str]
+    # Only these functions (and what they nest) of a large module: the part that decides, not its plumbing.
+    functions: tuple[str, ...] = ()
+
+
+MODULES: dict[str, Target] = {
+    "approvals": Target(
+        "promoflow/approvals.py", ["tests/unit/test_approvals.py", "tests/test_approvals.py", "-m", "not prefect"]
     ),
-    "states": ("promoflow/engine/states.py", ["tests/unit/test_engine_states.py"]),
-    "redact": ("promoflow/redact.py", ["tests/unit/test_redact.py"]),
-    "semver": (
-        "promoflow/sources/semver.py",
-        ["tests/test_semver.py", "tests/unit/test_tag_policy.py", "-k", "not 100k"],
+    "states": Target("promoflow/engine/states.py", ["tests/unit/test_engine_states.py"]),
+    "redact": Target("promoflow/redact.py", ["tests/unit/test_redact.py"]),
+    "secrets": Target("promoflow/secrets.py", ["tests/test_secrets.py", "-k", "not prefect_secret_block"]),
+    "semver": Target(
+        "promoflow/sources/semver.py", ["tests/test_semver.py", "tests/unit/test_tag_policy.py", "-k", "not 100k"]
     ),
-    "tag-policy": (
-        "promoflow/sources/policy.py",
-        ["tests/test_policy.py", "tests/unit/test_tag_policy.py", "-k", "not images_"],
+    "tag-policy": Target(
+        "promoflow/sources/policy.py", ["tests/test_policy.py", "tests/unit/test_tag_policy.py", "-k", "not images_"]
+    ),
+    "webhook-auth": Target(
+        "promoflow/webhooks.py",
+        ["tests/test_webhooks.py", "-m", "not prefect", "-k", "signature or secret or auth or bearer"],
+        functions=("_same", "registry", "dockerhub", "github", "harbor"),
+    ),
+    "apply-conflicts": Target(
+        "promoflow/clusters/kubernetes.py",
+        ["tests/test_clusters_kubernetes.py", "-k", "not real"],
+        functions=("_api_error", "_apply_one", "apply"),
     ),
 }
 
@@ -144,11 +162,22 @@ def _annotations(tree: ast.Module) -> set[int]:
     return skip
 
 
-def mutants(source: str) -> list[tuple[Mutant, str]]:
-    """Every one-node mutant of `source`: (what changed, the mutated source)."""
+def _within(tree: ast.AST, functions: tuple[str, ...]) -> list[ast.AST]:
+    """The nodes of the named functions (at any depth), or every node when none are named."""
+    if not functions:
+        return list(ast.walk(tree))
+    named = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name in functions]
+    missing = set(functions) - {n.name for n in named}
+    if missing:
+        raise SystemExit(f"no function {', '.join(sorted(missing))} to mutate: fix MODULES in {Path(__file__).name}")
+    return [node for function in named for node in ast.walk(function)]
+
+
+def mutants(source: str, functions: tuple[str, ...] = ()) -> list[tuple[Mutant, str]]:
+    """Every one-node mutant of `source` (of its named functions only, if any): (what changed, the mutated source)."""
     found: list[tuple[Mutant, str]] = []
     tree = ast.parse(source)
-    nodes = list(ast.walk(tree))
+    nodes = _within(tree, functions)
     skip = _annotations(tree) | {id(n) for n in nodes if getattr(n, "lineno", 0) in _docstring_lines(tree)}
 
     def emit(node: ast.AST, change: str, apply: Callable[[], None], undo: Callable[[], None]) -> None:
@@ -262,7 +291,8 @@ def _pytest(args: list[str], timeout: float) -> tuple[bool, float]:
 
 
 def run_module(key: str, budget: float) -> ModuleResult:
-    relative, tests = MODULES[key]
+    target = MODULES[key]
+    relative, tests = target.file, target.tests
     path = ROOT / relative
     original = path.read_bytes()
     stat = path.stat()
@@ -272,7 +302,7 @@ def run_module(key: str, budget: float) -> ModuleResult:
     result = ModuleResult(key, relative, tests, round(baseline, 1))
     timeout = max(3 * baseline, 20.0)
     deadline = time.monotonic() + budget
-    for mutant, text in mutants(original.decode()):
+    for mutant, text in mutants(original.decode(), target.functions):
         result.mutants.append(mutant)
         if time.monotonic() > deadline:
             continue
@@ -350,7 +380,7 @@ def main() -> None:
     keys = args.modules or list(MODULES)
     if args.list:
         for key in keys:
-            for mutant, _ in mutants((ROOT / MODULES[key][0]).read_text()):
+            for mutant, _ in mutants((ROOT / MODULES[key].file).read_text(), MODULES[key].functions):
                 print(f"{key}:{mutant.line} {mutant.change}")
         return
     results = [run_module(key, args.budget) for key in keys]
