@@ -17,7 +17,7 @@ from prefect.states import Scheduled
 
 from promoflow.engine.states import PromotionState
 from promoflow.project import Project
-from promoflow.promotion import runner_alive, runner_id
+from promoflow.promotion import process_alive, runner_alive, runner_id
 from promoflow.records import Promotion
 
 # What a runner writes on the runs it stops when it shuts down (SIGTERM): those promotions carry on elsewhere.
@@ -29,7 +29,7 @@ class RunStatus:
     """Where a promotion's flow run is, as far as carrying the promotion on is concerned."""
 
     run: FlowRun | None
-    verdict: str  # "busy", "suspended", "gone", "cancelled"
+    verdict: str  # "busy", "suspended", "hosted" (its host ended; the next one carries it on), "gone", "cancelled"
     why: str
 
 
@@ -43,6 +43,16 @@ def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
     if state.type == StateType.PAUSED and state.state_details.pause_reschedule:
         return RunStatus(run, "suspended", "its run is suspended")
     if state.type in (StateType.PAUSED, StateType.RUNNING):
+        host = run.infrastructure_pid
+        if run.deployment_id is None and host:  # hosted by `webhook --watch-here`, which carries on what it left
+            if host != runner_id() and process_alive(host) is False:
+                return RunStatus(
+                    run,
+                    "hosted",
+                    f"the webhook receiver hosting its run ({host}) ended; it goes on when "
+                    "`promoflow webhook --watch-here` starts again",
+                )
+            return RunStatus(run, "busy", f"its run is {state.name}")
         if promotion.runner != runner_id() and runner_alive(promotion) is False:  # this process runs it: busy
             return RunStatus(run, "gone", f"the process running it ({promotion.runner}) ended")
         return RunStatus(run, "busy", f"its run is {state.name}")
@@ -65,6 +75,8 @@ def wake(project: Project, promotion_id: int, here: bool = False) -> str:
             assert found.run is not None
             client.set_flow_run_state(found.run.id, Scheduled(message="woken by promoflow"), force=True)
             return "its suspended run was put back on the schedule"
+        if found.verdict == "hosted":  # carried on here, the pipeline's next environments would be lost
+            return f"{found.why} (`promoflow resume {promotion_id}` carries this promotion on here instead)"
     if found.verdict == "cancelled":
         cancel(project, promotion_id, found.why)
         return f"{found.why}: the promotion is cancelled"

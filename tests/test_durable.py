@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,11 +23,26 @@ from typing import Any
 import httpx
 import pytest
 
+from promoflow.server import free_port
 from tests.conftest import Sandbox
-from tests.helpers import REQUESTER, awaiting, history, promotion, run_state, served, start_cli, wait_for
+from tests.helpers import (
+    REQUESTER,
+    Receiving,
+    awaiting,
+    flow_run,
+    history,
+    promotion,
+    receiving,
+    run_state,
+    served,
+    start_cli,
+    wait_for,
+)
+from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
 
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
+WEBHOOK_SECRET = "durable-webhook-secret-0c41f9"
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +64,19 @@ def suspended_waiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
     if found and run_state(found["flow_run_id"]) == ("PAUSED", "Suspended"):
         return found
     return None
+
+
+def paused_waiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
+    """The promotion into `env` waiting for approval, once its run is paused in the process holding it."""
+    found = awaiting(sandbox, env)
+    if found and run_state(found["flow_run_id"]) == ("PAUSED", "Paused"):
+        return found
+    return None
+
+
+def hosted_by(run_id: str, receiver: Receiving) -> bool:
+    """Prefect names the receiver's process as the one running the flow run."""
+    return bool(flow_run(run_id)["infrastructure_pid"] == f"{socket.gethostname()}:{receiver.pid}")
 
 
 def status_of(sandbox: Sandbox, env: str) -> dict[str, Any]:
@@ -100,6 +129,68 @@ def test_a_pipeline_waiting_for_approval_survives_its_serve_process(
         assert len(merges(sandbox, f"env/{env}")) == 1, env
         assert status_of(sandbox, env)["waiting"] == []
     decided = [a for p in history(sandbox, "web") for a in p["approvals"]]
+    assert [(a["approver"], a["source"], a["counted"]) for a in decided] == [("uma", "cli", True)] * 2
+
+
+@pytest.mark.parametrize("crash", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts(
+    sandbox: Sandbox, tmp_path: Path, crash: signal.Signals
+) -> None:
+    """`promoflow webhook --watch-here` runs a push's pipeline in its own process. Killed while staging waits, the
+    approval given meanwhile is recorded and the restarted receiver carries the pipeline on in the same flow run;
+    killed again while prod waits, the next receiver takes the run over and sees the approval given to it."""
+    port = free_port(0)
+    registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, WEBHOOK_SECRET))
+    try:
+        sandbox.edit_config(
+            "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
+            f"          registry: {registry.url}\n          repository: demo/web",
+        )
+        log = tmp_path / "receiver.log"
+        with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
+            with httpx.Client(base_url=registry.url, timeout=10) as http:
+                push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
+            staging = wait_for(lambda: paused_waiting(sandbox, "staging"), timeout=120, what="staging to wait")
+            run = staging["flow_run_id"]  # the pipeline's: every environment's promotion runs in it
+            assert hosted_by(run, receiver)
+            receiver.stop(crash)
+
+        # Nothing runs it now; Prefect, the records and status say the same: staging waits for an approval.
+        assert run_state(run) == ("PAUSED", "Paused")
+        assert promotion(sandbox, staging["id"])["state"] == "awaiting_approval"
+        assert [w["promotion"] for w in status_of(sandbox, "staging")["waiting"]] == [staging["id"]]
+        approved = sandbox.cli("approve", str(staging["id"]), "--as", "uma")
+        assert approved.returncode == 0, approved.stderr
+        assert "goes on when `promoflow webhook --watch-here` starts again" in approved.stdout
+        assert merges(sandbox, "env/staging") == []  # recorded, not acted on: the pipeline belongs to its receiver
+
+        with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
+            prod = wait_for(lambda: paused_waiting(sandbox, "prod"), timeout=120, what="prod to wait")
+            assert prod["flow_run_id"] == run
+            receiver.stop(crash)
+        with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
+            wait_for(
+                lambda: hosted_by(run, receiver) and run_state(run)[0] == "PAUSED",
+                timeout=120,
+                what="the restarted receiver to take the run over",
+            )
+            approved = sandbox.cli("approve", str(prod["id"]), "--as", "uma")
+            assert approved.returncode == 0, approved.stderr
+            assert "sees the decision within seconds" in approved.stdout
+            wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=120, what="the pipeline run to complete")
+    finally:
+        registry.stop()
+
+    promotions = [p for p in history(sandbox, "web") if p["kind"] == "promotion"]
+    assert sorted(p["environment"] for p in promotions) == ["dev", "prod", "staging"]
+    assert all(p["state"] == "succeeded" and p["flow_run_id"] == run for p in promotions)
+    for env in ("dev", "staging", "prod"):
+        assert len(request_branches(sandbox, env)) == 1, env
+        assert len(merges(sandbox, f"env/{env}")) == 1, env
+        assert status_of(sandbox, env)["waiting"] == []
+    applies = [(p["environment"], s["outcome"]) for p in promotions for s in p["steps"] if s["name"] == "apply"]
+    assert sorted(applies) == [("dev", "succeeded"), ("prod", "succeeded"), ("staging", "succeeded")]
+    decided = [a for p in promotions for a in p["approvals"]]
     assert [(a["approver"], a["source"], a["counted"]) for a in decided] == [("uma", "cli", True)] * 2
 
 
