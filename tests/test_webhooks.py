@@ -26,6 +26,7 @@ from promoflow.errors import TerminalError
 from promoflow.server import free_port
 from promoflow.webhooks import EVENT, MAX_BODY_BYTES, create_app, trigger
 from tests.conftest import ROOT, Sandbox
+from tests.helpers import receiving
 from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
 
 # Its receivers and watch deployments answer every push event on the shared Prefect server: with the serve tests.
@@ -710,39 +711,23 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
     port = free_port(0)
     registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, SECRET))
     log = tmp_path / "receiver.log"
-    receiver: subprocess.Popen[bytes] | None = None
     try:
         sandbox.edit_config(
             "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
             f"          registry: {registry.url}\n          repository: demo/web",
         )
         sandbox.edit_config("    path: apps/web\n", "    path: apps/web\n    environments: [dev]\n")
-        with log.open("wb") as out:
-            receiver = subprocess.Popen(
-                [sys.executable, "-m", "promoflow", "webhook", "--watch-here", "--port", str(port)],
-                cwd=sandbox.base,
-                env={**os.environ, "PROMOFLOW_WEBHOOK_SECRET": SECRET},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        with receiving(sandbox, port, SECRET, log):
+            with httpx.Client(base_url=registry.url, timeout=10) as http:
+                push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
+            pushed_at = time.time()
 
-        def receiver_up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
+            def promoted() -> Any:
+                found = sandbox.db().release("web", "1.6.0")
+                states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
+                return next((p for p in states if p.release_id == found.id and p.state == "succeeded"), None)
 
-        _wait("the receiver", receiver_up, 30, [log])
-        with httpx.Client(base_url=registry.url, timeout=10) as http:
-            push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
-        pushed_at = time.time()
-
-        def promoted() -> Any:
-            found = sandbox.db().release("web", "1.6.0")
-            states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
-            return next((p for p in states if p.release_id == found.id and p.state == "succeeded"), None)
-
-        promotion = _wait("dev running 1.6.0", promoted, 60, [log, registry.log])
+            promotion = _wait("dev running 1.6.0", promoted, 60, [log, registry.log])
         query = {"flow_runs": {"name": {"like_": "pipeline web"}}, "sort": "START_TIME_DESC", "limit": 1}
         (run,) = api.post("/flow_runs/filter", json=query).json()
         started = datetime.fromisoformat(run["start_time"]).timestamp() - pushed_at
@@ -751,8 +736,6 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
         assert run["parameters"]["app"] == "web" and run["deployment_id"] is None  # run by the receiver itself
         assert SECRET not in log.read_text()
     finally:
-        if receiver is not None:
-            _stop(receiver)
         registry.stop()
 
 
