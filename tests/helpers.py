@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.conftest import ROOT, Sandbox
+from tests.registry_fixtures import RunningRegistry, notifying, start_registry
 
 T = TypeVar("T")
 REQUESTER = {"PROMOFLOW_USER": "rita"}
@@ -182,3 +183,14 @@ def receiving(sandbox: Sandbox, port: int, secret: str, log: Path) -> Iterator[R
         yield running
     finally:
         running.stop(signal.SIGKILL)
+
+
+def registry_for_web(sandbox: Sandbox, workdir: Path, port: int, secret: str) -> RunningRegistry:
+    """A real registry (Debian's docker-registry) notifying the webhook receiver on 127.0.0.1:`port` of every push;
+    the sandbox's web takes its releases from the registry's `demo/web`. The caller stops it."""
+    registry = start_registry(workdir / "registry", workdir / "storage", notifying(port, secret))
+    sandbox.edit_config(
+        "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
+        f"          registry: {registry.url}\n          repository: demo/web",
+    )
+    return registry

@@ -33,12 +33,13 @@ from tests.helpers import (
     history,
     promotion,
     receiving,
+    registry_for_web,
     run_state,
     served,
     start_cli,
     wait_for,
 )
-from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
+from tests.registry_fixtures import Pushed, push_index
 
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
@@ -140,12 +141,8 @@ def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts(
     approval given meanwhile is recorded and the restarted receiver carries the pipeline on in the same flow run;
     killed again while prod waits, the next receiver takes the run over and sees the approval given to it."""
     port = free_port(0)
-    registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, WEBHOOK_SECRET))
+    registry = registry_for_web(sandbox, tmp_path, port, WEBHOOK_SECRET)
     try:
-        sandbox.edit_config(
-            "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
-            f"          registry: {registry.url}\n          repository: demo/web",
-        )
         log = tmp_path / "receiver.log"
         with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
             with httpx.Client(base_url=registry.url, timeout=10) as http:

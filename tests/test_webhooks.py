@@ -26,8 +26,8 @@ from promoflow.errors import TerminalError
 from promoflow.server import free_port
 from promoflow.webhooks import EVENT, MAX_BODY_BYTES, create_app, trigger
 from tests.conftest import ROOT, Sandbox
-from tests.helpers import receiving
-from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
+from tests.helpers import receiving, registry_for_web
+from tests.registry_fixtures import Pushed, push_index
 
 # Its receivers and watch deployments answer every push event on the shared Prefect server: with the serve tests.
 pytestmark = pytest.mark.xdist_group("served")
@@ -624,12 +624,8 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
     processes: list[subprocess.Popen[bytes]] = []
     api = httpx.Client(base_url=prefect_api, timeout=10)
     port = free_port(0)
-    registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, SECRET))
+    registry = registry_for_web(sandbox, tmp_path, port, SECRET)
     try:
-        sandbox.edit_config(
-            "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
-            f"          registry: {registry.url}\n          repository: demo/web",
-        )
         logs = [tmp_path / "runner.log", tmp_path / "receiver.log", registry.log]
         processes.append(
             _start(RUNNER, DEPLOYMENT, str(sandbox.config), log=logs[0], env={"PREFECT_RUNNER_POLL_FREQUENCY": "1"})
@@ -709,13 +705,9 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
 
     api = httpx.Client(base_url=prefect_api, timeout=10)
     port = free_port(0)
-    registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, SECRET))
+    registry = registry_for_web(sandbox, tmp_path, port, SECRET)
     log = tmp_path / "receiver.log"
     try:
-        sandbox.edit_config(
-            "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
-            f"          registry: {registry.url}\n          repository: demo/web",
-        )
         sandbox.edit_config("    path: apps/web\n", "    path: apps/web\n    environments: [dev]\n")
         with receiving(sandbox, port, SECRET, log):
             with httpx.Client(base_url=registry.url, timeout=10) as http:
