@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -15,6 +17,7 @@ from prefect.exceptions import ObjectNotFound
 from flows.pipeline import pipeline
 from promoflow import releases, settings, watching
 from promoflow.promotion import process_alive, runner_id
+from promoflow.redact import redact
 from tasks._shared import project
 
 if TYPE_CHECKING:
@@ -26,6 +29,7 @@ PIPELINE_DEPLOYMENT = "pipeline/pipeline"
 # Set by `WatchHere` in the webhook receiver: new releases start their pipeline in this process.
 _HAND_OFF: ContextVar[Callable[[str, str, str], None] | None] = ContextVar("promoflow_hand_off", default=None)
 logger = logging.getLogger("promoflow.webhooks")
+ORPHANS_RETRY_SECONDS = 5.0
 
 
 @flow(name="watch", flow_run_name="watch")
@@ -115,8 +119,20 @@ class WatchHere:
         _thread(self._watch, list(event.payload["apps"]))
 
     def carry_on_orphans(self) -> None:
-        """Carry on, here, the pipelines of this project whose hosting receiver ended before they did."""
-        for run in orphaned_pipelines(self.config):
+        """Carry on, here, the pipelines of this project whose hosting receiver ended before they did; in the
+        background, once Prefect answers (it may be starting too)."""
+        _thread(self._carry_on_orphans)
+
+    def _carry_on_orphans(self) -> None:
+        for attempt in itertools.count():
+            try:
+                runs = orphaned_pipelines(self.config)
+                break
+            except Exception as error:
+                if attempt == 0:
+                    logger.warning("Cannot look for pipelines left by an earlier receiver yet: %s", redact(str(error)))
+                time.sleep(ORPHANS_RETRY_SECONDS)
+        for run in runs:
             logger.info("Carrying on pipeline run %s (%s), left by %s", run.id, run.name, run.infrastructure_pid)
             _thread(_host, run)
 
@@ -147,9 +163,9 @@ def _host(run: FlowRun) -> None:
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
 
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(run.id, infrastructure_pid=runner_id())
     try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run.id, infrastructure_pid=runner_id())
         run_flow(pipeline, flow_run=run, parameters=dict(run.parameters))
     except Exception as error:
         logger.error("The pipeline of %s %s failed: %s", run.parameters["app"], run.parameters["release"], error)
