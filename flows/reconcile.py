@@ -7,6 +7,8 @@ Served on an interval and run at once when a promoflow flow run is cancelled or 
 - its run is suspended and the wait's time has come (a GitHub poll, a free slot): the run is woken;
 - its run is gone (its process killed, the run crashed or was stopped with its runner, or deleted): it carries
   on in a new run of the same deployment.
+A run hosted by a webhook receiver (`--watch-here`) that ended is left to the next receiver, which carries the
+whole pipeline on (a new `promote` run here would carry on this environment only).
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def _due(waiting: Waiting) -> bool:
 
 
 def _finish_run(found: RunStatus, message: str) -> None:
-    """A suspended run whose promotion ended has nothing left to do: it completes (a decision, not a failure)."""
-    if found.verdict == "suspended" and found.run is not None:
+    """A suspended run whose promotion ended has nothing left to do: it completes (a decision, not a failure); so
+    does a run its webhook receiver left (the next receiver would carry it on)."""
+    if found.verdict in ("suspended", "hosted") and found.run is not None:
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(found.run.id, Completed(message=message[:500]), force=True)

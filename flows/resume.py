@@ -7,6 +7,7 @@ Used by `promoflow approve`/`reject`, `promoflow resume`, and the reconcile depl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,11 +18,14 @@ from prefect.states import Scheduled
 
 from promoflow.engine.states import PromotionState
 from promoflow.project import Project
-from promoflow.promotion import runner_alive, runner_id
+from promoflow.promotion import process_alive, runner_alive, runner_id
 from promoflow.records import Promotion
 
 # What a runner writes on the runs it stops when it shuts down (SIGTERM): those promotions carry on elsewhere.
 RUNNER_STOPPED = "shutting down"
+# A run woken or started for a promotion names its process on the promotion within seconds of running; one that
+# has not by then died first.
+TAKE_OVER_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class RunStatus:
     """Where a promotion's flow run is, as far as carrying the promotion on is concerned."""
 
     run: FlowRun | None
-    verdict: str  # "busy", "suspended", "gone", "cancelled"
+    verdict: str  # "busy", "suspended", "hosted" (its host ended; the next one carries it on), "gone", "cancelled"
     why: str
 
 
@@ -43,6 +47,21 @@ def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
     if state.type == StateType.PAUSED and state.state_details.pause_reschedule:
         return RunStatus(run, "suspended", "its run is suspended")
     if state.type in (StateType.PAUSED, StateType.RUNNING):
+        host = run.infrastructure_pid
+        if run.deployment_id is None and host:  # hosted by `webhook --watch-here`, which carries on what it left
+            if host != runner_id() and process_alive(host) is False:
+                return RunStatus(
+                    run,
+                    "hosted",
+                    f"the webhook receiver hosting its run ({host}) ended; it goes on when "
+                    "`promoflow webhook --watch-here` starts again",
+                )
+            return RunStatus(run, "busy", f"its run is {state.name}")
+        if promotion.runner is None and state.type == StateType.RUNNING:  # a new process takes it over
+            taking = (datetime.now(UTC) - state.timestamp).total_seconds()
+            if taking > TAKE_OVER_SECONDS:
+                return RunStatus(run, "gone", f"its run started {taking:.0f} s ago and never took the promotion")
+            return RunStatus(run, "busy", f"its run is {state.name}")
         if promotion.runner != runner_id() and runner_alive(promotion) is False:  # this process runs it: busy
             return RunStatus(run, "gone", f"the process running it ({promotion.runner}) ended")
         return RunStatus(run, "busy", f"its run is {state.name}")
@@ -63,8 +82,13 @@ def wake(project: Project, promotion_id: int, here: bool = False) -> str:
             return f"{found.why}: it sees the decision within seconds"
         if found.verdict == "suspended":
             assert found.run is not None
+            # The process that suspended it has ended: until the next one takes the promotion, its run running
+            # must not read as that process gone (a reconcile would start a second run).
+            project.db.update_promotion(promotion_id, runner=None)
             client.set_flow_run_state(found.run.id, Scheduled(message="woken by promoflow"), force=True)
             return "its suspended run was put back on the schedule"
+        if found.verdict == "hosted":  # carried on here, the pipeline's next environments would be lost
+            return f"{found.why} (`promoflow resume {promotion_id}` carries this promotion on here instead)"
     if found.verdict == "cancelled":
         cancel(project, promotion_id, found.why)
         return f"{found.why}: the promotion is cancelled"

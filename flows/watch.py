@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -14,9 +16,12 @@ from prefect.exceptions import ObjectNotFound
 
 from flows.pipeline import pipeline
 from promoflow import releases, settings, watching
+from promoflow.promotion import process_alive, runner_id
+from promoflow.redact import redact
 from tasks._shared import project
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
     from prefect.events import Event
 
 REQUESTER = "promoflow-watch"
@@ -24,6 +29,7 @@ PIPELINE_DEPLOYMENT = "pipeline/pipeline"
 # Set by `WatchHere` in the webhook receiver: new releases start their pipeline in this process.
 _HAND_OFF: ContextVar[Callable[[str, str, str], None] | None] = ContextVar("promoflow_hand_off", default=None)
 logger = logging.getLogger("promoflow.webhooks")
+ORPHANS_RETRY_SECONDS = 5.0
 
 
 @flow(name="watch", flow_run_name="watch")
@@ -93,7 +99,11 @@ class WatchHere:
     """The webhook receiver's `--watch-here` mode: a push runs `watch` for its apps, and the pipelines of the
     releases it finds, as flow runs of the receiver's own long-running process (in threads), instead of an event
     the served `watch` deployment picks up. No runner poll and no new Python process stand between a push and
-    its pipeline. GitHub review and check events still go to Prefect, where the approval waits look for them."""
+    its pipeline. GitHub review and check events still go to Prefect, where the approval waits look for them.
+
+    The receiver hosts those pipelines, approval waits included: their runs name it as their process
+    (`infrastructure_pid`), and a receiver started after one that ended (killed, redeployed) carries on the
+    pipelines it left, in the same flow runs, from their recorded steps (`carry_on_orphans`)."""
 
     def __init__(self, config: str, emit: Callable[[Event], None]) -> None:
         self.config = config
@@ -108,6 +118,24 @@ class WatchHere:
             return
         _thread(self._watch, list(event.payload["apps"]))
 
+    def carry_on_orphans(self) -> None:
+        """Carry on, here, the pipelines of this project whose hosting receiver ended before they did; in the
+        background, once Prefect answers (it may be starting too)."""
+        _thread(self._carry_on_orphans)
+
+    def _carry_on_orphans(self) -> None:
+        for attempt in itertools.count():
+            try:
+                runs = orphaned_pipelines(self.config)
+                break
+            except Exception as error:
+                if attempt == 0:
+                    logger.warning("Cannot look for pipelines left by an earlier receiver yet: %s", redact(str(error)))
+                time.sleep(ORPHANS_RETRY_SECONDS)
+        for run in runs:
+            logger.info("Carrying on pipeline run %s (%s), left by %s", run.id, run.name, run.infrastructure_pid)
+            _thread(_host, run)
+
     def _watch(self, apps: list[str]) -> None:
         with self._watching:
             token = _HAND_OFF.set(self._start_pipeline)
@@ -118,18 +146,64 @@ class WatchHere:
             finally:
                 _HAND_OFF.reset(token)
 
-    def _start_pipeline(self, app_or_group: str, release: str, config: str) -> None:
-        _thread(self._pipeline, app_or_group, release, config)  # it may wait days for an approval
-
     @staticmethod
-    def _pipeline(app_or_group: str, release: str, config: str) -> None:
-        try:
-            pipeline(app_or_group, release=release, requested_by=REQUESTER, config=config)
-        except Exception as error:
-            logger.error("The pipeline of %s %s failed: %s", app_or_group, release, error)
+    def _start_pipeline(app_or_group: str, release: str, config: str) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.states import Pending
+
+        parameters = {"app": app_or_group, "release": release, "requested_by": REQUESTER, "config": config}
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run(pipeline, parameters=parameters, state=Pending())
+        _thread(_host, run)  # it may wait days for an approval
+
+
+def _host(run: FlowRun) -> None:
+    """Run a pipeline's flow run in this process, named its process, from the top: its steps resume from the
+    records."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run.id, infrastructure_pid=runner_id())
+        run_flow(pipeline, flow_run=run, parameters=dict(run.parameters))
+    except Exception as error:
+        logger.error("The pipeline of %s %s failed: %s", run.parameters["app"], run.parameters["release"], error)
+
+
+def orphaned_pipelines(config: str) -> list[FlowRun]:
+    """This project's pipeline runs hosted by a process of this machine that ended while they had not: running,
+    paused for an approval or about to start (none of them from a deployment: those come back through it)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    unfinished = [StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[pipeline.name])),
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(is_null_=True),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=unfinished)),
+            ),
+        )
+    return [
+        run
+        for run in runs
+        if run.parameters.get("config") == config
+        and run.infrastructure_pid not in (None, runner_id())
+        and process_alive(run.infrastructure_pid) is False
+    ]
 
 
 def _thread(target: Callable[..., None], *args: object) -> None:
-    # Daemon threads: stopping the receiver must not wait for a pipeline that waits for an approval. A
-    # promotion cut short that way resumes where it stopped when it is run again (its steps are recorded).
+    # Daemon threads: stopping the receiver must not wait for a pipeline that waits for an approval. A pipeline
+    # cut short that way goes on where it stopped when a receiver starts again (its steps are recorded).
     threading.Thread(target=target, args=args, daemon=True).start()

@@ -648,7 +648,8 @@ def webhook(
         bool,
         typer.Option(
             help="Run the watch of a push, and the pipelines of the releases it finds, in this process (about a "
-            "second from push to pipeline) instead of handing it to the served `watch` deployment."
+            "second from push to pipeline) instead of handing it to the served `watch` deployment; on start, carry "
+            "on the pipelines a receiver that ended before them left."
         ),
     ] = False,
     config: ConfigOption = None,

@@ -112,7 +112,13 @@ def _refuse_if_running_elsewhere(promotion: Promotion) -> None:
 
 def runner_alive(promotion: Promotion) -> bool | None:
     """Whether another process on this host runs the promotion; None when that cannot be told."""
-    host, _, pid = (promotion.runner or "").partition(":")
+    return process_alive(promotion.runner)
+
+
+def process_alive(runner: str | None) -> bool | None:
+    """Whether the process `runner` (a `runner_id()`) lives on, other than this one; None when that cannot be told
+    (another host)."""
+    host, _, pid = (runner or "").partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return None
     if int(pid) == os.getpid():

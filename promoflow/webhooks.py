@@ -569,7 +569,8 @@ def create_app(config_path: str | Path, secret: str, emit: Emit | None = None) -
 def serve(config_path: str | Path, host: str, port: int, secret: str, watch_here: bool = False) -> None:
     """Run the receiver with uvicorn until SIGTERM/SIGINT, against $PREFECT_API_URL or the local server.
 
-    `watch_here`: run the watch of a push and its pipelines in this process (`flows.watch.WatchHere`)."""
+    `watch_here`: run the watch of a push and its pipelines in this process (`flows.watch.WatchHere`), and carry on
+    the pipelines a receiver that ended before them left."""
     import resource
 
     import uvicorn
@@ -590,7 +591,9 @@ def serve(config_path: str | Path, host: str, port: int, secret: str, watch_here
         from promoflow.logs import quiet_user_error_tracebacks
 
         quiet_user_error_tracebacks()
-        emit = WatchHere(str(path), _prefect_emitter())
+        here = WatchHere(str(path), _prefect_emitter())
+        here.carry_on_orphans()
+        emit = here
     app = create_app(path, secret, emit)
     _, most = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (most, most))  # room for MAX_CONNECTIONS (the soft limit is often 1024)

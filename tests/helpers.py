@@ -1,5 +1,5 @@
 """What many test modules share: reading the records through the CLI, polling until something holds, running the
-CLI and the served deployments as processes, and reading Prefect's view of a run."""
+CLI, the served deployments and the webhook receiver as processes, and reading Prefect's view of a run."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.conftest import ROOT, Sandbox
+from tests.registry_fixtures import RunningRegistry, notifying, start_registry
 
 T = TypeVar("T")
 REQUESTER = {"PROMOFLOW_USER": "rita"}
@@ -113,19 +114,64 @@ class Served:
         return not any((task / "children").read_text().split() for task in tasks.iterdir())
 
     def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
-        """Stop the serve process by signal: SIGTERM to it alone, as a redeploy does (`docker stop`); SIGKILL to it
-        and every process it started, as a machine dying does."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        if how == signal.SIGKILL:
-            os.killpg(self.process.pid, how)
-        else:
-            self.process.send_signal(how)
+        if self.process is not None:
+            stop(self.process, how)
+
+
+class Receiving:
+    """`promoflow webhook --watch-here` for a sandbox on 127.0.0.1:`port`, as an operator runs it: the receiver that
+    runs the watch of a push and hosts the pipelines it starts."""
+
+    def __init__(self, sandbox: Sandbox, port: int, secret: str, log: Path) -> None:
+        self.sandbox, self.port, self.secret, self.log = sandbox, port, secret, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Receiving:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "promoflow", "webhook", "--watch-here", "--port", str(self.port)],
+                cwd=self.sandbox.base,
+                env={**os.environ, "PROMOFLOW_WEBHOOK_SECRET": self.secret},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self._up, timeout=60, what="the webhook receiver to answer", every=0.2)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def _up(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"the receiver exited {self.process.returncode}: {self.log.read_text()[-3000:]}")
         try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
+        if self.process is not None:
+            stop(self.process, how)
+
+
+def stop(process: subprocess.Popen[bytes], how: signal.Signals) -> None:
+    """Stop a process started in its own session by signal: SIGTERM to it alone, as a redeploy does (`docker stop`);
+    SIGKILL to it and every process it started, as a machine dying does."""
+    if process.poll() is not None:
+        return
+    if how == signal.SIGKILL:
+        os.killpg(process.pid, how)
+    else:
+        process.send_signal(how)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
 
 
 @contextmanager
@@ -135,3 +181,23 @@ def served(sandbox: Sandbox, log: Path, env: dict[str, str] | None = None) -> It
         yield running
     finally:
         running.stop(signal.SIGKILL)
+
+
+@contextmanager
+def receiving(sandbox: Sandbox, port: int, secret: str, log: Path) -> Iterator[Receiving]:
+    running = Receiving(sandbox, port, secret, log).start()
+    try:
+        yield running
+    finally:
+        running.stop(signal.SIGKILL)
+
+
+def registry_for_web(sandbox: Sandbox, workdir: Path, port: int, secret: str) -> RunningRegistry:
+    """A real registry (Debian's docker-registry) notifying the webhook receiver on 127.0.0.1:`port` of every push;
+    the sandbox's web takes its releases from the registry's `demo/web`. The caller stops it."""
+    registry = start_registry(workdir / "registry", workdir / "storage", notifying(port, secret))
+    sandbox.edit_config(
+        "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
+        f"          registry: {registry.url}\n          repository: demo/web",
+    )
+    return registry

@@ -7,26 +7,50 @@ agree, and nothing is done twice (one request branch and one merge commit per en
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import os
 import queue
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from promoflow.forges.github import EVENT_PREFIX
+from promoflow.sandbox.github import GitHubStandIn
+from promoflow.server import free_port
+from promoflow.webhooks import create_app
 from tests.conftest import Sandbox
-from tests.helpers import REQUESTER, awaiting, history, promotion, run_state, served, start_cli, wait_for
+from tests.helpers import (
+    REQUESTER,
+    Receiving,
+    awaiting,
+    flow_run,
+    history,
+    promotion,
+    receiving,
+    registry_for_web,
+    run_state,
+    served,
+    start_cli,
+    wait_for,
+)
+from tests.registry_fixtures import Pushed, push_index
+from tests.test_github_flow import PEOPLE, REPO, TOKENS, configure, github_section, merged, pulls
+from tests.test_webhooks import github_headers
 
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
+WEBHOOK_SECRET = "durable-webhook-secret-0c41f9"
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +72,19 @@ def suspended_waiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
     if found and run_state(found["flow_run_id"]) == ("PAUSED", "Suspended"):
         return found
     return None
+
+
+def paused_waiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
+    """The promotion into `env` waiting for approval, once its run is paused in the process holding it."""
+    found = awaiting(sandbox, env)
+    if found and run_state(found["flow_run_id"]) == ("PAUSED", "Paused"):
+        return found
+    return None
+
+
+def hosted_by(run_id: str, receiver: Receiving) -> bool:
+    """Prefect names the receiver's process as the one running the flow run."""
+    return bool(flow_run(run_id)["infrastructure_pid"] == f"{socket.gethostname()}:{receiver.pid}")
 
 
 def status_of(sandbox: Sandbox, env: str) -> dict[str, Any]:
@@ -102,6 +139,142 @@ def test_a_pipeline_waiting_for_approval_survives_its_serve_process(
         assert status_of(sandbox, env)["waiting"] == []
     decided = [a for p in history(sandbox, "web") for a in p["approvals"]]
     assert [(a["approver"], a["source"], a["counted"]) for a in decided] == [("uma", "cli", True)] * 2
+
+
+def test_a_woken_run_is_not_carried_on_twice_before_it_reaches_its_promotion(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Approved while nothing serves it, a suspended run goes back on the schedule. The next serve process starts it;
+    until the flow reaches the promotion, the records still name the process that suspended it, which has ended:
+    a reconcile then must not take the run for gone and start a second one."""
+    sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    log = tmp_path / "serve.log"
+    with served(sandbox, log) as serving:
+        assert sandbox.cli("promote", "web", "--to", "staging", "--no-wait", env=REQUESTER).returncode == 0
+        staging = wait_for(lambda: suspended_waiting(sandbox, "staging"), timeout=120, what="staging to wait")
+        wait_for(serving.idle, timeout=60, what="the suspended run's process to exit")
+        serving.stop(signal.SIGKILL)
+    run = staging["flow_run_id"]
+    assert "put back on the schedule" in sandbox.cli("approve", str(staging["id"]), "--as", "uma").stdout
+    set_state(run, "RUNNING", "Running")  # what a serve process starting the run does first
+
+    from flows.reconcile import reconcile
+
+    assert reconcile(config=str(sandbox.config)) == []
+    assert promotion(sandbox, staging["id"])["flow_run_id"] == run
+
+    set_state(run, "SCHEDULED", "Scheduled")  # back to the schedule: the next serve process runs it
+    with served(sandbox, log):
+        wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=120, what="the run to complete")
+    assert promotion(sandbox, staging["id"])["state"] == "succeeded"
+    assert len(merges(sandbox, "env/staging")) == 1
+
+
+@pytest.mark.parametrize("crash", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts(
+    sandbox: Sandbox, tmp_path: Path, crash: signal.Signals
+) -> None:
+    """`promoflow webhook --watch-here` runs a push's pipeline in its own process. Killed while staging waits, the
+    approval given meanwhile is recorded and the restarted receiver carries the pipeline on in the same flow run;
+    killed again while prod waits, the next receiver takes the run over and sees the approval given to it."""
+    port = free_port(0)
+    registry = registry_for_web(sandbox, tmp_path, port, WEBHOOK_SECRET)
+    try:
+        log = tmp_path / "receiver.log"
+        with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
+            with httpx.Client(base_url=registry.url, timeout=10) as http:
+                push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
+            staging = wait_for(lambda: paused_waiting(sandbox, "staging"), timeout=120, what="staging to wait")
+            run = staging["flow_run_id"]  # the pipeline's: every environment's promotion runs in it
+            assert hosted_by(run, receiver)
+            receiver.stop(crash)
+
+        # Nothing runs it now; Prefect, the records and status say the same: staging waits for an approval.
+        assert run_state(run) == ("PAUSED", "Paused")
+        assert promotion(sandbox, staging["id"])["state"] == "awaiting_approval"
+        assert [w["promotion"] for w in status_of(sandbox, "staging")["waiting"]] == [staging["id"]]
+        approved = sandbox.cli("approve", str(staging["id"]), "--as", "uma")
+        assert approved.returncode == 0, approved.stderr
+        assert "goes on when `promoflow webhook --watch-here` starts again" in approved.stdout
+        assert merges(sandbox, "env/staging") == []  # recorded, not acted on: the pipeline belongs to its receiver
+
+        with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
+            prod = wait_for(lambda: paused_waiting(sandbox, "prod"), timeout=120, what="prod to wait")
+            assert prod["flow_run_id"] == run
+            receiver.stop(crash)
+        with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
+            wait_for(
+                lambda: hosted_by(run, receiver) and run_state(run)[0] == "PAUSED",
+                timeout=120,
+                what="the restarted receiver to take the run over",
+            )
+            approved = sandbox.cli("approve", str(prod["id"]), "--as", "uma")
+            assert approved.returncode == 0, approved.stderr
+            assert "sees the decision within seconds" in approved.stdout
+            wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=120, what="the pipeline run to complete")
+    finally:
+        registry.stop()
+
+    promotions = [p for p in history(sandbox, "web") if p["kind"] == "promotion"]
+    assert sorted(p["environment"] for p in promotions) == ["dev", "prod", "staging"]
+    assert all(p["state"] == "succeeded" and p["flow_run_id"] == run for p in promotions)
+    for env in ("dev", "staging", "prod"):
+        assert len(request_branches(sandbox, env)) == 1, env
+        assert len(merges(sandbox, f"env/{env}")) == 1, env
+        assert status_of(sandbox, env)["waiting"] == []
+    applies = [(p["environment"], s["outcome"]) for p in promotions for s in p["steps"] if s["name"] == "apply"]
+    assert sorted(applies) == [("dev", "succeeded"), ("prod", "succeeded"), ("staging", "succeeded")]
+    decided = [a for p in promotions for a in p["approvals"]]
+    assert [(a["approver"], a["source"], a["counted"]) for a in decided] == [("uma", "cli", True)] * 2
+
+
+@pytest.mark.parametrize("told", ["webhook", "poll"])
+def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp_path: Path, told: str) -> None:
+    """A pull request's required check has not passed: the promotion waits, its run suspended. The serve process is
+    killed; the check turns green while nothing runs, and GitHub's delivery reaches the webhook receiver (or nobody
+    tells, and the reconcile's poll of GitHub finds it); after the restart the promotion completes in the same run,
+    once."""
+    # Only the delivery can wake it (its poll is an hour away), or only the poll can (no delivery).
+    poll = {"webhook": 3600, "poll": 12}[told]
+    rarely = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
+    log = tmp_path / "serve.log"
+    with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
+        dev_checked = "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n"
+        configure(sandbox, github_section(github.url, poll_seconds=poll), dev_checked)
+        sandbox.publish("1.2.0")
+        with served(sandbox, log, env={**PEOPLE, **rarely}) as serving:
+            submitted = sandbox.cli("promote", "web", "--to", "dev", "--no-wait", env=PEOPLE)
+            assert submitted.returncode == 0, submitted.stderr
+            dev = wait_for(lambda: suspended_waiting(sandbox, "dev"), timeout=120, what="dev to wait for its check")
+            wait_for(serving.idle, timeout=60, what="the suspended run's process to exit")
+            serving.stop(signal.SIGKILL)
+
+        # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
+        assert run_state(dev["flow_run_id"]) == ("PAUSED", "Suspended")
+        assert promotion(sandbox, dev["id"])["state"] == "awaiting_approval"
+        (waiting,) = status_of(sandbox, "dev")["waiting"]
+        assert (waiting["promotion"], waiting["gate"]) == (dev["id"], "checks")
+        assert list(waiting["checks"]) == ["ci/test"] and waiting["checks"]["ci/test"] != "success"
+
+        (pull,) = pulls(github)
+        github.set_status(REPO, pull.head.sha, "success", context="ci/test")
+        if told == "webhook":
+            deliver_status(sandbox, pull.head.sha)
+            # the delivery became the event whose trigger asks for a reconcile, to run when a process serves it
+            wait_for(lambda: reconcile_runs_woken_by(f"{EVENT_PREFIX}status"), timeout=60, what="a reconcile run")
+        restarted = {**PEOPLE, **(rarely if told == "webhook" else {"PROMOFLOW_RECONCILE_INTERVAL": "2"})}
+        with served(sandbox, log, env=restarted):
+            done = wait_for(
+                lambda: (p := promotion(sandbox, dev["id"]))["state"] == "succeeded" and p,
+                timeout=120,
+                what="the promotion to complete",
+            )
+            wait_for(lambda: run_state(dev["flow_run_id"])[0] == "COMPLETED", timeout=60, what="its run to complete")
+
+        assert done["flow_run_id"] == dev["flow_run_id"]  # the suspended run went on: no second one
+        assert merged(github, pull.number) and len(pulls(github)) == 1
+    assert len(request_branches(sandbox, "dev")) == 1 and len(merges(sandbox, "env/dev")) == 1
+    assert [s["outcome"] for s in done["steps"] if s["name"] == "apply"] == ["succeeded"]
+    assert status_of(sandbox, "dev")["waiting"] == []
 
 
 def test_a_terminal_promotion_killed_while_waiting_is_carried_on_by_approve(sandbox: Sandbox) -> None:
@@ -220,10 +393,36 @@ def test_an_automation_tells_a_chat_channel_when_a_promotion_awaits_approval(san
             automation.delete()
 
 
+def deliver_status(sandbox: Sandbox, sha: str) -> None:
+    """GitHub's `status` delivery of a green ci/test, signed, to the webhook receiver's app (which tells Prefect)."""
+    app = create_app(sandbox.config, WEBHOOK_SECRET)
+    body = json.dumps({"sha": sha, "state": "success", "context": "ci/test", "repository": {"full_name": REPO}})
+    headers = github_headers(body.encode(), "status", f"status-{uuid.uuid4()}", WEBHOOK_SECRET)
+
+    async def post() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver") as client:
+            return await client.post("/hooks/github", content=body, headers=headers)
+
+    answer = asyncio.run(post())
+    assert answer.status_code == 200, answer.text
+
+
+def reconcile_runs_woken_by(event: str) -> list[dict[str, Any]]:
+    """The reconcile runs asked for by an `event`, to start by now (not the interval's next ones)."""
+    due = {"expected_start_time": {"before_": datetime.now(UTC).isoformat()}}
+    query = {"flows": {"name": {"any_": ["reconcile"]}}, "flow_runs": due, "sort": "EXPECTED_START_TIME_DESC"}
+    runs = httpx.post(f"{os.environ['PREFECT_API_URL']}/flow_runs/filter", json=query, timeout=10).json()
+    return [r for r in runs if r["parameters"].get("woken_by") == event]
+
+
 def cancel_run(run_id: str) -> None:
+    set_state(run_id, "CANCELLING", "Cancelling", force=False)  # as the UI does
+
+
+def set_state(run_id: str, kind: str, name: str, force: bool = True) -> None:
     answer = httpx.post(
         f"{os.environ['PREFECT_API_URL']}/flow_runs/{run_id}/set_state",
-        json={"state": {"type": "CANCELLING", "name": "Cancelling"}},
+        json={"state": {"type": kind, "name": name}, "force": force},
         timeout=10,
     )
     answer.raise_for_status()

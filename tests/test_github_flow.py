@@ -35,7 +35,7 @@ apps:
 """
 
 
-def github_section(url: str, method: str = "merge") -> str:
+def github_section(url: str, method: str = "merge", poll_seconds: int = 2) -> str:
     return f"""
   forge: github
   github:
@@ -43,7 +43,7 @@ def github_section(url: str, method: str = "merge") -> str:
     api_url: {url}
     token: env:PF_TEST_GITHUB_TOKEN
     merge_method: {method}
-    poll_seconds: 2
+    poll_seconds: {poll_seconds}
 """
 
 

@@ -26,7 +26,8 @@ from promoflow.errors import TerminalError
 from promoflow.server import free_port
 from promoflow.webhooks import EVENT, MAX_BODY_BYTES, create_app, trigger
 from tests.conftest import ROOT, Sandbox
-from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
+from tests.helpers import receiving, registry_for_web
+from tests.registry_fixtures import Pushed, push_index
 
 # Its receivers and watch deployments answer every push event on the shared Prefect server: with the serve tests.
 pytestmark = pytest.mark.xdist_group("served")
@@ -623,12 +624,8 @@ def test_a_push_to_a_real_registry_runs_watch_through_prefect(
     processes: list[subprocess.Popen[bytes]] = []
     api = httpx.Client(base_url=prefect_api, timeout=10)
     port = free_port(0)
-    registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, SECRET))
+    registry = registry_for_web(sandbox, tmp_path, port, SECRET)
     try:
-        sandbox.edit_config(
-            "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
-            f"          registry: {registry.url}\n          repository: demo/web",
-        )
         logs = [tmp_path / "runner.log", tmp_path / "receiver.log", registry.log]
         processes.append(
             _start(RUNNER, DEPLOYMENT, str(sandbox.config), log=logs[0], env={"PREFECT_RUNNER_POLL_FREQUENCY": "1"})
@@ -710,41 +707,21 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
 
     api = httpx.Client(base_url=prefect_api, timeout=10)
     port = free_port(0)
-    registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, SECRET))
+    registry = registry_for_web(sandbox, tmp_path, port, SECRET)
     log = tmp_path / "receiver.log"
-    receiver: subprocess.Popen[bytes] | None = None
     try:
-        sandbox.edit_config(
-            "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
-            f"          registry: {registry.url}\n          repository: demo/web",
-        )
         sandbox.edit_config("    path: apps/web\n", "    path: apps/web\n    environments: [dev]\n")
-        with log.open("wb") as out:
-            receiver = subprocess.Popen(
-                [sys.executable, "-m", "promoflow", "webhook", "--watch-here", "--port", str(port)],
-                cwd=sandbox.base,
-                env={**os.environ, "PROMOFLOW_WEBHOOK_SECRET": SECRET},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        with receiving(sandbox, port, SECRET, log):
+            with httpx.Client(base_url=registry.url, timeout=10) as http:
+                push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
+            pushed_at = time.time()
 
-        def receiver_up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
+            def promoted() -> Any:
+                found = sandbox.db().release("web", "1.6.0")
+                states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
+                return next((p for p in states if p.release_id == found.id and p.state == "succeeded"), None)
 
-        _wait("the receiver", receiver_up, 30, [log])
-        with httpx.Client(base_url=registry.url, timeout=10) as http:
-            push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
-        pushed_at = time.time()
-
-        def promoted() -> Any:
-            found = sandbox.db().release("web", "1.6.0")
-            states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
-            return next((p for p in states if p.release_id == found.id and p.state == "succeeded"), None)
-
-        promotion = _wait("dev running 1.6.0", promoted, 60, [log, registry.log])
+            promotion = _wait("dev running 1.6.0", promoted, 60, [log, registry.log])
         query = {"flow_runs": {"name": {"like_": "pipeline web"}}, "sort": "START_TIME_DESC", "limit": 1}
         (run,) = api.post("/flow_runs/filter", json=query).json()
         started = datetime.fromisoformat(run["start_time"]).timestamp() - pushed_at
@@ -754,8 +731,6 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
         assert run["parameters"]["app"] == "web" and run["deployment_id"] is None  # run by the receiver itself
         assert SECRET not in log.read_text()
     finally:
-        if receiver is not None:
-            _stop(receiver)
         registry.stop()
 
 

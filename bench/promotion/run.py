@@ -1,10 +1,15 @@
-"""Benchmark: one release dev -> staging -> prod with automatic approval on a warm local Prefect server.
+"""Benchmark: one release dev -> staging -> prod on a warm local Prefect server, three ways.
 
-Each measured pair runs the pipeline flow (orchestrated) and the same steps called with `.fn` (direct),
-each on a fresh sandbox. Per server backend (SQLite, PostgreSQL) one server, warmed up once, and one
-fresh client process; in it, the pairs with the flow heartbeat on and off.
-Writes results.json and results.md beside this file.
-Run: .venv/bin/python bench/promotion/run.py [--runs N]
+- cli: each measured pair runs the pipeline flow in this process (orchestrated, as the CLI does) and the same
+  steps with the engine alone (direct), each on a fresh sandbox, with the flow heartbeat on and off.
+- served: `promoflow pipeline --no-wait` to `python -m deployments.serve`, until the pipeline's run has ended,
+  paired with a direct run.
+- approval: a pipeline whose staging and prod wait for an approval with their run suspended; the time from
+  `promoflow approve` (or a Resume through Prefect's API, as the UI's form sends it) to the promotion's next
+  recorded step starting.
+Per server backend (SQLite, PostgreSQL) one server, warmed up once, and one fresh client process.
+Writes results.json and results.md beside this file (a part not measured keeps its earlier results).
+Run: .venv/bin/python bench/promotion/run.py [--runs N] [--only cli|served|approval]
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,20 +37,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's 
 from bench.machine import machine as bench_machine
 
 HERE = Path(__file__).resolve().parent
-APP, RELEASE, REQUESTER = "web", "1.2.0", "bench"
+ROOT = HERE.parents[1]
+APP, RELEASE, REQUESTER, APPROVER = "web", "1.2.0", "bench", "uma"
+PARTS = ("cli", "served", "approval")
 ENVIRONMENTS = ("dev", "staging", "prod")
 BACKENDS = ("sqlite", "postgres")
 HEARTBEATS = ("heartbeat", "no_heartbeat")
-VARIANTS = tuple(f"{backend}+{heartbeat}" for backend in BACKENDS for heartbeat in HEARTBEATS)
 DEFAULT = "sqlite+heartbeat"  # Prefect as configured
 DATABASE_URL = "PREFECT_API_DATABASE_CONNECTION_URL"
 GOALS = {"total_seconds": 10.0, "orchestration_share": 0.5}
+APPROVAL_GOAL = {"median_seconds": 2.0}
+APPROVED_BY = ("cli", "ui")  # `promoflow approve`; Resume through Prefect's API with the form's input
+# The served watch and reconcile run on an interval; an hour keeps them out of the measurements.
+SERVE_ENV = {"PROMOFLOW_WATCH_INTERVAL": "3600", "PROMOFLOW_RECONCILE_INTERVAL": "3600"}
+WAIT_SECONDS = 300  # for a run to end or a promotion to wait: generous, a busy machine is slow, not stuck
 
 Sample = dict[str, Any]  # nested dicts of seconds (floats)
 
 
-def make_sandbox(root: Path, name: str) -> str:
-    """A demo sandbox (git repo, OCI layout) with 1.2.0 published and no approval needed anywhere."""
+def make_sandbox(root: Path, name: str, approvals: bool = False) -> str:
+    """A demo sandbox (git repo, OCI layout) with 1.2.0 published; no approval needed anywhere unless `approvals`
+    (then staging and prod need one each)."""
     from promoflow import demo
     from promoflow.sources import oci_layout
 
@@ -51,8 +65,9 @@ def make_sandbox(root: Path, name: str) -> str:
     base.mkdir()
     config = demo.write_config(base)
     text = config.read_text()
-    assert "required: 1" in text
-    config.write_text(text.replace("required: 1", "required: 0"))
+    assert text.count("required: 1") == 2
+    if not approvals:
+        config.write_text(text.replace("required: 1", "required: 0"))
     demo.build_sandbox(base)
     oci_layout.publish(demo.sandbox_dir(base) / "oci" / "web", RELEASE)
     return str(config)
@@ -120,6 +135,195 @@ def direct(config: str) -> Sample:
     return from_records(config, time.perf_counter() - started)
 
 
+def promoflow(*args: str) -> str:
+    """`promoflow ARGS` as a person types it (a new process), as the bench's requester; its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "promoflow", *args],
+        env={**os.environ, "PROMOFLOW_USER": REQUESTER},
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"promoflow {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def until(what: str, found: Callable[[], Any], every: float = 0.1) -> Any:
+    """Poll `found` until it returns something truthy (returned); RuntimeError naming `what` after WAIT_SECONDS."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(every)
+    raise RuntimeError(f"{what} not within {WAIT_SECONDS} s")
+
+
+def ended_run(run_id: str) -> Any:
+    """The flow run once it has ended; RuntimeError unless it completed."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    def final() -> Any:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(run_id))
+        return run if run.state is not None and run.state.is_final() else None
+
+    run = until(f"flow run {run_id} to end", final, every=0.2)
+    if not run.state.is_completed():
+        raise RuntimeError(f"flow run {run_id} ended {run.state.name}: {run.state.message}")
+    return run
+
+
+def served(config: str) -> Sample:
+    """`promoflow pipeline --no-wait` to the served deployments, timed from the command until the pipeline's flow
+    run ends (Prefect's end time): the command, the wait for the runner to start the run, the run itself."""
+    started = time.time()
+    submitted = json.loads(promoflow("pipeline", APP, "--release", RELEASE, "--no-wait", "--json", "--config", config))
+    returned = time.time()
+    run = ended_run(submitted["flow_run"])
+    ended, began = run.end_time.timestamp(), run.start_time.timestamp()
+    sample = from_records(config, ended - started)
+    sample["served"] = {"command": returned - started, "until_running": began - returned, "flow_run": ended - began}
+    return sample
+
+
+class Serving:
+    """`python -m deployments.serve`, as an operator runs it, for the bench's Prefect server; stopped by PID."""
+
+    def __init__(self, root: Path) -> None:
+        config = make_sandbox(root, "serve")  # the deployments' default config; each run names its own
+        self.log = root / "serve.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "deployments.serve"],
+                cwd=ROOT,  # the deployments' entrypoints are relative to the checkout
+                env={**os.environ, "PROMOFLOW_CONFIG": config, **SERVE_ENV},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        until("the deployments to be served", self._ready, every=0.5)
+        until("the served deployments' first runs (watch, reconcile) to end", self._quiet, every=0.5)
+
+    def _ready(self) -> bool:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.objects import DeploymentStatus
+        from prefect.exceptions import ObjectNotFound
+
+        if self.process.poll() is not None:
+            raise RuntimeError(f"deployments.serve exited: {self.log.read_text()[-3000:]}")
+        with get_client(sync_client=True) as client:
+            try:
+                names = ("pipeline/pipeline", "promote/promote")
+                return all(client.read_deployment_by_name(n).status == DeploymentStatus.READY for n in names)
+            except ObjectNotFound:
+                return False
+
+    def _quiet(self) -> bool:
+        """No flow run is due, starting or running, and no run's process is left."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterExpectedStartTime,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        due = FlowRunFilter(
+            state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING])
+            ),
+            expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
+        )
+        with get_client(sync_client=True) as client:
+            return not client.read_flow_runs(flow_run_filter=due, limit=1) and self.idle()
+
+    def idle(self) -> bool:
+        """No flow run's process is left under it (a suspended run's process has exited)."""
+        return not children(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+
+def approvals(root: Path, label: str, serving: Serving, settle: float, cli_first: bool) -> Sample:
+    """One pipeline through the served deployments whose staging and prod each wait for an approval, their run
+    suspended: one approved with `promoflow approve`, the other with a Resume through Prefect's API."""
+    from promoflow.project import Project
+
+    config = make_sandbox(root, label, approvals=True)
+    submitted = json.loads(promoflow("pipeline", APP, "--release", RELEASE, "--no-wait", "--json", "--config", config))
+    db = Project.load(config).db
+    sample: Sample = {}
+    for env, how in zip(ENVIRONMENTS[1:], APPROVED_BY if cli_first else APPROVED_BY[::-1], strict=True):
+
+        def suspended(env: str = env) -> Any:
+            waiting = next((p for p in db.promotions(APP, env) if p.state == "awaiting_approval"), None)
+            return waiting if waiting is not None and _suspended(waiting.flow_run_id) and serving.idle() else None
+
+        waiting = until(f"{env} to wait for its approval, its run suspended", suspended)
+        time.sleep(settle)  # untimed: the server has taken in the suspension
+        sample[how] = approve(config, waiting, how)
+    ended_run(submitted["flow_run"])
+    return sample
+
+
+def approve(config: str, waiting: Any, how: str) -> Sample:
+    """Approve `waiting` by `how`; seconds from the call to its merge step starting (the next recorded step),
+    and where they went: the call, until the run runs again, from then to the step."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    from promoflow.project import Project
+
+    run_id = UUID(waiting.flow_run_id)
+    started = time.time()
+    if how == "cli":
+        promoflow("approve", str(waiting.id), "--as", APPROVER, "--config", config)
+    else:
+        with get_client(sync_client=True) as client:
+            client.resume_flow_run(run_id, run_input={"decision": "approve", "approver": APPROVER})
+    called = time.time()
+    db = Project.load(config).db
+    merge = until("the merge step to start", lambda: db.last_step(waiting.id, "merge"))
+    continued = _utc(merge.started_at).timestamp()
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(run_id)
+    running = min(t for t in (x.timestamp.timestamp() for x in states if x.is_running()) if t >= started)
+    return {
+        "latency": continued - started,
+        "call": called - started,
+        "until_running": running - called,
+        "running_to_step": continued - running,
+    }
+
+
+def _suspended(run_id: str | None) -> bool:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    if run_id is None:
+        return False
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(run_id)).state
+    return state is not None and state.is_paused() and bool(state.state_details.pause_reschedule)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def heartbeat(name: str) -> contextlib.AbstractContextManager[Any]:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -138,8 +342,11 @@ def process_cpu(pid: int) -> float:
     """CPU seconds of a process, of its reaped children and, recursively, of its live children."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
-    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-    return own + sum(process_cpu(c) for c in children if Path(f"/proc/{c}").exists())
+    return own + sum(process_cpu(c) for c in children(pid) if Path(f"/proc/{c}").exists())
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
 
 
 @dataclass(frozen=True)
@@ -160,23 +367,34 @@ class ServerProbe:
         return self.log.read_text(errors="replace").count("Encountered retryable exception")
 
 
-def timed(fn: Callable[[str], Sample], config: str, server: ServerProbe, settle: float) -> Sample:
-    """One run; CPU is counted until `settle` seconds after it, so background flushing is included."""
+def timed(
+    fn: Callable[[str], Sample], config: str, server: ServerProbe, settle: float, serving: Serving | None = None
+) -> Sample:
+    """One run; CPU is counted until `settle` seconds after it, so background flushing is included. The client's
+    CPU is this process's and its children's (git, the CLI), and the serve process's with its runs' if any."""
     load = os.getloadavg()[0]
-    client, server_cpu, errors = client_cpu(), server.cpu(), server.retryable_errors()
+
+    def client_side() -> float:
+        return client_cpu() + (process_cpu(serving.process.pid) if serving else 0.0)
+
+    client, server_cpu, errors = client_side(), server.cpu(), server.retryable_errors()
     sample = fn(config)
     time.sleep(settle)
-    sample["cpu"] = {"client": client_cpu() - client, "server": server.cpu() - server_cpu}
+    sample["cpu"] = {"client": client_side() - client, "server": server.cpu() - server_cpu}
     sample["cpu"]["total"] = sample["cpu"]["client"] + sample["cpu"]["server"]
     sample["server_retryable_errors"] = server.retryable_errors() - errors
     sample["load_before"] = load
     return sample
 
 
-def measure_pair(root: Path, label: str, server: ServerProbe, settle: float, direct_first: bool) -> Sample:
-    runs: list[tuple[str, Callable[[str], Sample]]] = [("orchestrated", orchestrated), ("direct", direct)]
+def measure_pair(
+    root: Path, label: str, server: ServerProbe, settle: float, direct_first: bool, serving: Serving | None = None
+) -> Sample:
+    """An orchestrated run (in this process, or through `serving`) and a direct one, each on a fresh sandbox."""
+    runs: list[tuple[str, Callable[[str], Sample]]] = [("orchestrated", served if serving else orchestrated)]
+    runs.append(("direct", direct))
     pair = {
-        kind: timed(fn, make_sandbox(root, f"{label}-{kind}"), server, settle)
+        kind: timed(fn, make_sandbox(root, f"{label}-{kind}"), server, settle, serving if kind != "direct" else None)
         for kind, fn in (runs[::-1] if direct_first else runs)
     }
     o, d = pair["orchestrated"], pair["direct"]
@@ -205,73 +423,173 @@ def machine() -> dict[str, Any]:
     return {**bench_machine("prefect")}
 
 
-def measure_backend(root: Path, api_url: str, backend: str, runs: int, server: ServerProbe, settle: float) -> Any:
-    """In a fresh process (Prefect reads PREFECT_API_URL once): warm up, then `runs` pairs per heartbeat setting."""
+def measure_backend(
+    root: Path, api_url: str, backend: str, runs: int, server: ServerProbe, settle: float, parts: tuple[str, ...]
+) -> dict[str, dict[str, list[Sample]]]:
+    """In a fresh process (Prefect reads PREFECT_API_URL once): warm up, then `runs` measurements of each part.
+    Returns the samples by part and variant."""
     assert "prefect" not in sys.modules, "Prefect must be imported after PREFECT_API_URL is set"
     os.environ.update(PREFECT_API_URL=api_url, PREFECT_HOME=str(root / "client"))
     print(f"{backend}: warming up, one throwaway pipeline and direct run", flush=True)
     measure_pair(root, "warmup", server, settle, direct_first=False)
-    samples: dict[str, list[Sample]] = {f"{backend}+{name}": [] for name in HEARTBEATS}
-    for i in range(runs):
-        for name in HEARTBEATS:
-            with heartbeat(name):
-                sample = measure_pair(root, f"{name}-{i}", server, settle, direct_first=i % 2 == 1)
-            samples[f"{backend}+{name}"].append(sample)
-            print(
-                f"run {i + 1}/{runs} {backend}+{name}: orchestrated {sample['orchestrated']['total']:.2f} s, "
-                f"direct {sample['direct']['total']:.2f} s, share {sample['orchestration_share']:.0%}, "
-                f"server 503s {sample['orchestrated']['server_retryable_errors']}",
-                flush=True,
-            )
-    return samples
+    measured: dict[str, dict[str, list[Sample]]] = {}
+    if "cli" in parts:
+        measured["cli"] = {f"{backend}+{name}": [] for name in HEARTBEATS}
+        for i in range(runs):
+            for name in HEARTBEATS:
+                with heartbeat(name):
+                    sample = measure_pair(root, f"{name}-{i}", server, settle, direct_first=i % 2 == 1)
+                measured["cli"][f"{backend}+{name}"].append(sample)
+                print(f"run {i + 1}/{runs} {backend}+{name}: {_pair_line(sample)}", flush=True)
+    if "served" not in parts and "approval" not in parts:
+        return measured
+    serving = Serving(root)
+    try:
+        if "served" in parts:
+            print(f"{backend}: warming up the served deployments, one throwaway pipeline", flush=True)
+            measure_pair(root, "served-warmup", server, settle, direct_first=False, serving=serving)
+            measured["served"] = {backend: []}
+            for i in range(runs):
+                sample = measure_pair(root, f"served-{i}", server, settle, direct_first=i % 2 == 1, serving=serving)
+                measured["served"][backend].append(sample)
+                print(f"run {i + 1}/{runs} {backend} served: {_pair_line(sample)}", flush=True)
+        if "approval" in parts:
+            measured["approval"] = {backend: []}
+            for i in range(runs):
+                sample = approvals(root, f"approval-{i}", serving, settle, cli_first=i % 2 == 0)
+                measured["approval"][backend].append(sample)
+                latencies = ", ".join(f"{how} {sample[how]['latency']:.2f} s" for how in APPROVED_BY)
+                print(f"run {i + 1}/{runs} {backend} approval -> next step: {latencies}", flush=True)
+    except BaseException:
+        print("Last lines of the serve log:", *serving.log.read_text().splitlines()[-30:], sep="\n", file=sys.stderr)
+        raise
+    finally:
+        serving.stop()
+    return measured
 
 
-def report(samples: dict[str, list[Sample]], runs: int, settle: float) -> dict[str, Any]:
-    variants = {name: {**summarise(samples[name]), "samples": samples[name]} for name in VARIANTS}
-    met = {
-        name: {
-            "total_seconds": v["orchestrated"]["total"]["median"] <= GOALS["total_seconds"],
-            "orchestration_share": v["orchestration_share"]["median"] <= GOALS["orchestration_share"],
-        }
-        for name, v in variants.items()
-    }
-    return {
+def _pair_line(sample: Sample) -> str:
+    return (
+        f"orchestrated {sample['orchestrated']['total']:.2f} s, direct {sample['direct']['total']:.2f} s, "
+        f"share {sample['orchestration_share']:.0%}, server 503s {sample['orchestrated']['server_retryable_errors']}"
+    )
+
+
+PAIR_NOTES = [
+    "Goals are checked against medians. Each pair is an orchestrated and a direct run, each on a fresh sandbox, "
+    "in alternating order; every run is followed by an untimed idle settle.",
+    "Direct run: the engine walks the same steps with no Prefect (promotion.start, then engine.runner.advance per "
+    "environment), in the measuring process.",
+    "CPU = the client process with its git children; server = the Prefect server process plus, for postgres, the "
+    "PostgreSQL cluster (postmaster and its backends); until the end of the settle.",
+]
+
+
+def report(measured: dict[str, dict[str, list[Sample]]], runs: int, settle: float) -> dict[str, Any]:
+    """Each part measured: its medians (min, max), goals and whether they are met, with every raw sample."""
+    stamp = {
         "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "runs": runs,
         "settle_seconds": settle,
-        "variants": variants,
-        "goals": GOALS,
-        "met": met,
-        "notes": [
-            "Goals are checked against medians. Each pair is an orchestrated and a direct run, each on a fresh "
-            "sandbox, in alternating order; every run is followed by an untimed idle settle.",
-            "One Prefect server per backend, warmed up once, measured from its own client process; the heartbeat "
-            "settings alternate within each run. PostgreSQL: a throwaway local cluster, fsync off (-F).",
-            "Direct run: open_request.fn creates its markdown artifact through the API outside a run "
-            "(Prefect warns this is deprecated), so both runs make that HTTP call.",
-            "Per environment wall = promotion record created_at..ended_at; flow-run creation and teardown "
-            "(heartbeat join, the client's retries after a 503) fall outside the records.",
-            "CPU = the client process with its git children; server = the Prefect server process plus, for "
-            "postgres, the PostgreSQL cluster (postmaster and its backends); until the end of the settle.",
-        ],
     }
+    results: dict[str, Any] = {}
+    for part in ("cli", "served"):
+        if part not in measured:
+            continue
+        variants = {name: {**summarise(samples), "samples": samples} for name, samples in measured[part].items()}
+        results[part] = {
+            **stamp,
+            "variants": variants,
+            "goals": GOALS,
+            "met": {
+                name: {
+                    "total_seconds": v["orchestrated"]["total"]["median"] <= GOALS["total_seconds"],
+                    "orchestration_share": v["orchestration_share"]["median"] <= GOALS["orchestration_share"],
+                }
+                for name, v in variants.items()
+            },
+            "notes": PAIR_NOTES + (CLI_NOTES if part == "cli" else SERVED_NOTES),
+        }
+    if "approval" in measured:
+        variants = {name: {**summarise(samples), "samples": samples} for name, samples in measured["approval"].items()}
+        results["approval"] = {
+            **stamp,
+            "variants": variants,
+            "goals": APPROVAL_GOAL,
+            "met": {
+                name: {how: v[how]["latency"]["median"] <= APPROVAL_GOAL["median_seconds"] for how in APPROVED_BY}
+                for name, v in variants.items()
+            },
+            "notes": APPROVAL_NOTES,
+        }
+    return results
 
 
-def markdown(results: dict[str, Any]) -> str:
-    def cell(stat: dict[str, float], fmt: str = "{:.2f}") -> str:
-        return f"{fmt.format(stat['median'])} ({fmt.format(stat['min'])}-{fmt.format(stat['max'])})"
+CLI_NOTES = [
+    "One Prefect server per backend, warmed up once, measured from its own client process; the heartbeat "
+    "settings alternate within each run. PostgreSQL: a throwaway local cluster, fsync off (-F).",
+    "Per environment wall = promotion record created_at..ended_at; flow-run creation and teardown "
+    "(heartbeat join, the client's retries after a 503) fall outside the records.",
+]
+SERVED_NOTES = [
+    "Total = from starting `promoflow pipeline web --release 1.2.0 --no-wait` to the end time Prefect records "
+    "for the pipeline's flow run: the command (a new Python process), the runner noticing the run (it polls "
+    "every second) and starting it in a new process, and the run, with Prefect's flow heartbeat as served "
+    "runs have it.",
+    "One `python -m deployments.serve` per backend, warmed up with one throwaway pipeline; its interval watch "
+    "and reconcile are set to an hour so that they do not run during the measurements. Client CPU includes the "
+    "command and the serve process with its runs' processes.",
+]
+APPROVAL_NOTES = [
+    "Each pipeline goes through the served deployments; staging and prod each need one approval. Each waits with "
+    "its run suspended (its process has exited) before it is approved: one with `promoflow approve N` (a new "
+    "Python process), the other with a Resume through Prefect's API carrying the form's input, as the UI's "
+    "Resume form sends it; which environment gets which alternates.",
+    "Latency = from the approval call to the merge step's start in the records (the promotion's next recorded "
+    "step). Until running: from the call's return to the run entering Running again (Prefect's state time); "
+    "the runner polls every second and starts the run in a new process, which runs the pipeline from the top.",
+]
+
+
+def cell(stat: dict[str, float], fmt: str = "{:.2f}") -> str:
+    return f"{fmt.format(stat['median'])} ({fmt.format(stat['min'])}-{fmt.format(stat['max'])})"
+
+
+def yes(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def stamp_line(part: dict[str, Any], what: str) -> str:
+    m = part["machine"]
+    return (
+        f"{part['date']}, {part['runs']} {what}, median (min-max). "
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, Prefect {m['prefect']}."
+    )
+
+
+Row = tuple[str, Callable[[dict[str, Any]], str], str]
+
+
+def table(part: dict[str, Any], rows: list[Row]) -> list[str]:
+    names = list(part["variants"])
+    return [
+        f"| | {' | '.join(names)} | goal |",
+        "|---" * (len(names) + 2) + "|",
+        *(f"| {label} | {' | '.join(fn(part['variants'][n]) for n in names)} | {goal} |" for label, fn, goal in rows),
+    ]
+
+
+def pair_rows(extra: list[Row]) -> list[Row]:
+    """The rows of an orchestrated-and-direct table; `extra` after the total."""
 
     def cpu(stat: dict[str, dict[str, float]]) -> str:
         return f"{stat['client']['median']:.2f} + {stat['server']['median']:.2f}"
 
-    def yes(met: bool) -> str:
-        return "met" if met else "NOT met"
-
     pct = "{:.0%}"
-    v = results["variants"]
-    rows: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
+    return [
         ("orchestrated total, s", lambda x: cell(x["orchestrated"]["total"]), f"<= {GOALS['total_seconds']:g}"),
+        *extra,
         *(
             (f"- {env}, s", lambda x, env=env: cell(x["orchestrated"]["environments"][env]["wall"]), "")
             for env in ENVIRONMENTS
@@ -283,7 +601,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
         ),
         ("- outside promotion records, s", lambda x: cell(x["orchestrated"]["split"]["outside_promotions"]), ""),
-        ("direct total (.fn), s", lambda x: cell(x["direct"]["total"]), ""),
+        ("direct total (engine alone), s", lambda x: cell(x["direct"]["total"]), ""),
         *(
             (f"- {env}, s", lambda x, env=env: cell(x["direct"]["environments"][env]["wall"]), "")
             for env in ENVIRONMENTS
@@ -305,39 +623,103 @@ def markdown(results: dict[str, Any]) -> str:
         ),
         ("load average before (orchestrated)", lambda x: cell(x["orchestrated"]["load_before"]), ""),
     ]
-    m = results["machine"]
-    lines = [
-        "# Promotion benchmark: web 1.2.0 dev -> staging -> prod, automatic approval",
+
+
+def pair_goals(part: dict[str, Any]) -> list[str]:
+    return [
+        f"- {name}: total <= {GOALS['total_seconds']:g} s: {yes(met['total_seconds'])}; "
+        f"orchestration share <= {GOALS['orchestration_share']:.0%}: {yes(met['orchestration_share'])}"
+        for name, met in part["met"].items()
+    ]
+
+
+def cli_section(part: dict[str, Any]) -> list[str]:
+    steps = part["variants"][DEFAULT]
+    return [
+        "## Through the CLI: the pipeline flow run in the calling process, automatic approval",
         "",
-        f"{results['date']}, {results['runs']} runs per variant, median (min-max). "
-        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, Prefect {m['prefect']}.",
+        stamp_line(part, "runs per variant"),
         "",
-        f"| | {' | '.join(VARIANTS)} | goal |",
-        "|---" * (len(VARIANTS) + 2) + "|",
-        *(f"| {label} | {' | '.join(fn(v[name]) for name in VARIANTS)} | {goal} |" for label, fn, goal in rows),
+        *table(part, pair_rows([])),
         "",
         "Goals met (medians):",
         "",
-        *(
-            f"- {name}: total <= {GOALS['total_seconds']:g} s: {yes(results['met'][name]['total_seconds'])}; "
-            f"orchestration share <= {GOALS['orchestration_share']:.0%}: "
-            f"{yes(results['met'][name]['orchestration_share'])}"
-            for name in VARIANTS
-        ),
+        *pair_goals(part),
         "",
         f"Step durations from the records, summed over the three environments, {DEFAULT} variant:",
         "",
         "| step | orchestrated, s | direct, s |",
         "|---|---|---|",
         *(
-            f"| {step} | {cell(stat)} | {cell(v[DEFAULT]['direct']['steps_by_name'][step])} |"
-            for step, stat in v[DEFAULT]["orchestrated"]["steps_by_name"].items()
+            f"| {step} | {cell(stat)} | {cell(steps['direct']['steps_by_name'][step])} |"
+            for step, stat in steps["orchestrated"]["steps_by_name"].items()
         ),
         "",
-        *(f"- {note}" for note in results["notes"]),
-        "",
+        *(f"- {note}" for note in part["notes"]),
     ]
-    return "\n".join(lines)
+
+
+def served_section(part: dict[str, Any]) -> list[str]:
+    served_rows: list[Row] = [
+        ("- the command (`pipeline --no-wait`), s", lambda x: cell(x["orchestrated"]["served"]["command"]), ""),
+        ("- until the runner runs it, s", lambda x: cell(x["orchestrated"]["served"]["until_running"]), ""),
+        ("- the pipeline's flow run, s", lambda x: cell(x["orchestrated"]["served"]["flow_run"]), ""),
+    ]
+    return [
+        "## Through the served deployments: `promoflow pipeline --no-wait`, automatic approval",
+        "",
+        stamp_line(part, "runs per backend"),
+        "",
+        *table(part, pair_rows(served_rows)),
+        "",
+        "Goals met (medians):",
+        "",
+        *pair_goals(part),
+        "",
+        *(f"- {note}" for note in part["notes"]),
+    ]
+
+
+APPROVED_AS = {"cli": "`promoflow approve`", "ui": "Resume through Prefect's API"}
+
+
+def approval_rows(how: str) -> list[Row]:
+    goal = f"<= {APPROVAL_GOAL['median_seconds']:g} (median)"
+    return [
+        (f"{APPROVED_AS[how]} -> next step starts, s", lambda x: cell(x[how]["latency"]), goal),
+        ("- the call, s", lambda x: cell(x[how]["call"]), ""),
+        ("- until the run runs again, s", lambda x: cell(x[how]["until_running"]), ""),
+        ("- from running to the step, s", lambda x: cell(x[how]["running_to_step"]), ""),
+    ]
+
+
+def approval_section(part: dict[str, Any]) -> list[str]:
+    return [
+        "## From an approval to the promotion going on, its run suspended",
+        "",
+        stamp_line(part, "pipelines per backend (one approval of each kind in each)"),
+        "",
+        *table(part, [row for how in APPROVED_BY for row in approval_rows(how)]),
+        "",
+        "Goal met (medians):",
+        "",
+        *(
+            f"- {name}, {APPROVED_AS[how]}: median <= {APPROVAL_GOAL['median_seconds']:g} s: {yes(met)}"
+            for name, by in part["met"].items()
+            for how, met in by.items()
+        ),
+        "",
+        *(f"- {note}" for note in part["notes"]),
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    sections = {"cli": cli_section, "served": served_section, "approval": approval_section}
+    lines = ["# Promotion benchmark: web 1.2.0 dev -> staging -> prod"]
+    for part in PARTS:
+        if part in results:
+            lines += ["", *sections[part](results[part])]
+    return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager
@@ -384,16 +766,20 @@ def prefect_server(root: Path, backend: str) -> Iterator[tuple[str, ServerProbe]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="measured pairs per variant (default 5)")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs of each part and variant (default 5)")
     parser.add_argument("--settle", type=float, default=3.0, help="idle seconds after each run (default 3)")
+    parser.add_argument(
+        "--only", choices=PARTS, action="append", help="measure this part only (repeatable; default: all)"
+    )
     args = parser.parse_args()
+    parts = tuple(args.only or PARTS)
 
     os.environ.update(
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
         PREFECT_SERVER_LOG_RETRYABLE_ERRORS="true",  # the server logs each 503 it sends: counted
     )
-    samples: dict[str, list[Sample]] = {}
+    measured: dict[str, dict[str, list[Sample]]] = {}
     with tempfile.TemporaryDirectory(prefix="promoflow-bench-") as tmp:
         for backend in BACKENDS:
             root = Path(tmp) / backend
@@ -402,13 +788,16 @@ def main() -> None:
                 prefect_server(root, backend) as (api_url, probe),
                 ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as client,
             ):
-                samples |= client.submit(
-                    measure_backend, root, api_url, backend, args.runs, probe, args.settle
-                ).result()
-    result = report(samples, args.runs, args.settle)
-    (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (HERE / "results.md").write_text(markdown(result))
-    print(markdown(result))
+                found = client.submit(measure_backend, root, api_url, backend, args.runs, probe, args.settle, parts)
+                for part, variants in found.result().items():
+                    measured.setdefault(part, {}).update(variants)
+    path = HERE / "results.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    results = {part: earlier[part] for part in PARTS if part in earlier} | report(measured, args.runs, args.settle)
+    results = {part: results[part] for part in PARTS if part in results}
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(results))
+    print(markdown(results))
 
 
 if __name__ == "__main__":
