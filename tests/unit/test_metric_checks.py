@@ -24,7 +24,7 @@ def check(**fields: Any) -> MetricCheck:
     return MetricCheck(**{"name": "error-ratio", "query": "q", "max": 0.01, "interval_seconds": 10, **fields})
 
 
-def looks(c: MetricCheck, *values: float | None | str, every: float = 10) -> list[MetricSample]:
+def looks(c: MetricCheck, *values: float | str | None, every: float = 10) -> list[MetricSample]:
     """One look per value, `every` seconds apart from T0; a string is a look Prometheus did not answer."""
     samples = []
     for i, value in enumerate(values):
@@ -62,7 +62,11 @@ def test_a_look_passes_within_its_bounds_and_has_no_data_without_a_value() -> No
     ]
     band = check(max=5, min=1)
     assert [outcome(band, v) for v in (0.5, 1, 5, 5.5)] == ["fail", "pass", "pass", "fail"]
-    assert (threshold(check()), threshold(check(max=None, min=20)), threshold(band)) == ("max 0.01", "min 20", "min 1, max 5")
+    assert (threshold(check()), threshold(check(max=None, min=20)), threshold(band)) == (
+        "max 0.01",
+        "min 20",
+        "min 1, max 5",
+    )
 
 
 def test_only_promoflows_placeholders_are_filled_in() -> None:
@@ -89,9 +93,7 @@ def test_a_check_fails_as_soon_as_its_failing_looks_exceed_the_limit() -> None:
     assert judge(c, looks(c, 0.001, 0.5), at(10), 300).state == "looking"  # one failing look is tolerated
     failed = judge(c, looks(c, 0.001, 0.5, 0.002, 0.25), at(30), 300)
     assert (failed.state, failed.looks, failed.failing) == ("failed", 4, 2)
-    assert failed.reason == (
-        "2 of 4 looks failed (max 0.01, no_data: fail, failure_limit 1): 0.001, 0.5, 0.002, 0.25"
-    )
+    assert failed.reason == ("2 of 4 looks failed (max 0.01, no_data: fail, failure_limit 1): 0.001, 0.5, 0.002, 0.25")
 
 
 def test_no_data_fails_passes_or_waits_as_configured() -> None:
@@ -153,7 +155,9 @@ def test_an_answer_is_one_number_or_no_data() -> None:
         (200, b"<html>", TerminalError, "not the Prometheus API's JSON"),
         (
             200,
-            answer("vector", [{"metric": {"pod": "a"}, "value": [1, "1"]}, {"metric": {"pod": "b"}, "value": [1, "2"]}]),
+            answer(
+                "vector", [{"metric": {"pod": "a"}, "value": [1, "1"]}, {"metric": {"pod": "b"}, "value": [1, "2"]}]
+            ),
             TerminalError,
             "returned 2 series for the query: aggregate them into one number",
         ),
