@@ -5,6 +5,8 @@ by itself, and no data fails, passes or waits as configured. Every look is in th
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 from typing import Any
 
@@ -186,3 +188,35 @@ def test_no_data_waits_for_a_metric_that_appears_after_the_change(
     outcomes = [s["outcome"] for s in looks(sandbox)]
     assert outcomes[0] == "no_data" and outcomes[-1] == "pass"
     assert set(outcomes[outcomes.index("pass") :]) == {"pass"}  # the metric stays once it is there
+
+
+def test_a_check_carries_on_from_its_records_when_its_process_was_killed(
+    sandbox: Sandbox, prometheus: RealPrometheus, background: list[subprocess.Popen[str]]
+) -> None:
+    prometheus.exporter.app("killed", app="web")
+    query = 'sum(rate(http_requests_total{test="killed",app="{app}",code=~"5.."}[5s]))'
+    prometheus.wait_for(query.replace("{app}", "web"), "the app's errors")
+    check = {"name": "errors", "query": query, "max": 0.5, "for_seconds": 8, "interval_seconds": 1}
+    configure(sandbox, prometheus, check)
+    sandbox.publish("1.2.0")
+
+    promoting = start_cli(sandbox, "promote", "web", "--to", "dev", "--release", "1.2.0")
+    background.append(promoting)
+    wait_for(lambda: recorded(sandbox) >= 2 or promoting.poll() is not None, 120, "two looks")
+    os.kill(promoting.pid, signal.SIGKILL)
+    promoting.wait(timeout=30)
+    db = sandbox.db()
+    [killed] = [p for p in db.promotions("web", "dev") if p.kind == "promotion"]
+    assert killed.state == "applied" and killed.id is not None
+    before = [(s.taken_at, s.value) for s in db.metric_samples(killed.id)]
+
+    resumed = sandbox.cli("resume", str(killed.id), env=REQUESTER)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "carried on in this process" in resumed.stdout
+
+    promotion = dev_promotions(sandbox)["promotion"]
+    assert promotion["state"] == "succeeded"
+    after = db.metric_samples(killed.id)
+    assert [(s.taken_at, s.value) for s in after[: len(before)]] == before  # the looks before the kill count
+    assert (after[-1].taken_at - after[0].taken_at).total_seconds() >= 8
+    assert [s["outcome"] for s in promotion["steps"] if s["name"] == "verify"] == ["succeeded"]  # one record
