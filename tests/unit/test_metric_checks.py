@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from promoflow import metric_checks
 from promoflow.config import MetricCheck
+from promoflow.config_loader import load
 from promoflow.errors import TerminalError, TransientError
 from promoflow.metric_checks import fill, judge, markdown, outcome, sparkline, threshold
 from promoflow.prometheus import value_of
@@ -191,3 +193,16 @@ def test_the_looks_are_drawn_as_a_sparkline_in_a_markdown_table() -> None:
     ]
     many = metric_checks.values_text([float(i) for i in range(20)])
     assert many.startswith("…, 8, 9") and many.endswith("19")
+
+
+def test_the_readmes_example_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Metric checks") :]
+    example = section[section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml"))]
+    environments, apps = example.split("apps:\n")
+    image = "    images: [{name: ghcr.io/acme/web, source: {oci_layout: ./oci}}]\n"
+    apps = apps.replace("    path: apps/web\n", f"    path: apps/web\n{image}")
+    config = f"version: 1\nrepository: {{url: ./repo.git}}\n{environments}apps:\n{apps}"
+    (tmp_path / "promotions.yaml").write_text(config)
+    [check] = load(tmp_path / "promotions.yaml").app("web").metric_checks
+    assert (check.max, check.for_seconds, check.failure_limit, check.no_data) == (0.01, 300, 1, "fail")
