@@ -3,7 +3,13 @@ Prometheus answer says, and how the looks are shown."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +18,11 @@ import pytest
 
 from promoflow import metric_checks
 from promoflow.config import MetricCheck
+from promoflow.config import Prometheus as PrometheusServer
 from promoflow.config_loader import load
 from promoflow.errors import TerminalError, TransientError
 from promoflow.metric_checks import fill, judge, markdown, outcome, sparkline, threshold
-from promoflow.prometheus import value_of
+from promoflow.prometheus import MAX_ANSWER_BYTES, Prometheus, value_of
 from promoflow.records import MetricSample
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
@@ -206,3 +213,79 @@ def test_the_readmes_example_is_valid(tmp_path: Path) -> None:
     (tmp_path / "promotions.yaml").write_text(config)
     [check] = load(tmp_path / "promotions.yaml").app("web").metric_checks
     assert (check.max, check.for_seconds, check.failure_limit, check.no_data) == (0.01, 300, 1, "fail")
+
+
+# -- the client, against a local HTTP server standing in for Prometheus ------------------------------
+
+
+class Answers(http.server.BaseHTTPRequestHandler):
+    status, body, delay = 200, b"", 0.0
+    seen: list[tuple[str, str | None, str]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        Answers.seen.append((self.path, self.headers.get("Authorization"), self.rfile.read(length).decode()))
+        time.sleep(Answers.delay)
+        self.send_response(Answers.status)
+        self.send_header("Content-Length", str(len(Answers.body)))
+        self.end_headers()
+        self.wfile.write(Answers.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Answers.status, Answers.body, Answers.delay, Answers.seen = 200, answer("vector", []), 0.0, []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def client(url: str, **fields: Any) -> Prometheus:
+    return Prometheus(PrometheusServer(url=url, **fields))
+
+
+def test_a_query_is_posted_with_its_headers_and_a_secret_never_shows(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROM_AUTH", "Bearer pr0m-s3cret-value")
+    Answers.body = answer("scalar", [1796400000, "0.5"])
+    prometheus = client(f"{server}/prefix/", headers={"Authorization": "env:PROM_AUTH"})
+    assert prometheus.query('sum(x{a="b"})') == 0.5
+    [(path, auth, form)] = Answers.seen
+    assert (path, auth, urllib.parse.parse_qs(form)) == (
+        "/prefix/api/v1/query",
+        "Bearer pr0m-s3cret-value",
+        {"query": ['sum(x{a="b"})']},
+    )
+    # a proxy that echoes what it got: the secret is masked in what promoflow says
+    Answers.status, Answers.body = 400, b'{"status":"error","error":"bad header Bearer pr0m-s3cret-value"}'
+    with pytest.raises(TerminalError) as refused:
+        prometheus.query("x")
+    assert "pr0m-s3cret-value" not in str(refused.value) and "bad header" in str(refused.value)
+
+
+def test_a_missing_header_secret_says_which(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROM_NOT_SET", raising=False)
+    with pytest.raises(TerminalError, match="The Prometheus header Authorization is missing: set the environment"):
+        client(server, headers={"Authorization": "env:PROM_NOT_SET"}).query("x")
+
+
+def test_a_silent_or_unreachable_prometheus_is_transient(server: str) -> None:
+    Answers.delay = 2.0
+    with pytest.raises(TransientError, match=r"did not answer within 0.5 s \(query_timeout_seconds\)\.$"):
+        client(server, query_timeout_seconds=0.5).query("x")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(TransientError, match=r"cannot be reached \(ConnectError\)\.$"):
+        client(f"http://user:pw-in-url@127.0.0.1:{port}").query("x")
+
+
+def test_an_answer_too_large_for_one_number_is_refused(server: str) -> None:
+    Answers.body = b" " * (MAX_ANSWER_BYTES + 1)
+    with pytest.raises(TerminalError, match="answered more than 1024 KiB to one query"):
+        client(server).query("x")

@@ -60,7 +60,7 @@ def test_a_check_looks_every_interval_between_waits_and_a_new_process_carries_on
     assert isinstance(first, Wait)
     waiting = first.waiting
     assert (waiting.step, waiting.gate, waiting.wake_at) == ("verify", Gate.METRICS, started + timedelta(seconds=10))
-    assert waiting.summary == "metric checks error-ratio 1 looks, 0 failing (max 0.01)"
+    assert waiting.summary == "metric checks error-ratio 1 look, 0 failing (max 0.01)"
     assert world.state(ctx) == S.APPLIED
     assert metrics.queries == ['sum(rate(errors{app="web",env="dev",v="1.2.0"}[1m]))']
 

@@ -221,7 +221,8 @@ def _result(check: MetricCheck, looks: list[MetricSample], verdict: metric_check
 
 
 def _progress(result: MetricCheckResult) -> str:
-    """`error-ratio 3 looks, 1 failing (max 0.01)`."""
+    """`error-ratio 3 looks, 1 failing (max 0.01)`: what `promoflow status` shows while the checks look."""
     if result.state == "passed":
         return f"{result.name} passed"
-    return f"{result.name} {result.looks} looks, {result.failing} failing ({result.threshold})"
+    looks = f"{result.looks} look{'' if result.looks == 1 else 's'}"
+    return f"{result.name} {looks}, {result.failing} failing ({result.threshold})"
