@@ -226,10 +226,13 @@ class Answers(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         Answers.seen.append((self.path, self.headers.get("Authorization"), self.rfile.read(length).decode()))
         time.sleep(Answers.delay)
-        self.send_response(Answers.status)
-        self.send_header("Content-Length", str(len(Answers.body)))
-        self.end_headers()
-        self.wfile.write(Answers.body)
+        try:
+            self.send_response(Answers.status)
+            self.send_header("Content-Length", str(len(Answers.body)))
+            self.end_headers()
+            self.wfile.write(Answers.body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout, oversized answer)
+            pass
 
     def log_message(self, *args: object) -> None:
         pass
