@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import subprocess
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -93,7 +94,9 @@ def test_a_healthy_release_passes_its_metric_checks(sandbox: Sandbox, prometheus
     promotion = dev_promotions(sandbox)["promotion"]
     assert promotion["state"] == "succeeded"
     seen = looks(sandbox)
-    assert len(seen) >= 4 and {s["outcome"] for s in seen} == {"pass"}  # looks 0 .. 3 s after the change
+    assert {s["outcome"] for s in seen} == {"pass"}
+    first, last = (datetime.fromisoformat(seen[i]["taken_at"]) for i in (0, -1))
+    assert len(seen) >= 2 and (last - first).total_seconds() >= 3  # a look right away, the last 3 s or more later
     assert {(s["check_name"], s["query"], s["threshold"]) for s in seen} == {("error-ratio", filled, "max 0.05")}
     assert all(s["value"] == 0 for s in seen)
     [verify] = [s for s in promotion["steps"] if s["name"] == "verify"]
@@ -173,7 +176,7 @@ def test_no_data_waits_for_a_metric_that_appears_after_the_change(
     web = prometheus.exporter.app("no-data-wait", app="web")
     query = 'max(app_ready{test="no-data-wait",app="{app}"})'
     # for_seconds: how long it may wait for data, then how long the data must hold
-    check = {"name": "ready", "query": query, "min": 1, "for_seconds": 10, "interval_seconds": 1}
+    check = {"name": "ready", "query": query, "min": 1, "for_seconds": 15, "interval_seconds": 1}
     configure(sandbox, prometheus, {**check, "no_data": "wait"})
     sandbox.publish("1.2.0")
 
@@ -196,7 +199,7 @@ def test_a_check_carries_on_from_its_records_when_its_process_was_killed(
     prometheus.exporter.app("killed", app="web")
     query = 'sum(rate(http_requests_total{test="killed",app="{app}",code=~"5.."}[5s]))'
     prometheus.wait_for(query.replace("{app}", "web"), "the app's errors")
-    check = {"name": "errors", "query": query, "max": 0.5, "for_seconds": 8, "interval_seconds": 1}
+    check = {"name": "errors", "query": query, "max": 0.5, "for_seconds": 15, "interval_seconds": 1}
     configure(sandbox, prometheus, check)
     sandbox.publish("1.2.0")
 
@@ -218,5 +221,5 @@ def test_a_check_carries_on_from_its_records_when_its_process_was_killed(
     assert promotion["state"] == "succeeded"
     after = db.metric_samples(killed.id)
     assert [(s.taken_at, s.value) for s in after[: len(before)]] == before  # the looks before the kill count
-    assert (after[-1].taken_at - after[0].taken_at).total_seconds() >= 8
+    assert (after[-1].taken_at - after[0].taken_at).total_seconds() >= 15
     assert [s["outcome"] for s in promotion["steps"] if s["name"] == "verify"] == ["succeeded"]  # one record
