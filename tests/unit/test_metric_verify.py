@@ -129,7 +129,7 @@ def test_a_query_prometheus_refuses_ends_the_promotion_at_once(world: World) -> 
     ctx = walk(world, FakeMetrics([refused]), world.promote("dev"))
     result = advance(ctx)
     assert isinstance(result, Terminal) and not result.roll_back
-    assert result.message == f"A metric check of web in dev cannot look: {refused}"
+    assert result.message == f"Metric check error-ratio of web in dev cannot look: {refused}"
     [look] = samples(ctx)
     assert (look.outcome, look.message) == ("error", str(refused))
 

@@ -117,7 +117,7 @@ def _metrics(ctx: Context, verification: Verification, checks: list[MetricCheck]
     looks: dict[str, list[MetricSample]] = {c.name: [] for c in checks}
     for sample in db.metric_samples(ctx.promotion_id):
         looks.setdefault(sample.check_name, []).append(sample)
-    refused: TerminalError | None = None
+    refused: tuple[str, TerminalError] | None = None  # a check whose look cannot work, and why
     for check in checks:
         due = metric_checks.judge(check, looks[check.name], now, env.prometheus.timeout_seconds)
         # An unreachable Prometheus gets one more look before it ends the promotion.
@@ -141,13 +141,13 @@ def _metrics(ctx: Context, verification: Verification, checks: list[MetricCheck]
         except TransientError as error:  # not counted; Prometheus's own timeout decides when it is too long
             sample.message = str(error)
         except TerminalError as error:  # no later look can do better: said once the look is recorded
-            sample.message, refused = str(error), error
+            sample.message, refused = str(error), (check.name, error)
         looks[check.name].append(db.add_metric_sample(sample))
     verdicts = {c.name: metric_checks.judge(c, looks[c.name], now, env.prometheus.timeout_seconds) for c in checks}
     verification.metrics = [_result(c, looks[c.name], verdicts[c.name]) for c in checks]
     where = f"{promotion.app} in {promotion.environment}"
     if refused is not None:
-        return Terminal(f"A metric check of {where} cannot look: {refused}", seen=verification)
+        return Terminal(f"Metric check {refused[0]} of {where} cannot look: {refused[1]}", seen=verification)
     failed = [r for r in verification.metrics if r.state == "failed"]
     if failed:
         return Terminal(
