@@ -29,6 +29,7 @@ from prefect.utilities.engine import propose_state_sync
 from pydantic import ValidationError
 
 from flows.approval import ApprovalForm, receive
+from promoflow import metric_checks
 from promoflow.engine.context import Context
 from promoflow.engine.results import Terminal, Wait, Waiting
 from promoflow.engine.runner import advance, end
@@ -218,7 +219,8 @@ class Wake:
 
 
 def publish(ctx: Context) -> None:
-    """The promotion's artifact (key `promotion-<id>`): its request, where it stands, decisions, step timings."""
+    """The promotion's artifact (key `promotion-<id>`): its request, where it stands, decisions, the looks of its
+    metric checks, step timings."""
     from promoflow.forges import Request
 
     db = ctx.project.db
@@ -236,6 +238,9 @@ def publish(ctx: Context) -> None:
     if decisions:
         lines += ["", "| decision | by | from | counted | why |", "|---|---|---|---|---|"]
         lines += [f"| {a.decision} | {a.approver} | {a.source} | {a.counted} | {a.reason} |" for a in decisions]
+    samples = db.metric_samples(ctx.promotion_id)
+    if samples:
+        lines += ["", *metric_checks.markdown(samples)]
     lines += ["", "| step | attempt | outcome | took |", "|---|---|---|---|"]
     for step in db.steps(ctx.promotion_id):
         took = "" if step.duration_seconds is None else f"{step.duration_seconds:.2f} s"

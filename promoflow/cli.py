@@ -426,6 +426,10 @@ def _history_entry(db: Database, promotion: Promotion) -> dict[str, Any]:
         {k: v for k, v in as_dict(s).items() if k not in ("id", "promotion_id")} | {"detail": json.loads(s.detail)}
         for s in db.steps(promotion.id)
     ]
+    entry["metric_samples"] = [
+        {k: v for k, v in as_dict(m).items() if k not in ("id", "promotion_id")}
+        for m in db.metric_samples(promotion.id)
+    ]
     return entry
 
 

@@ -231,6 +231,142 @@ class ClusterTarget(Strict):
         return self
 
 
+# -- Metric checks: each environment's Prometheus, each app's checks of the change there ----------------------------
+
+# What promoflow fills into a metric check's query (PromQL's own braces, `{app="web"}`, are left alone).
+QUERY_PLACEHOLDERS = ("app", "environment", "namespace", "release")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+
+
+def _header_reference(value: str) -> str:
+    from promoflow.secrets import REFERENCE, REFERENCE_HELP
+
+    if not REFERENCE.match(value):
+        raise ValueError(f"write where the header's value is, {REFERENCE_HELP}, not the value itself")
+    return value
+
+
+class Prometheus(Strict):
+    """The Prometheus an environment's metric checks ask (its HTTP API, `/api/v1/query`)."""
+
+    url: HttpUrl = Field(
+        description="Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090` (Thanos, Mimir "
+        "and VictoriaMetrics serve the same API under their own prefix, e.g. `https://mimir.example.com/prometheus`)."
+    )
+    headers: dict[Annotated[str, Field(pattern=_HEADER_NAME)], Annotated[str, AfterValidator(_header_reference)]] = (
+        Field(
+            default_factory=dict,
+            description="Headers sent with every query, each value a secret reference, `env:VARIABLE` or "
+            "`prefect:BLOCK`: `{Authorization: env:PROMETHEUS_AUTH}` with `Bearer ...` in the variable.",
+        )
+    )
+    query_timeout_seconds: float = Field(10, gt=0, le=300, description="Timeout of one query.")
+    timeout_seconds: float = Field(
+        300,
+        gt=0,
+        le=86400,
+        description="How long the checks go on looking while this Prometheus does not answer (unreachable, timeouts, "
+        "5xx) before the promotion fails; the release is not rolled back for it.",
+    )
+
+
+class MetricCheck(Strict):
+    """A PromQL query whose value must stay within a threshold for a while after the change."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Check name, e.g. `error-ratio`.")
+    query: str = Field(
+        min_length=1,
+        max_length=8000,
+        description="PromQL instant query giving one number (aggregate series: `sum(...)`, `max(...)`). Filled in: "
+        "`{app}`, `{environment}`, `{release}` (its label, e.g. `1.4.0`) and `{namespace}` (where the `kubernetes` "
+        "target applied the app).",
+    )
+    max: float | None = Field(None, allow_inf_nan=False, description="A look whose value is above this fails.")
+    min: float | None = Field(None, allow_inf_nan=False, description="A look whose value is below this fails.")
+    for_seconds: float = Field(
+        0, ge=0, le=86400, description="How long after the change the check keeps looking (0: one look)."
+    )
+    interval_seconds: float = Field(15, ge=1, le=3600, description="Time between two looks.")
+    failure_limit: int = Field(0, ge=0, le=1000, description="Failing looks tolerated; one more fails the check.")
+    no_data: Literal["fail", "pass", "wait"] = Field(
+        "fail",
+        description="A look without a value (no series, NaN): `fail` counts it failing, `pass` passing; `wait` "
+        "does not count it, and `for_seconds` start at the first look with a value (none by then: the check fails).",
+    )
+    environments: list[str] | None = Field(
+        None, description="Only in these environments (default: every one of the app's with a `prometheus`)."
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        unknown = [n for n in _PLACEHOLDER.findall(value) if n not in QUERY_PLACEHOLDERS]
+        if unknown:
+            known = ", ".join(f"{{{n}}}" for n in QUERY_PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}: promoflow fills in {known}")
+        return value
+
+    @model_validator(mode="after")
+    def _a_threshold(self) -> MetricCheck:
+        if self.max is None and self.min is None:
+            raise ValueError("a metric check needs a threshold: `max`, `min` or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"`min` ({self.min:g}) is above `max` ({self.max:g}): no value could pass")
+        return self
+
+
+def metric_check_issues(promotions: object) -> list[NameIssue]:
+    """Metric checks that name environments they cannot run in, share a name, run nowhere, or ask for a
+    `{namespace}` promoflow cannot know there."""
+    environments = {
+        str(_get(e, "name")): e for e in _items(promotions, "environments") if isinstance(_get(e, "name"), str)
+    }
+    issues: list[NameIssue] = []
+    for a, app in enumerate(_items(promotions, "apps")):
+        checks = _items(app, "metric_checks")
+        issues += _duplicates(checks, "name", ("apps", a, "metric_checks"), "metric check name")
+        wanted = _items(app, "environments") if _get(app, "environments") is not None else list(environments)
+        route = [n for n in wanted if n in environments]
+        for c, check in enumerate(checks):
+            loc: Loc = ("apps", a, "metric_checks", c)
+            named = _get(check, "environments")
+            for e, name in enumerate(_items(check, "environments")):
+                if not isinstance(name, str):
+                    continue
+                if name not in environments:
+                    close = difflib.get_close_matches(name, list(environments), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    issues.append(NameIssue((*loc, "environments", e), f"unknown environment {name!r}{hint}"))
+                elif name not in route:
+                    issues.append(NameIssue((*loc, "environments", e), f"the app is not promoted to {name!r}"))
+                elif _get(environments[name], "prometheus") is None:
+                    issues.append(NameIssue((*loc, "environments", e), f"environment {name!r} has no `prometheus`"))
+            runs_in = [
+                n
+                for n in (named if isinstance(named, list) else route)
+                if n in route and _get(environments[n], "prometheus") is not None
+            ]
+            if named is None and not runs_in:
+                issues.append(
+                    NameIssue((*loc, "name"), "this check runs nowhere: no environment of the app has a `prometheus`")
+                )
+            query = _get(check, "query")
+            if isinstance(query, str) and "{namespace}" in query:
+                for name in runs_in:
+                    target = _get(_get(environments[name], "cluster"), "target") or "none"
+                    if target != "kubernetes":
+                        issues.append(
+                            NameIssue(
+                                (*loc, "query"),
+                                f"`{{namespace}}` is known only where promoflow applies the app (`cluster.target: "
+                                f"kubernetes`); {name} uses `{target}`: write the namespace into the query",
+                            )
+                        )
+                        break
+    return issues
+
+
 class Environment(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="Environment name, e.g. `staging`.")
     branch: BranchName = Field(
@@ -258,6 +394,7 @@ class Environment(Strict):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
+    prometheus: Prometheus | None = Field(None, description="Where the apps' metric checks ask, if they have any.")
 
     @field_validator("path")
     @classmethod
@@ -466,6 +603,9 @@ class App(Strict):
         "repository. An app without images has config-only releases.",
     )
     health_checks: list[HealthCheck] = Field(default_factory=list)
+    metric_checks: list[MetricCheck] = Field(
+        default_factory=list, description="Prometheus queries that must hold after the change (see `prometheus`)."
+    )
     environments: list[str] | None = Field(
         None, description="Environments this app passes through, by name (default: all, in order)."
     )
@@ -522,7 +662,7 @@ class Promotions(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Promotions:
-        issues = promotions_name_issues(self) + layout_issues(self)
+        issues = promotions_name_issues(self) + layout_issues(self) + metric_check_issues(self)
         if issues:
             raise NameIssues(issues)
         return self
@@ -779,7 +919,7 @@ def promotions_name_issues(promotions: object) -> list[NameIssue]:
 
 def name_issues(promotions: object) -> list[NameIssue]:
     """All uniqueness/reference issues of a whole promotions.yaml, relative to its top."""
-    issues = promotions_name_issues(promotions) + layout_issues(promotions)
+    issues = promotions_name_issues(promotions) + layout_issues(promotions) + metric_check_issues(promotions)
     for a, app in enumerate(_items(promotions, "apps")):
         for issue in image_name_issues(app):
             first = ("apps", a, *issue.first) if issue.first is not None else None

@@ -647,8 +647,9 @@ def _message(kind: str, error: Any) -> str:
         return f"{words} {_number(ctx.get(key))}, got {got}"
     if kind == "value_error":
         text = re.sub(r"^Value error, ", "", str(error.get("msg", "")))
-        if tuple(error.get("loc") or ())[-1:] == ("password",):
-            return text  # what was written there may be the password itself: never echo it
+        loc = tuple(error.get("loc") or ())
+        if loc[-1:] == ("password",) or loc[-2:-1] == ("headers",):
+            return text  # what was written there may be the secret itself: never echo it
         return f"{text}, got {got}"
     if kind == "recursion_loop":
         return "this value refers to itself (a recursive YAML anchor)"

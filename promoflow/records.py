@@ -161,6 +161,20 @@ class Rejection(SQLModel, table=True):
     cleared_at: datetime | None = _timestamp(nullable=True)
 
 
+class MetricSample(SQLModel, table=True):
+    """One look of an app's metric check at its environment's Prometheus while a promotion was verified there."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    promotion_id: int = Field(foreign_key="promotion.id", index=True)
+    check_name: str = Field(max_length=63)
+    query: str = Field(description="the PromQL sent, placeholders filled in")
+    threshold: str = Field(max_length=255, description="as the check said it: `max 0.01`, `min 5`")
+    value: float | None = Field(default=None, description="None: no data, or Prometheus did not answer")
+    outcome: str = Field(max_length=16, description="pass, fail, no_data, or error (Prometheus did not answer)")
+    message: str = Field(default="", max_length=2000, description="why a look is an error")
+    taken_at: datetime = _timestamp()
+
+
 class Database:
     """A handle on the records; cheap to create, one engine per URL per process."""
 
@@ -508,6 +522,28 @@ class Database:
             return list(
                 s.exec(select(Approval).where(Approval.promotion_id == promotion_id).order_by(col(Approval.id))).all()
             )
+
+    # -- metric samples -----------------------------------------------------------------------
+    def add_metric_sample(self, sample: MetricSample) -> MetricSample:
+        sample.query, sample.message = redact(sample.query), redact(sample.message)[:2000]
+        with self.session() as s:
+            s.add(sample)
+            s.commit()
+            s.refresh(sample)
+        sample.taken_at = _utc(sample.taken_at)  # type: ignore[assignment]
+        return sample
+
+    def metric_samples(self, promotion_id: int) -> list[MetricSample]:
+        """A promotion's looks at its metric checks, oldest first."""
+        with self.session() as s:
+            rows = list(
+                s.exec(
+                    select(MetricSample).where(MetricSample.promotion_id == promotion_id).order_by(col(MetricSample.id))
+                ).all()
+            )
+        for row in rows:
+            row.taken_at = _utc(row.taken_at)  # type: ignore[assignment]
+        return rows
 
     # -- environment state ------------------------------------------------------------------
     def environment_state(self, app: str, environment: str) -> EnvironmentState | None:

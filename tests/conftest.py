@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.kube_servers import kube_server, real_kube
+from tests.prometheus_server import prometheus
 
-__all__ = ["kube_server", "real_kube"]  # fixtures: a real kube-apiserver per test process, and the stand-in
+# fixtures: a real kube-apiserver per test process, and the stand-in; a real Prometheus per test process
+__all__ = ["kube_server", "prometheus", "real_kube"]
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

@@ -416,3 +416,9 @@ def test_a_password_written_into_the_file_is_refused_without_being_echoed() -> N
     result = run_validate(CORPUS / "credentials_literal_password.yaml")
     assert result.returncode == 2
     assert "not the password itself" in result.stderr and "hunter2" not in result.stdout + result.stderr
+
+
+def test_a_prometheus_header_written_into_the_file_is_refused_without_being_echoed() -> None:
+    result = run_validate(CORPUS / "prometheus_literal_header.yaml")
+    assert result.returncode == 2
+    assert "not the value itself" in result.stderr and "s3cr3t-t0ken" not in result.stdout + result.stderr

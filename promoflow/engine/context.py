@@ -14,6 +14,7 @@ from promoflow.clusters.targets import Target, target_for
 from promoflow.engine.states import PromotionState, transition
 from promoflow.forges import Forge, forge_for
 from promoflow.project import Project
+from promoflow.prometheus import Metrics, Prometheus
 from promoflow.records import Database, Promotion
 
 Output = TypeVar("Output", bound=BaseModel)
@@ -62,6 +63,7 @@ class Context:
     # give fakes of the interfaces).
     forge_override: Forge | None = None
     target_override: Target | None = None
+    metrics_override: Metrics | None = None  # where metric checks look (the environment's Prometheus)
 
     @property
     def forge(self) -> Forge:
@@ -71,6 +73,13 @@ class Context:
         if self.target_override is not None:
             return self.target_override
         return target_for(self.project, self.project.config.environment(self.promotion.environment))
+
+    def metrics(self) -> Metrics:
+        if self.metrics_override is not None:
+            return self.metrics_override
+        server = self.project.config.environment(self.promotion.environment).prometheus
+        assert server is not None, "metric checks run only where the environment has a Prometheus"
+        return Prometheus(server)
 
     @property
     def promotion(self) -> Promotion:

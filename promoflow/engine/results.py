@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -25,6 +26,7 @@ class Gate(StrEnum):
     WINDOW = "window"
     FREEZE = "freeze"
     SOAK = "soak"
+    METRICS = "metrics"
     TIME = "time"
 
 
@@ -45,6 +47,11 @@ class Waiting(BaseModel):
     decide: list[str] = Field(default_factory=list, description="the commands and links that decide it")
     form: bool = Field(False, description="a person answers in the approval form (UI) or the CLI")
     suspend_key: str | None = Field(None, description="the pause key of the suspended flow run holding this wait")
+    seen: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what the step found before it waited, for its next look (verify: the rollouts and HTTP checks "
+        "that passed before its metric checks)",
+    )
 
 
 @dataclass(frozen=True)

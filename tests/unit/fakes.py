@@ -1,5 +1,5 @@
-"""Fakes of promoflow's own interfaces (a forge, a cluster target, a clock, an event sink) for the engine's fast
-unit tests: the engine and its steps run for real against a real git repository and records (SQLite)."""
+"""Fakes of promoflow's own interfaces (a forge, a cluster target, metrics, a clock, an event sink) for the engine's
+fast unit tests: the engine and its steps run for real against a real git repository and records (SQLite)."""
 
 from __future__ import annotations
 
@@ -96,6 +96,7 @@ class FakeTarget:
     healthy: bool = True
     transient_failures: int = 0  # applies that fail with a transient error first
     applies: int = 0
+    checks: int = 0
 
     def apply(self, ctx: Context) -> Applied:
         if self.transient_failures:
@@ -106,6 +107,22 @@ class FakeTarget:
         return Applied(target=self.name, applied=[web], changed=[str(web.ref())], requests=1)
 
     def check(self, ctx: Context, applied: Applied) -> Verified:
+        self.checks += 1
         if not self.healthy:
             raise VerificationFailed("web did not roll out: ProgressDeadlineExceeded")
         return Verified(rollouts=[Rollout(object="Deployment default/web", healthy=True, message="rolled out")])
+
+
+@dataclass
+class FakeMetrics:
+    """A Prometheus whose answers the test lines up: a number, None (no data), or an error to raise."""
+
+    answers: list[float | Exception | None] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
+
+    def query(self, promql: str) -> float | None:
+        self.queries.append(promql)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
