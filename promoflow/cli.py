@@ -714,8 +714,10 @@ def diff(
         )
         with project.workspace.checkout(environment.branch) as tree:
             if chosen:  # the throwaway worktree only
-                pin_images(tree / app_config.directory(environment), releases.pins_of(chosen), tree)
-            objects = render(tree / app_config.directory(environment), tree)
+                pin_images(
+                    tree / app_config.directory(environment), releases.pins_of(chosen), tree, app_config.helm_values()
+                )
+            objects = render(tree / app_config.directory(environment), tree, app_config.values_files())
         before = project.db.last_outcome(app_name, env, "apply") or {}
         previous = [ObjectRef.from_dict(r) for r in before.get("applied", [])]
         with project.cluster(environment) as cluster:

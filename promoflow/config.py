@@ -394,12 +394,53 @@ class ImageSource(Strict):
         return self
 
 
+DottedPath = Annotated[
+    str,
+    Field(
+        pattern=r"^[^.\s]+(\.[^.\s]+)*$",
+        description="Keys from the top of the values file to the value, joined by dots, e.g. `image.tag`.",
+    ),
+]
+
+
+class HelmValues(Strict):
+    """Where a Helm chart's values file pins an image: promoflow edits these values (keeping comments, order and
+    quoting) and `helm template` renders the chart with the file. A path the file lacks is refused, not created."""
+
+    file: str = Field(
+        description="The values file, relative to the app's directory in each environment, e.g. `values.yaml`."
+    )
+    repository: DottedPath | None = Field(None, description="Set to the image's name, e.g. `image.repository`.")
+    tag: DottedPath | None = Field(
+        None, description="Set to the release's tag, e.g. `image.tag`; the same path as `digest`: `TAG@DIGEST`."
+    )
+    digest: DottedPath | None = Field(None, description="Set to the release's digest, e.g. `image.digest`.")
+
+    @field_validator("file")
+    @classmethod
+    def _inside_the_app(cls, value: str) -> str:
+        return relative_path(value)
+
+    @model_validator(mode="after")
+    def _pins_something(self) -> HelmValues:
+        if self.tag is None and self.digest is None:
+            raise ValueError("name the `tag` or the `digest` path (or both) the release is pinned at")
+        if self.repository is not None and self.repository in (self.tag, self.digest):
+            raise ValueError("`repository` needs a path of its own: the image's name is not its tag or digest")
+        return self
+
+
 class Image(Strict):
     name: Annotated[str, AfterValidator(references.image_name)] = Field(
         description="Image name as written in the manifests, without tag or digest, e.g. `ghcr.io/acme/web`.",
     )
     source: ImageSource
     policy: TagPolicy = Field(default_factory=TagPolicy)
+    helm: HelmValues | None = Field(
+        None,
+        description="Pin it in a Helm values file too (or only there): "
+        "`{file: values.yaml, tag: image.tag, digest: image.digest}`.",
+    )
 
 
 class HealthCheck(Strict):
@@ -479,6 +520,14 @@ class App(Strict):
         """Where this app's manifests are in the environment's branch."""
         return posixpath.join(environment.path, self.path) if environment.path else self.path
 
+    def helm_values(self) -> dict[str, HelmValues]:
+        """Image name -> where a Helm values file pins it."""
+        return {image.name: image.helm for image in self.images if image.helm is not None}
+
+    def values_files(self) -> list[str]:
+        """The Helm values files its images are pinned in, for `helm template -f`."""
+        return list(dict.fromkeys(helm.file for helm in self.helm_values().values()))
+
     @model_validator(mode="after")
     def _unique_images(self) -> App:
         if not self.images and self.git is None:
@@ -486,6 +535,15 @@ class App(Strict):
         issues = image_name_issues(self)
         if issues:
             raise NameIssues(issues)
+        values = [
+            (image.helm.file, path)
+            for image in self.images
+            if image.helm is not None
+            for path in {image.helm.repository, image.helm.tag, image.helm.digest} - {None}
+        ]
+        twice = next((place for place in values if values.count(place) > 1), None)
+        if twice is not None:
+            raise ValueError(f"two images are pinned at {twice[1]} of {twice[0]}: give each image its own values")
         return self
 
 
