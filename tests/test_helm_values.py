@@ -184,7 +184,7 @@ def test_a_values_file_linked_out_of_the_repository_is_refused(tmp_path: Path) -
     app = chart(repo)
     (app / "values.yaml").unlink()
     os.symlink(outside, app / "values.yaml")
-    with pytest.raises(LinkLeavesRepository, match="apps/web/values.yaml is a symbolic link to"):
+    with pytest.raises(LinkLeavesRepository, match=r"apps/web/values\.yaml is a symbolic link to"):
         pin_images(app, [PIN], repo, BOTH)
     assert outside.read_text() == VALUES
 
@@ -210,8 +210,8 @@ def test_a_template_that_is_yaml_with_a_templated_image_is_no_reference(tmp_path
 
 def test_an_image_neither_in_manifests_nor_in_values_is_refused(tmp_path: Path) -> None:
     app = chart(tmp_path)
-    with pytest.raises(ManifestError, match="or name its Helm values with `helm:` in promotions.yaml"):
+    with pytest.raises(ManifestError, match=r"or name its Helm values with `helm:` in promotions\.yaml"):
         pin_images(app, [PIN], tmp_path)
     other = ImagePin("ghcr.io/acme/worker", "1.0.0", D2)
-    with pytest.raises(ManifestError, match="image ghcr.io/acme/worker is not referenced"):
+    with pytest.raises(ManifestError, match=r"image ghcr\.io/acme/worker is not referenced"):
         pin_images(app, [PIN, other], tmp_path, BOTH)
