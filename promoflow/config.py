@@ -394,12 +394,16 @@ class ImageSource(Strict):
         return self
 
 
+def _dotted_path(value: str) -> str:
+    if not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", value):
+        raise ValueError("expected the keys from the top of the values file to the value, joined by dots: image.tag")
+    return value
+
+
 DottedPath = Annotated[
     str,
-    Field(
-        pattern=r"^[^.\s]+(\.[^.\s]+)*$",
-        description="Keys from the top of the values file to the value, joined by dots, e.g. `image.tag`.",
-    ),
+    AfterValidator(_dotted_path),
+    WithJsonSchema({"type": "string", "pattern": r"^[^.\s]+(\.[^.\s]+)*$"}),
 ]
 
 
@@ -419,7 +423,9 @@ class HelmValues(Strict):
     @field_validator("file")
     @classmethod
     def _inside_the_app(cls, value: str) -> str:
-        return relative_path(value)
+        if not value or value.startswith("/") or ".." in Path(value).parts:
+            raise ValueError("must be a path inside the app's directory (relative, without `..`), e.g. values.yaml")
+        return value
 
     @model_validator(mode="after")
     def _pins_something(self) -> HelmValues:
