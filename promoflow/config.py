@@ -284,10 +284,21 @@ class TagPolicy(Strict):
         description="What to order by, from the regex's captures: `$build`, `${version}`, `$1` "
         "(default: the whole tag).",
     )
-    order: Literal["semver", "numerical", "alphabetical"] = Field(
-        "semver", description="How the (extracted) values are compared."
+    order: Literal["semver", "numerical", "alphabetical", "created"] = Field(
+        "semver",
+        description="How the (extracted) values are compared; `created`: by the build time in each candidate's image "
+        "config (newest build wins; ties to the alphabetically smallest tag; no or an invalid time ranks last).",
     )
-    direction: Literal["desc", "asc"] = Field("desc", description="`desc`: the highest value wins; `asc`: the lowest.")
+    max_candidates: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="With `order: created`: how many tags, the last of the registry's listing after the filters, "
+        "have their build time read (one image config each, remembered by digest).",
+    )
+    direction: Literal["desc", "asc"] = Field(
+        "desc", description="`desc`: the highest value (the newest build) wins; `asc`: the lowest (the oldest)."
+    )
     ignore: list[str] = Field(default_factory=list, description="Glob patterns of tags never to pick, e.g. `*-debug`.")
     track: str | None = Field(
         None,
@@ -323,6 +334,10 @@ class TagPolicy(Strict):
             check_template(self.regex, self.extract)
         if self.track is not None and (self.regex is not None or self.semver != "*"):
             raise ValueError("`track` follows one mutable tag: it cannot be combined with `regex` or `semver`")
+        if self.order == "created" and (self.extract is not None or self.semver != "*"):
+            raise ValueError("`order: created` compares build times, not values: drop `extract` and `semver`")
+        if "max_candidates" in self.model_fields_set and self.order != "created":
+            raise ValueError("`max_candidates` belongs to `order: created`: it bounds the build times read")
         return self
 
 

@@ -592,7 +592,7 @@ def _helm_place(f: _File, piece: _Piece, path: str, image: str, field: str) -> t
                 f"{f.where(piece, line)}: {f.rel} has no {path} for the `helm.{field}` of {image}: add it to the "
                 "values file where the chart's templates read it, or fix the path in promotions.yaml"
             )
-        line = node.lc.key(key)[0]  # the key's line: a mapping value starts on the next
+        line = int(node.lc.key(key)[0])  # type: ignore[attr-defined]  # the key's line (a mapping value: the next)
         if depth < len(keys) - 1:
             node = node[key]
     value = node[keys[-1]]
