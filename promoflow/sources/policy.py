@@ -4,8 +4,7 @@ Filter (ignore globs, a regex matching anywhere in the tag), extract (named or n
 (semver, numerical, alphabetical; ascending or descending), or track one mutable tag. Linear in the number of tags.
 
 `order: created` orders by build time instead, which no tag says: the caller gives `built` (a tag -> its image's
-`created`), asked only for the last `max_candidates` filtered tags of the listing (registries list newer tags
-last, or in lexical order; an OCI layout in the order they were added).
+`created`), asked only for the last `max_candidates` filtered tags of the listing (one config read each).
 """
 
 from __future__ import annotations
