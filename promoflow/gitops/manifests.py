@@ -606,8 +606,10 @@ def _helm_place(f: _File, piece: _Piece, path: str, image: str, field: str) -> t
 
 def _helm_use(f: _File, image: str, places: dict[str, tuple[Any, str]], shared: bool) -> ImageUse:
     def text(field: str) -> str | None:
-        mapping, key = places.get(field, (None, None))
-        return _scalar_text(mapping[key]) or None if mapping is not None else None
+        if field not in places:
+            return None
+        mapping, key = places[field]
+        return _scalar_text(mapping[key]) or None
 
     tag, digest = text("tag"), text("digest")
     if shared and tag is not None:
