@@ -719,8 +719,10 @@ def diff(
         )
         with project.workspace.checkout(environment.branch) as tree:
             if chosen:  # the throwaway worktree only
-                pin_images(tree / app_config.directory(environment), releases.pins_of(chosen), tree)
-            objects = render(tree / app_config.directory(environment), tree)
+                pin_images(
+                    tree / app_config.directory(environment), releases.pins_of(chosen), tree, app_config.helm_values()
+                )
+            objects = render(tree / app_config.directory(environment), tree, app_config.values_files())
         before = project.db.last_outcome(app_name, env, "apply") or {}
         previous = [ObjectRef.from_dict(r) for r in before.get("applied", [])]
         with project.cluster(environment) as cluster:
@@ -907,7 +909,9 @@ def images_select(
     extract: Annotated[
         str | None, typer.Option(help="Order by this, built from the regex's captures: '$build', '${v}', '$1'.")
     ] = None,
-    order: Annotated[str, typer.Option(help="semver, numerical or alphabetical.")] = "semver",
+    order: Annotated[
+        str, typer.Option(help="semver, numerical or alphabetical (`created` needs build times: `images preview`).")
+    ] = "semver",
     descending: Annotated[bool, typer.Option("--desc/--asc", help="Highest (default) or lowest value wins.")] = True,
     ignore: Annotated[list[str] | None, typer.Option(help="Glob of tags never to pick (repeatable).")] = None,
 ) -> None:
@@ -919,6 +923,13 @@ def images_select(
 
     from promoflow.config import TagPolicy
     from promoflow.sources import policy
+
+    if order == "created":
+        err.print(
+            "error: --order created picks the newest build, and a tag's build time is in its image, not its name: "
+            "`promoflow images preview APP` shows each candidate's build time"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
 
     try:
         chosen_policy = TagPolicy.model_validate(
@@ -952,12 +963,12 @@ def images_preview(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show each image's best candidate tags (best first, those rejected in an environment marked) and the one
-    `promoflow pipeline` would pick: the newest its policy allows that is not rejected for the first environment.
-    Changes nothing."""
+    """Show each image's best candidate tags (best first, those rejected in an environment marked; with `order:
+    created`, each one's build time) and the one `promoflow pipeline` would pick: the newest its policy allows
+    that is not rejected for the first environment. Changes nothing."""
     from promoflow import releases
     from promoflow.promotion import sources
-    from promoflow.sources import policy
+    from promoflow.sources import build_times, policy
 
     with _user_errors():
         project = _project(config)
@@ -980,7 +991,9 @@ def images_preview(
         for image in app_config.images:
             source = found.images[image.name]
             tags = source.tags()
-            candidates = policy.ranked(tags, image.policy, top)
+            built = build_times(source)
+            candidates = policy.ranked(tags, image.policy, top, built)
+            times = {tag: built(tag) for tag in candidates} if image.policy.order == "created" else {}
             rejected: dict[str, list[str]] = {}
             for tag in candidates:
                 if any(key[:2] == (image.name, tag) for key in rejected_in):  # only then: its digest now
@@ -994,6 +1007,7 @@ def images_preview(
                     "policy": policy.describe(image.policy),
                     "tags": len(tags),
                     "candidates": candidates,
+                    "built": {tag: _iso(time) for tag, time in times.items()},
                     "rejected": rejected,
                     "pick": chosen.tag if chosen else None,
                     "digest": chosen.digest if chosen else None,
@@ -1010,14 +1024,22 @@ def images_preview(
             p["image"],
             p["policy"],
             str(p["tags"]),
-            ", ".join(
-                f"{tag} (rejected: {', '.join(p['rejected'][tag])})" if tag in p["rejected"] else tag
-                for tag in p["candidates"]
-            ),
+            ", ".join(_candidate(tag, p) for tag in p["candidates"]),
             p["pick"] or "-",
             (p["digest"] or "-")[:19],
         )
     tables.show(out, table)
+
+
+def _candidate(tag: str, preview: dict[str, Any]) -> str:
+    """`1.2.0 (built 2026-12-01 10:00:00+00:00; rejected: prod)`: a candidate tag and what is known of it."""
+    notes = []
+    if tag in preview["built"]:
+        built = preview["built"][tag]
+        notes.append(f"built {built.replace('T', ' ')}" if built else "no build time")
+    if tag in preview["rejected"]:
+        notes.append(f"rejected: {', '.join(preview['rejected'][tag])}")
+    return f"{tag} ({'; '.join(notes)})" if notes else tag
 
 
 # -- stand-ins ------------------------------------------------------------------------------------------------

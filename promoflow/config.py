@@ -421,10 +421,21 @@ class TagPolicy(Strict):
         description="What to order by, from the regex's captures: `$build`, `${version}`, `$1` "
         "(default: the whole tag).",
     )
-    order: Literal["semver", "numerical", "alphabetical"] = Field(
-        "semver", description="How the (extracted) values are compared."
+    order: Literal["semver", "numerical", "alphabetical", "created"] = Field(
+        "semver",
+        description="How the (extracted) values are compared; `created`: by the build time in each candidate's image "
+        "config (newest build wins; ties to the alphabetically smallest tag; no or an invalid time ranks last).",
     )
-    direction: Literal["desc", "asc"] = Field("desc", description="`desc`: the highest value wins; `asc`: the lowest.")
+    max_candidates: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="With `order: created`: how many tags, the last of the registry's listing after the filters, "
+        "have their build time read (one image config each, remembered by digest).",
+    )
+    direction: Literal["desc", "asc"] = Field(
+        "desc", description="`desc`: the highest value (the newest build) wins; `asc`: the lowest (the oldest)."
+    )
     ignore: list[str] = Field(default_factory=list, description="Glob patterns of tags never to pick, e.g. `*-debug`.")
     track: str | None = Field(
         None,
@@ -460,6 +471,10 @@ class TagPolicy(Strict):
             check_template(self.regex, self.extract)
         if self.track is not None and (self.regex is not None or self.semver != "*"):
             raise ValueError("`track` follows one mutable tag: it cannot be combined with `regex` or `semver`")
+        if self.order == "created" and (self.extract is not None or self.semver != "*"):
+            raise ValueError("`order: created` compares build times, not values: drop `extract` and `semver`")
+        if "max_candidates" in self.model_fields_set and self.order != "created":
+            raise ValueError("`max_candidates` belongs to `order: created`: it bounds the build times read")
         return self
 
 
@@ -531,12 +546,59 @@ class ImageSource(Strict):
         return self
 
 
+def _dotted_path(value: str) -> str:
+    if not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", value):
+        raise ValueError("expected the keys from the top of the values file to the value, joined by dots: image.tag")
+    return value
+
+
+DottedPath = Annotated[
+    str,
+    AfterValidator(_dotted_path),
+    WithJsonSchema({"type": "string", "pattern": r"^[^.\s]+(\.[^.\s]+)*$"}),
+]
+
+
+class HelmValues(Strict):
+    """Where a Helm chart's values file pins an image: promoflow edits these values (keeping comments, order and
+    quoting) and `helm template` renders the chart with the file. A path the file lacks is refused, not created."""
+
+    file: str = Field(
+        description="The values file, relative to the app's directory in each environment, e.g. `values.yaml`."
+    )
+    repository: DottedPath | None = Field(None, description="Set to the image's name, e.g. `image.repository`.")
+    tag: DottedPath | None = Field(
+        None, description="Set to the release's tag, e.g. `image.tag`; the same path as `digest`: `TAG@DIGEST`."
+    )
+    digest: DottedPath | None = Field(None, description="Set to the release's digest, e.g. `image.digest`.")
+
+    @field_validator("file")
+    @classmethod
+    def _inside_the_app(cls, value: str) -> str:
+        if not value or value.startswith("/") or ".." in Path(value).parts:
+            raise ValueError("must be a path inside the app's directory (relative, without `..`), e.g. values.yaml")
+        return value
+
+    @model_validator(mode="after")
+    def _pins_something(self) -> HelmValues:
+        if self.tag is None and self.digest is None:
+            raise ValueError("name the `tag` or the `digest` path (or both) the release is pinned at")
+        if self.repository is not None and self.repository in (self.tag, self.digest):
+            raise ValueError("`repository` needs a path of its own: the image's name is not its tag or digest")
+        return self
+
+
 class Image(Strict):
     name: Annotated[str, AfterValidator(references.image_name)] = Field(
         description="Image name as written in the manifests, without tag or digest, e.g. `ghcr.io/acme/web`.",
     )
     source: ImageSource
     policy: TagPolicy = Field(default_factory=TagPolicy)
+    helm: HelmValues | None = Field(
+        None,
+        description="Pin it in a Helm values file too (or only there): "
+        "`{file: values.yaml, tag: image.tag, digest: image.digest}`.",
+    )
 
 
 class HealthCheck(Strict):
@@ -619,6 +681,14 @@ class App(Strict):
         """Where this app's manifests are in the environment's branch."""
         return posixpath.join(environment.path, self.path) if environment.path else self.path
 
+    def helm_values(self) -> dict[str, HelmValues]:
+        """Image name -> where a Helm values file pins it."""
+        return {image.name: image.helm for image in self.images if image.helm is not None}
+
+    def values_files(self) -> list[str]:
+        """The Helm values files its images are pinned in, for `helm template -f`."""
+        return list(dict.fromkeys(helm.file for helm in self.helm_values().values()))
+
     @model_validator(mode="after")
     def _unique_images(self) -> App:
         if not self.images and self.git is None:
@@ -626,6 +696,15 @@ class App(Strict):
         issues = image_name_issues(self)
         if issues:
             raise NameIssues(issues)
+        values = [
+            (image.helm.file, path)
+            for image in self.images
+            if image.helm is not None
+            for path in {image.helm.repository, image.helm.tag, image.helm.digest} - {None}
+        ]
+        twice = next((place for place in values if values.count(place) > 1), None)
+        if twice is not None:
+            raise ValueError(f"two images are pinned at {twice[1]} of {twice[0]}: give each image its own values")
         return self
 
 

@@ -217,7 +217,7 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
     env = project.config.environment(environment)
     with project.workspace.checkout(env.branch) as tree:
         app_dir = tree / app_config.directory(env)
-        uses = find_images(app_dir, tree) if app_dir.is_dir() else []
+        uses = find_images(app_dir, tree, app_config.helm_values()) if app_dir.is_dir() else []
     pins = releases.from_manifests(app_config, uses, sources(project, app_config))
     if pins is None:
         return None

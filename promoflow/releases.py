@@ -13,7 +13,7 @@ from promoflow.config import App, Image
 from promoflow.errors import NotFound, TerminalError
 from promoflow.gitops.manifests import ImagePin, ImageUse
 from promoflow.records import Bundle, Database, Release
-from promoflow.sources import Source, policy
+from promoflow.sources import Source, build_times, policy
 from promoflow.sources.git import GitSource
 
 
@@ -97,7 +97,10 @@ def pick(app: App, sources: AppSources, environment: str, rejected: Collection[s
     skipped = [newest]
     if newest.id not in rejected:
         return Pick(newest, [])
-    rankings = {i.name: policy.ranked(sources.images[i.name].tags(), i.policy, MAX_SKIPPED + 1) for i in app.images}
+    rankings = {}
+    for image in app.images:
+        source = sources.images[image.name]
+        rankings[image.name] = policy.ranked(source.tags(), image.policy, MAX_SKIPPED + 1, build_times(source))
     for depth in range(1, MAX_SKIPPED + 1):
         if not rankings or any(depth >= len(ranked) for ranked in rankings.values()):
             break  # nothing older (a config-only app has one candidate: the newest commit)
@@ -125,7 +128,7 @@ def newest_pins(app: App, sources: dict[str, Source]) -> list[ImagePin]:
     pins = []
     for image in app.images:
         source = sources[image.name]
-        tag = policy.select(source.tags(), image.policy)
+        tag = policy.select(source.tags(), image.policy, build_times(source))
         if tag is None:
             raise _no_tag(image)
         pins.append(ImagePin(image.name, tag, source.digest(tag)))

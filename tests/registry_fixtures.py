@@ -110,10 +110,11 @@ def push_image(
     label: str,
     platform: str = "linux/amd64",
     docker: bool = False,
+    created: str | None = None,
 ) -> Image:
     """A small single-platform image, tagged, or pushed by its digest when `tag` is None.
 
-    `label` goes into its config, so that every image has its own digest.
+    `label` goes into its config, so that every image has its own digest; `created`, its build time, too.
     """
     os_name, architecture, *variant = platform.split("/")
     config: dict[str, Any] = {
@@ -122,6 +123,7 @@ def push_image(
         "config": {"Labels": {"promoflow.test": label}},
         "rootfs": {"type": "layers", "diff_ids": [sha256(b"promoflow test layer")]},
         **({"variant": variant[0]} if variant else {}),
+        **({"created": created} if created else {}),
     }
     if docker:
         config_type = "application/vnd.docker.container.image.v1+json"

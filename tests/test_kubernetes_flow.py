@@ -539,3 +539,111 @@ def test_a_helm_chart_is_rendered_with_helm_and_promoted(sandbox: Sandbox, kube:
     settings = kube.server.find("configmaps", kube.namespace, "web-settings")
     assert settings is not None and settings["data"] == {"greeting": "hello from helm"}
     assert "templates/deployment.yaml" in sandbox.git("show", "--stat", "env/dev")  # the promotion's change
+
+
+# A chart as `helm create` writes one: templates that are Go templates first (not YAML by themselves), the image
+# pinned in a values file of each environment's own (given to `helm template` after the chart's values.yaml).
+PINNED_CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.4.0\n",
+    "values.yaml": "greeting: hello from the chart\nimage:\n  repository: nginx\n  tag: latest\n  digest: ''\n",
+    "templates/_helpers.tpl": """\
+{{- define "web.labels" -}}
+app: web
+chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end }}
+""",
+    "templates/deployment.yaml": """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+  labels:
+    {{- include "web.labels" . | nindent 4 }}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 60
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: "{{ with .Values.image }}{{ .repository }}:{{ .tag }}{{ with .digest }}@{{ . }}{{ end }}{{ end }}"
+""",
+    "templates/configmap.yaml": """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: "{{ .Release.Name }}-settings"}
+data: {greeting: {{ .Values.greeting | quote }}}
+""",
+}
+ENVIRONMENT_VALUES = """\
+# {env}'s values for the web chart
+greeting: hello from {env}
+
+image:
+  repository: registry.example.com/demo/web   # promoted by promoflow
+  tag: "1.1.0"   # the release
+  digest: ""
+"""
+
+
+@pytest.mark.parametrize("kube_server", ["real"], indirect=True)
+def test_a_chart_pinned_in_values_files_is_promoted_dev_to_prod(sandbox: Sandbox, kube: Cluster) -> None:
+    namespaces = {"dev": kube.namespace}
+    for env in ("staging", "prod"):
+        namespaces[env] = kube.server.namespace()
+        kubeconfig = f"{env}.kubeconfig"
+        kube.server.write_kubeconfig(sandbox.base / kubeconfig, context="sandbox", namespace=namespaces[env])
+        sandbox.edit_config(
+            f"    branch: env/{env}\n",
+            f"    branch: env/{env}\n    cluster: {{target: kubernetes, kubeconfig: {kubeconfig}, context: sandbox}}\n",
+        )
+    sandbox.edit_config("      required: 1", "      required: 0")  # approvals are not what this test is about
+    sandbox.edit_config(
+        "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory\n",
+        "          oci_layout: .promoflow/demo/oci/web\n"
+        "        helm: {file: values-env.yaml, repository: image.repository, tag: image.tag, digest: image.digest}\n",
+    )
+    for env in namespaces:
+
+        def chart(tree: Path, env: str = env) -> None:
+            app = tree / "apps/web"
+            for old in app.iterdir():
+                old.unlink()
+            for name, text in {**PINNED_CHART, "values-env.yaml": ENVIRONMENT_VALUES.format(env=env)}.items():
+                (app / name).parent.mkdir(exist_ok=True)
+                (app / name).write_text(text)
+
+        _change_environment(sandbox, f"env/{env}", "web as a Helm chart", chart)
+    good = sandbox.publish("1.2.0")
+    pinned = f"registry.example.com/demo/web:1.2.0@{good}"
+
+    preview = sandbox.cli_json("diff", "web", "--env", "dev", "--release", "1.2.0")
+    created = {c["object"]: c for c in preview}  # type: ignore[union-attr]
+    assert f"image: {pinned}" in created[f"Deployment {namespaces['dev']}/web"]["diff"]
+    assert kube.server.find("deployments.apps", namespaces["dev"], "web") is None  # a dry run
+
+    for env, namespace in namespaces.items():
+        promoted = sandbox.cli("promote", "web", "--to", env, "--release", "1.2.0", env=REQUESTER)
+        assert promoted.returncode == 0, promoted.stderr
+        deployment = kube.server.find("deployments.apps", namespace, "web")
+        assert deployment is not None and deployment["metadata"]["labels"]["chart"] == "web-0.4.0"
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == pinned
+        settings = kube.server.find("configmaps", namespace, "web-settings")
+        assert settings is not None and settings["data"] == {"greeting": f"hello from {env}"}  # its own values
+        assert sandbox.git("show", "--stat", "--format=", f"env/{env}").split("|")[0].strip() == (
+            "apps/web/values-env.yaml"
+        )  # the promotion's change: the values, not the chart's templates
+        assert sandbox.git("show", f"env/{env}:apps/web/values-env.yaml") == ENVIRONMENT_VALUES.format(env=env).replace(
+            'tag: "1.1.0"', 'tag: "1.2.0"'
+        ).replace('digest: ""', f'digest: "{good}"')
+
+    status = {s["environment"]: s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
+    for env in namespaces:
+        assert status[env]["current_release"]["label"] == "1.2.0"
+        # what each branch ran before, read from its values file: the release a rollback goes back to
+        assert status[env]["rollback_target"]["label"] == "1.1.0"
+    assert "No changes: the cluster matches web in prod." in sandbox.cli("diff", "web", "--env", "prod").stdout

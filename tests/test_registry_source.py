@@ -120,3 +120,33 @@ def test_a_watch_cycle_uses_the_credentials_promotions_yaml_names(
     project = Project.load(sandbox.config)
     cycle = watching.run_cycle(project, list(project.config.apps))
     assert "Prefect Secret block 'pf-basic-gone'" in str(cycle.failed["web"]) and cycle.new == []
+
+
+def test_the_newest_build_is_previewed_and_promoted_from_the_registry(
+    sandbox: Sandbox, registry: str, prefect_api: str
+) -> None:
+    import uuid
+
+    import httpx
+
+    from tests.registry_fixtures import push_image
+
+    repository = f"built{uuid.uuid4().hex[:8]}/web"  # the session's registry is shared: a repository of our own
+    built = {"main-7": "2026-12-01T09:30:00Z", "main-12": "2026-12-01T08:00:00Z", "main-9": "2026-12-01T10:45:00Z"}
+    with httpx.Client(base_url=registry, timeout=10) as http:
+        digests = {tag: push_image(http, repository, tag, tag, created=at).digest for tag, at in built.items()}
+    sandbox.edit_config(
+        "          oci_layout: .promoflow/demo/oci/web     # an OCI image-layout directory",
+        f"          registry: {registry}\n          repository: {repository}",
+    )
+    sandbox.edit_config('          semver: ">=1.0.0 <2"', "          order: created\n          regex: ^main-")
+    sandbox.edit_config("          prerelease: false                       # 1.2.0-rc.1 is never picked\n", "")
+    (preview,) = json.loads(sandbox.cli("images", "preview", "web", "--json").stdout)
+    assert preview["candidates"] == ["main-9", "main-7", "main-12"]  # by build time, not by the build number
+    assert preview["built"] == {tag: at.replace("Z", "+00:00") for tag, at in built.items()}
+    assert preview["pick"] == "main-9" and preview["digest"] == digests["main-9"]
+
+    promoted = sandbox.cli("promote", "web", "--to", "dev", env={"PROMOFLOW_USER": "rita"})
+    assert promoted.returncode == 0, promoted.stderr
+    kustomization = sandbox.git("show", "env/dev:apps/web/kustomization.yaml")
+    assert 'newTag: "main-9"' in kustomization and f"digest: {digests['main-9']}" in kustomization

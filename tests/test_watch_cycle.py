@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -112,3 +113,32 @@ def test_a_damaged_digest_store_is_only_a_cold_cache(sandbox: Sandbox, registry:
     cycle = watching.run_cycle(project, list(project.config.apps))
     assert labels(cycle) == {"api": "1.0.0"} and cycle.requests["HEAD manifest"] == 1
     assert watching.run_cycle(project, list(project.config.apps)).requests["HEAD manifest"] == 0
+
+
+def test_order_created_reads_each_candidates_build_time_once_across_cycles(
+    sandbox: Sandbox, registry: str, team: str
+) -> None:
+    built = {"sha-9f1": "2026-12-01T10:00:00Z", "sha-0ab": "2026-12-01T12:00:00Z", "sha-77c": "2026-12-01T11:00:00Z"}
+    with httpx.Client(base_url=registry, timeout=10) as http:
+        for tag, created in [*built.items(), ("sha-e2e", None)]:  # sha-e2e's config says nothing: ranked last
+            push_image(http, f"{team}/web", tag, f"{team} {tag}", created=created)
+    project = configure(sandbox, app("web", f"{{registry: {registry}, repository: {team}/web}}", "order: created"))
+    apps = list(project.config.apps)
+
+    first = watching.run_cycle(project, apps)
+    assert labels(first) == {"web": "sha-0ab"} and not first.failed
+    assert first.new[0].built_at == datetime(2026, 12, 1, 12, tzinfo=UTC)
+    # per candidate: its digest (HEAD), its manifest and its config blob
+    reads = {"HEAD manifest": 4, "GET manifest": 4, "GET blob": 4}
+    assert first.requests == Counter({"GET ping": 1, "GET tags": 1, **reads})
+
+    # another process: digests and build times come from the state directory's store
+    assert watching.run_cycle(project, apps).requests == Counter({"GET ping": 1, "GET tags": 1})
+
+    with httpx.Client(base_url=registry, timeout=10) as http:
+        push_image(http, f"{team}/web", "sha-5d0", f"{team} sha-5d0", created="2026-12-01T13:00:00Z")
+    newer = watching.run_cycle(project, apps)
+    assert labels(newer) == {"web": "sha-5d0"}
+    assert newer.requests == Counter(
+        {"GET ping": 1, "GET tags": 1, "HEAD manifest": 1, "GET manifest": 1, "GET blob": 1}
+    )

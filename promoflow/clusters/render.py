@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,13 @@ RENDER_TIMEOUT_SECONDS = 120
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def render(app_dir: Path, root: Path | None = None) -> list[Manifest]:
+def render(app_dir: Path, root: Path | None = None, values_files: Sequence[str] = ()) -> list[Manifest]:
     """The objects `app_dir` renders to, validated, Namespaces and CRDs first (they must exist before their users).
 
     `root`: the worktree `app_dir` is in (default: `app_dir`). No symbolic link may lead out of what is read:
     for a kustomization the whole worktree (it may name `../base` and anything else there), else `app_dir`.
+    `values_files`: a chart's values files where the app's images are pinned (relative to `app_dir`), given to
+    `helm template` after the chart's own `values.yaml`.
     """
     root = root or app_dir
     refuse_links_leaving(root, app_dir)
@@ -46,7 +49,7 @@ def render(app_dir: Path, root: Path | None = None) -> list[Manifest]:
         refuse_links_leaving(root, root)
         sources = [(f"{app_dir.name} (kustomize output)", _kustomize(app_dir))]
     elif (app_dir / "Chart.yaml").is_file():
-        sources = [(f"{app_dir.name} (helm template output)", _helm_template(app_dir))]
+        sources = [(f"{app_dir.name} (helm template output)", _helm_template(app_dir, values_files))]
     else:
         files = sorted(p for p in app_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
         sources = [(p.name, p.read_text()) for p in files]
@@ -129,10 +132,11 @@ def _kustomize(app_dir: Path) -> str:
     raise TerminalError(f"{app_dir}: is a kustomization, but neither kubectl nor kustomize is installed: install one")
 
 
-def _helm_template(app_dir: Path) -> str:
+def _helm_template(app_dir: Path, values_files: Sequence[str]) -> str:
     if not shutil.which("helm"):
         raise TerminalError(f"{app_dir}: is a Helm chart, but helm is not installed: install helm to render it")
-    return _run(["helm", "template", app_dir.name, str(app_dir)], app_dir, "helm template")
+    values = [option for name in values_files for option in ("--values", str(app_dir / name))]
+    return _run(["helm", "template", app_dir.name, str(app_dir), *values], app_dir, "helm template")
 
 
 def _run(command: list[str], app_dir: Path, tool: str) -> str:

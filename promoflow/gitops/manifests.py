@@ -1,13 +1,19 @@
 """Read and edit container image references in an app's manifest directory.
 
-Two kinds of references are understood:
+Three kinds of references are understood:
 
 * kustomize ``images:`` entries in ``kustomization.yaml`` / ``kustomization.yml`` /
   ``Kustomization`` files (``name``, ``newName``, ``newTag``, ``digest``);
 * container ``image:`` strings in plain Kubernetes manifests (``*.yaml`` / ``*.yml``):
   Deployment, StatefulSet, DaemonSet, ReplicaSet, Job (``spec.template.spec``),
   CronJob (``spec.jobTemplate.spec.template.spec``) and Pod (``spec``), both
-  ``containers`` and ``initContainers``; ``kind: List`` items are descended into.
+  ``containers`` and ``initContainers``; ``kind: List`` items are descended into;
+* values of a Helm values file at the dotted paths promotions.yaml names for an image
+  (``helm: {file: values.yaml, tag: image.tag, digest: image.digest}``). A path the file
+  lacks is refused, not created: the chart's templates would not read a value they do not
+  know. In a chart (a directory with ``Chart.yaml``) a template under ``templates/`` or
+  ``charts/`` that is not YAML by itself (``{{- if }}`` lines) is not scanned, nor is an
+  ``image:`` made of template expressions: those are the chart's, filled from the values.
 
 Edits are done with ruamel.yaml in round-trip mode and are written so that everything
 except the changed values stays byte-identical:
@@ -40,10 +46,10 @@ import re
 import stat
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
@@ -53,6 +59,9 @@ from ruamel.yaml.tokens import CommentToken
 from promoflow import references
 from promoflow.errors import TerminalError
 from promoflow.gitops.links import refuse_links_leaving
+
+if TYPE_CHECKING:
+    from promoflow.config import HelmValues
 
 __all__ = [
     "KUSTOMIZATION_FILENAMES",
@@ -68,6 +77,7 @@ log = logging.getLogger(__name__)
 
 KUSTOMIZATION_FILENAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
+_CHART_TEMPLATE_DIRS = ("templates/", "charts/")
 
 # kind -> path (list of keys) from the document root to the pod spec
 _POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -295,6 +305,7 @@ class _File:
     path: Path
     rel: str
     is_kustomization: bool
+    is_template: bool  # a Helm chart's template: Go templating, YAML only where it happens to be
     raw: bytes
     text: str  # decoded, BOM removed, CRLF normalised to LF when the file is pure CRLF
     bom: bool
@@ -333,7 +344,8 @@ def _split_documents(text: str) -> list[_Piece]:
     return pieces
 
 
-def _load_file(app_dir: Path, path: Path, is_kustomization: bool) -> _File:
+def _load_file(app_dir: Path, path: Path, is_kustomization: bool, is_template: bool = False) -> _File | None:
+    """The file, parsed; None for a chart template that is not YAML by itself (nothing promoflow can edit)."""
     rel = path.relative_to(app_dir).as_posix()
     try:
         raw = path.read_bytes()
@@ -349,10 +361,15 @@ def _load_file(app_dir: Path, path: Path, is_kustomization: bool) -> _File:
     crlf = "\r\n" in text and text.count("\r\n") == text.count("\n")
     if crlf:
         text = text.replace("\r\n", "\n")
-    f = _File(path, rel, is_kustomization, raw, text, bom, crlf, _split_documents(text))
-    for piece in f.pieces:
-        if piece.is_doc:
-            piece.data = _parse(f, piece)
+    f = _File(path, rel, is_kustomization, is_template, raw, text, bom, crlf, _split_documents(text))
+    try:
+        for piece in f.pieces:
+            if piece.is_doc:
+                piece.data = _parse(f, piece)
+    except ManifestError:
+        if is_template:
+            return None
+        raise
     return f
 
 
@@ -380,6 +397,7 @@ def _discover(app_dir: Path, root: Path | None) -> list[_File]:
             raise ManifestError(f"app path {app_dir} is not a directory in the environment branch")
         raise ManifestError(f"app directory {app_dir} does not exist in the environment branch")
     found: list[tuple[str, Path, bool]] = []
+    chart = (app_dir / "Chart.yaml").is_file()  # then its templates are Go templates first, YAML maybe
     for folder, dirs, names in os.walk(app_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in names:
@@ -391,7 +409,10 @@ def _discover(app_dir: Path, root: Path | None) -> list[_File]:
             elif name.endswith(_MANIFEST_SUFFIXES):
                 found.append((path.relative_to(app_dir).as_posix(), path, False))
     found.sort()
-    return [_load_file(app_dir, path, is_kustomization) for _rel, path, is_kustomization in found]
+    loaded = [
+        _load_file(app_dir, path, kust, chart and rel.startswith(_CHART_TEMPLATE_DIRS)) for rel, path, kust in found
+    ]
+    return [f for f in loaded if f is not None]
 
 
 # ------------------------------------------------------------------ reference scan
@@ -488,6 +509,8 @@ def _container_refs(f: _File, piece: _Piece) -> Iterator[_Ref]:
                 if not isinstance(container, dict) or "image" not in container:
                     continue
                 image = container["image"]
+                if f.is_template and isinstance(image, str) and "{{" in image:
+                    continue  # the chart fills it in from its values
                 where = f.where(piece, _line_of(container, "image"))
                 if not isinstance(image, str):
                     raise ManifestError(f"{where}: container image must be a string, got {image!r}")
@@ -509,6 +532,102 @@ def _refs(files: list[_File]) -> list[_Ref]:
             else:
                 refs.extend(_container_refs(f, piece))
     return refs
+
+
+# -------------------------------------------------------------------- Helm values
+
+_HELM_FIELDS = ("repository", "tag", "digest")
+
+
+@dataclass
+class _HelmRef:
+    """Where a values file pins one image: each configured field's (mapping, key) in the file's data."""
+
+    image: str  # the image's name in promotions.yaml
+    file: _File
+    piece: _Piece
+    places: dict[str, tuple[Any, str]]  # "repository" / "tag" / "digest" -> (mapping, key)
+    shared: bool  # `tag` and `digest` name one value, which holds `TAG@DIGEST`
+    use: ImageUse
+
+
+def _helm_refs(app_dir: Path, files: list[_File], helm: Mapping[str, HelmValues]) -> list[_HelmRef]:
+    """The values each image's `helm` names; a values file not among `files` is loaded and added to them."""
+    by_rel = {f.rel: f for f in files}
+    refs = []
+    for image, values in helm.items():
+        f = by_rel.get(values.file)
+        if f is None:
+            path = app_dir / values.file
+            if not path.is_file():
+                raise ManifestError(
+                    f"{path}: no such values file (the `helm.file` of {image} in promotions.yaml): "
+                    "add it to the environment, or fix the path"
+                )
+            f = _load_file(app_dir, path, is_kustomization=False)
+            assert f is not None  # only a template may be left out
+            files.append(f)
+            by_rel[f.rel] = f
+        documents = [piece for piece in f.pieces if piece.is_doc]
+        if len(documents) != 1:
+            raise ManifestError(f"{f.path}: a Helm values file is one YAML document, this one has {len(documents)}")
+        piece = documents[0]
+        places = {
+            field: _helm_place(f, piece, path, image, field)
+            for field in _HELM_FIELDS
+            if (path := getattr(values, field)) is not None
+        }
+        shared = values.tag is not None and values.tag == values.digest
+        refs.append(_HelmRef(image, f, piece, places, shared, _helm_use(f, image, places, shared)))
+    return refs
+
+
+def _helm_place(f: _File, piece: _Piece, path: str, image: str, field: str) -> tuple[Any, str]:
+    """(mapping, key) of the value at the dotted `path`; refused when the file lacks it or it is no value."""
+    node, line = piece.data, 0
+    keys = path.split(".")
+    for depth, key in enumerate(keys):
+        if not isinstance(node, dict) or key not in node:
+            raise ManifestError(
+                f"{f.where(piece, line)}: {f.rel} has no {path} for the `helm.{field}` of {image}: add it to the "
+                "values file where the chart's templates read it, or fix the path in promotions.yaml"
+            )
+        line = int(node.lc.key(key)[0])  # type: ignore[attr-defined]  # the key's line (a mapping value: the next)
+        if depth < len(keys) - 1:
+            node = node[key]
+    value = node[keys[-1]]
+    if isinstance(value, dict | list):
+        raise ManifestError(
+            f"{f.where(piece, line)}: {path} in {f.rel} is a {'mapping' if isinstance(value, dict) else 'list'}, "
+            f"not a value: point the `helm.{field}` of {image} at the value itself"
+        )
+    return node, keys[-1]
+
+
+def _helm_use(f: _File, image: str, places: dict[str, tuple[Any, str]], shared: bool) -> ImageUse:
+    def text(field: str) -> str | None:
+        if field not in places:
+            return None
+        mapping, key = places[field]
+        return _scalar_text(mapping[key]) or None
+
+    tag, digest = text("tag"), text("digest")
+    if shared and tag is not None:
+        tag, _, digest = tag.partition("@")
+    # A chart's placeholder (`tag: ""`, `digest: latest`) pins nothing promoflow could name.
+    tag = tag if tag and references.TAG.fullmatch(tag) else None
+    digest = digest if digest and _PIN_DIGEST_RE.fullmatch(digest) else None
+    return ImageUse(f.rel, text("repository") or image, tag, digest)
+
+
+def _apply_helm_pin(ref: _HelmRef, pin: ImagePin) -> bool:
+    values = {"repository": pin.name, "tag": pin.tag, "digest": pin.digest}
+    if ref.shared:
+        values["tag"] = values["digest"] = f"{pin.tag}@{pin.digest}"
+    changed = False
+    for field, (mapping, key) in ref.places.items():
+        changed |= _set_value(mapping, key, values[field], ())
+    return changed
 
 
 # ------------------------------------------------------------------------ editing
@@ -565,7 +684,7 @@ def _set_value(mapping: Any, key: str, value: str, style_keys: tuple[str, ...]) 
         if isinstance(old, str) and str(old) == value:
             return False
         mapping[key] = _styled(value, old)
-        _shift_eol_comment(mapping, key, len(value) - len(str(old)))
+        _shift_eol_comment(mapping, key, len(value) - len(_scalar_text(old) or ""))
         return True
     like = next((mapping[k] for k in style_keys if isinstance(mapping.get(k), str)), None)
     _append_key(mapping, key, _styled(value, like))
@@ -664,15 +783,23 @@ def _write_all(changes: list[tuple[_File, bytes]]) -> None:
 # -------------------------------------------------------------------------- API
 
 
-def find_images(app_dir: Path, root: Path | None = None) -> list[ImageUse]:
+def find_images(
+    app_dir: Path, root: Path | None = None, helm: Mapping[str, HelmValues] | None = None
+) -> list[ImageUse]:
     """Every image reference in ``app_dir``, in file order (sorted relative paths) and
-    document order within a file. ``root``: the worktree ``app_dir`` is in (default: ``app_dir``);
+    document order within a file, then the values ``helm`` names (image name -> where in
+    which values file). ``root``: the worktree ``app_dir`` is in (default: ``app_dir``);
     no link may lead out of it."""
-    return [ref.use for ref in _refs(_discover(Path(app_dir), root))]
+    app_dir = Path(app_dir)
+    files = _discover(app_dir, root)
+    return [ref.use for ref in _refs(files)] + [ref.use for ref in _helm_refs(app_dir, files, helm or {})]
 
 
-def pin_images(app_dir: Path, pins: list[ImagePin], root: Path | None = None) -> list[str]:
-    """Point every reference of each pinned image to its tag and digest.
+def pin_images(
+    app_dir: Path, pins: list[ImagePin], root: Path | None = None, helm: Mapping[str, HelmValues] | None = None
+) -> list[str]:
+    """Point every reference of each pinned image to its tag and digest, and the values
+    ``helm`` names for it (image name -> where in which values file) too.
 
     Returns the sorted relative paths of the files that changed; files whose content
     would not change are not written.  Nothing is written unless every edit succeeded.
@@ -682,13 +809,15 @@ def pin_images(app_dir: Path, pins: list[ImagePin], root: Path | None = None) ->
     by_name = _validate_pins(list(pins))
     files = _discover(app_dir, root)
     refs = _refs(files)
+    helm_refs = _helm_refs(app_dir, files, helm or {})
 
-    missing = [name for name in by_name if not any(_matches(ref, name) for ref in refs)]
+    pinned_in_values = {ref.image for ref in helm_refs}
+    missing = [n for n in by_name if n not in pinned_in_values and not any(_matches(ref, n) for ref in refs)]
     if missing:
         raise ManifestError(
             "; ".join(
-                f"image {name} is not referenced in {app_dir}: "
-                "add it to kustomization.yaml images: or a container image"
+                f"image {name} is not referenced in {app_dir}: add it to kustomization.yaml images: "
+                "or a container image, or name its Helm values with `helm:` in promotions.yaml"
                 for name in missing
             )
         )
@@ -697,6 +826,9 @@ def pin_images(app_dir: Path, pins: list[ImagePin], root: Path | None = None) ->
         for name, pin in by_name.items():
             if _matches(ref, name) and _apply_pin(ref, pin):
                 ref.piece.changed = True
+    for helm_ref in helm_refs:
+        if helm_ref.image in by_name and _apply_helm_pin(helm_ref, by_name[helm_ref.image]):
+            helm_ref.piece.changed = True
 
     changes: list[tuple[_File, bytes]] = []
     for f in files:

@@ -23,13 +23,18 @@ T = TypeVar("T")
 
 class Source(Protocol):
     """An image repository: its tags (one cheap listing), the digest of one tag, and when an image was built
-    (asked once per new release: a manifest and a config)."""
+    (asked once per new release, and per candidate of an `order: created` policy: a manifest and a config)."""
 
     def tags(self) -> list[str]: ...
 
     def digest(self, tag: str) -> str: ...
 
     def built_at(self, digest: str) -> datetime | None: ...
+
+
+def build_times(source: Source) -> Callable[[str], datetime | None]:
+    """A tag -> when its image was built, for `order: created` (`promoflow.sources.policy.BuildTime`)."""
+    return lambda tag: source.built_at(source.digest(tag))
 
 
 def config_digest(manifest: bytes) -> str | None:
@@ -99,6 +104,7 @@ class RegistrySource:
     platform: str | None = None
     credentials: RegistryCredentials | None = None  # references from promotions.yaml, read when first needed
     _digests: dict[str, str] = field(default_factory=dict)
+    _built: dict[str, datetime | None] = field(default_factory=dict)  # by digest: an image config never changes
     _named: Credentials | None = None
 
     def tags(self) -> list[str]:
@@ -110,7 +116,9 @@ class RegistrySource:
         return self._digests[tag]
 
     def built_at(self, digest: str) -> datetime | None:
-        return self._call(lambda client: client.built_at(self.repository, digest))
+        if digest not in self._built:
+            self._built[digest] = self._call(lambda client: client.built_at(self.repository, digest))
+        return self._built[digest]
 
     def _call(self, action: Callable[[RegistryClient], Awaitable[T]]) -> T:
         from urllib.parse import urlsplit

@@ -2,6 +2,9 @@
 
 Filter (ignore globs, a regex matching anywhere in the tag), extract (named or numbered captures), order
 (semver, numerical, alphabetical; ascending or descending), or track one mutable tag. Linear in the number of tags.
+
+`order: created` orders by build time instead, which no tag says: the caller gives `built` (a tag -> its image's
+`created`), asked only for the last `max_candidates` filtered tags of the listing (one config read each).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import fnmatch
 import heapq
 import re
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from promoflow.sources import semver
@@ -18,6 +22,12 @@ if TYPE_CHECKING:
     from promoflow.config import TagPolicy
 
 _DOLLAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+BuildTime = Callable[[str], datetime | None]  # a tag -> when its image was built (None: its config does not say)
+
+
+class BuildTimesUnknown(ValueError):
+    """`order: created` without a way to read build times (tags alone, as `images select` has them)."""
 
 
 def check_template(regex: str, extract: str) -> None:
@@ -69,8 +79,8 @@ def _extractor(extract: str | None) -> Callable[[re.Match[str]], str]:
     return value
 
 
-def select(tags: Iterable[str], policy: TagPolicy) -> str | None:
-    """The tag the policy picks, or None. Ties go to the alphabetically smallest tag."""
+def select(tags: Iterable[str], policy: TagPolicy, built: BuildTime | None = None) -> str | None:
+    """The tag the policy picks, or None. Ties go to the alphabetically smallest tag. `built`: for `order: created`."""
     pairs = candidates(tags, policy)
     if policy.order == "semver" and policy.track is None:
         # The fast path: semver.select compares without building Version objects.
@@ -80,18 +90,20 @@ def select(tags: Iterable[str], policy: TagPolicy) -> str | None:
         lowest = policy.direction == "asc"
         chosen = semver.select(tags_of, semver.parse_range(policy.semver), policy.prerelease, lowest)
         return min(tags_of[chosen]) if chosen is not None else None
-    best = _ranked(pairs, policy, 1)
+    best = _ranked(pairs, policy, 1, built)
     return best[0] if best else None
 
 
-def ranked(tags: Iterable[str], policy: TagPolicy, limit: int) -> list[str]:
+def ranked(tags: Iterable[str], policy: TagPolicy, limit: int, built: BuildTime | None = None) -> list[str]:
     """The `limit` best tags, best first: what `select` would pick, then the runners-up."""
-    return _ranked(candidates(tags, policy), policy, limit)
+    return _ranked(candidates(tags, policy), policy, limit, built)
 
 
-def _ranked(pairs: list[tuple[str, str]], policy: TagPolicy, limit: int) -> list[str]:
+def _ranked(pairs: list[tuple[str, str]], policy: TagPolicy, limit: int, built: BuildTime | None) -> list[str]:
     if policy.track is not None:
         return [tag for tag, _ in pairs][:limit]
+    if policy.order == "created":
+        return _by_build_time([tag for tag, _ in pairs[-policy.max_candidates :]], policy, limit, built)
     rank = _rank(policy)
     keyed = [(key, tag) for tag, value in pairs if (key := rank(value)) is not None]
     # Best first; among equal values the alphabetically smallest tag.
@@ -100,6 +112,20 @@ def _ranked(pairs: list[tuple[str, str]], policy: TagPolicy, limit: int) -> list
     else:
         best = heapq.nsmallest(limit, keyed)
     return [tag for _, tag in best]
+
+
+def _by_build_time(tags: list[str], policy: TagPolicy, limit: int, built: BuildTime | None) -> list[str]:
+    """Newest build first (`asc`: oldest); same time: the alphabetically smallest tag; no time: last, by tag."""
+    if built is None:
+        raise BuildTimesUnknown("`order: created` needs each candidate's build time, which its tag does not say")
+    times = {tag: built(tag) for tag in tags}
+    desc = policy.direction == "desc"
+    dated = sorted(
+        ((time, tag) for tag, time in times.items() if time is not None),
+        key=lambda item: (_Reverse(item[0]) if desc else item[0], item[1]),
+    )
+    undated = sorted(tag for tag, time in times.items() if time is None)
+    return ([tag for _, tag in dated] + undated)[:limit]
 
 
 def _rank(policy: TagPolicy) -> Callable[[str], Any]:
@@ -156,6 +182,9 @@ def describe(policy: TagPolicy) -> str:
         parts.append(f"extract {policy.extract!r}")
     if policy.order == "semver":
         parts.append(f"semver {policy.semver!r}" + (" with prereleases" if policy.prerelease else ""))
+    elif policy.order == "created":
+        newest = "newest" if policy.direction == "desc" else "oldest"
+        parts.append(f"{newest} build of the last {policy.max_candidates}")
     else:
         parts.append(f"{policy.order} {policy.direction}")
     if policy.ignore:

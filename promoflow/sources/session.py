@@ -5,7 +5,9 @@ A `RegistrySession` lives in one event loop for one cycle. It opens one `Registr
 apps), lists the tags of every repository once and concurrently, and asks for a tag's digest only when
 the `DigestStore` does not know it. The store keeps the digests of immutable tags (every tag picked by
 a policy that does not `track` a mutable one) across cycles and processes, in a small JSON file in the
-state directory: a cycle in which no pick changed sends no HEAD request.
+state directory: a cycle in which no pick changed sends no HEAD request. It keeps the build times that
+`order: created` policies read too, by digest (an image's config never changes): a candidate's config
+is read once.
 
 Sources are synchronous (`promoflow.sources.Source`); `SessionRegistrySource` gives the session's
 answers to code running in worker threads, so that `releases.discover` works on every kind of source
@@ -43,6 +45,15 @@ __all__ = ["DIGESTS_FILE", "DigestStore", "RegistrySession", "SessionRegistrySou
 DIGESTS_FILE = "registry-digests.json"
 _FORMAT = 1
 T = TypeVar("T")
+BuildTimes = dict[tuple[str, str], datetime | None]
+
+
+def _time(created: str | None) -> datetime | None:
+    return datetime.fromisoformat(created) if created is not None else None
+
+
+def _text(created: datetime | None) -> str | None:
+    return created.isoformat() if created is not None else None
 
 
 class DigestStore:
@@ -52,9 +63,15 @@ class DigestStore:
     as large as the tags picked, and a partial cycle (`watch --app web`) keeps the others' entries.
     """
 
-    def __init__(self, path: Path | None, caches: dict[str, DigestCache] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        caches: dict[str, DigestCache] | None = None,
+        built: dict[str, BuildTimes] | None = None,
+    ) -> None:
         self.path = path
         self.caches = caches or {}
+        self.built = built or {}  # registry URL -> (repository, digest) -> build time (None: its config has none)
 
     @classmethod
     def load(cls, path: Path) -> DigestStore:
@@ -63,9 +80,13 @@ class DigestStore:
             if document.get("format") != _FORMAT:
                 return cls(path)
             caches = {url: DigestCache.loads(json.dumps(rows)) for url, rows in document["registries"].items()}
+            built = {
+                url: {(repository, digest): _time(created) for repository, digest, created in rows}
+                for url, rows in document.get("built", {}).items()
+            }
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return cls(path)  # missing, from another version, or damaged: the next cycle asks again
-        return cls(path, caches)
+        return cls(path, caches, built)
 
     def get(self, registry: str, key: DigestKey) -> str | None:
         cache = self.caches.get(registry)
@@ -75,11 +96,14 @@ class DigestStore:
         self.caches.setdefault(registry, DigestCache())[key] = digest
 
     def prune(self, registry: str, repository: str, tags: set[str]) -> None:
-        """Forget the digests of `repository`'s tags that are gone."""
-        cache = self.caches.get(registry)
-        if cache is not None:
-            for key in [k for k in cache if k.repository == repository and k.tag not in tags]:
-                del cache[key]
+        """Forget the digests of `repository`'s tags that are gone, and the build times no tag left points at."""
+        cache = self.caches.get(registry, DigestCache())
+        for key in [k for k in cache if k.repository == repository and k.tag not in tags]:
+            del cache[key]
+        times = self.built.get(registry, {})
+        kept = {digest for key, digest in cache.items() if key.repository == repository}
+        for repository_digest in [k for k in times if k[0] == repository and k[1] not in kept]:
+            del times[repository_digest]
 
     def save(self) -> None:
         """Write the file atomically (a concurrent reader sees the old or the new one, never half)."""
@@ -88,6 +112,11 @@ class DigestStore:
         document = {
             "format": _FORMAT,
             "registries": {url: json.loads(cache.dumps()) for url, cache in self.caches.items() if cache},
+            "built": {
+                url: [[*key, _text(created)] for key, created in times.items()]
+                for url, times in self.built.items()
+                if times
+            },
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
@@ -174,6 +203,16 @@ class RegistrySession:
             self.store.put(registry, key, digest)
         return digest
 
+    async def built_at(
+        self, registry: str, repository: str, digest: str, credentials: Credentials | None = None
+    ) -> datetime | None:
+        """When the image `digest` was built: from the store, else its config (one manifest and one blob read)."""
+        times = self.store.built.setdefault(registry.rstrip("/"), {})
+        if (repository, digest) not in times:
+            client = await self._client(registry, credentials)
+            times[repository, digest] = await client.built_at(repository, digest)
+        return times[repository, digest]
+
 
 @dataclass
 class SessionRegistrySource:
@@ -200,8 +239,11 @@ class SessionRegistrySource:
         )
 
     def built_at(self, digest: str) -> datetime | None:
-        # asked for new releases only, after the cycle: the source's own client, not the session's
-        return self.source.built_at(digest)
+        source = self.source
+        if self.loop.is_closed():  # asked for a new release after the cycle: what the cycle read, or the source
+            known = self.session.store.built.get(source.url.rstrip("/"), {})
+            return known[source.repository, digest] if (source.repository, digest) in known else source.built_at(digest)
+        return self._wait(self.session.built_at(source.url, source.repository, digest, source.named_credentials()))
 
     async def _tags(self) -> list[str]:
         source = self.source

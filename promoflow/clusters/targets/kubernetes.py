@@ -28,7 +28,8 @@ class KubernetesApply:
         promotion = ctx.promotion
         app = p.config.app(promotion.app)
         with p.workspace.checkout(env.branch) as tree:
-            objects = render(tree / app.directory(env), tree)  # no link may lead out of the worktree
+            # no link may lead out of the worktree
+            objects = render(tree / app.directory(env), tree, app.values_files())
         before = p.db.last_outcome(promotion.app, promotion.environment, "apply")
         previous = [o.ref() for o in Applied.model_validate(before).applied] if before else []
         with p.cluster(env) as cluster:

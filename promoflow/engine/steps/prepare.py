@@ -79,7 +79,8 @@ def _edited_branch(p: Project, promotion: Promotion) -> Prepared:
                 "fix the app's path in promotions.yaml or add the manifests there."
             )
         try:
-            return [f"{directory}/{name}" for name in pin_images(tree / directory, pins, tree)]
+            pinned = pin_images(tree / directory, pins, tree, app.helm_values())
+            return [f"{directory}/{name}" for name in pinned]
         except ManifestError as error:  # name files as `branch:path`, not by the throwaway worktree
             raise ManifestError(str(error).replace(f"{tree}/", f"{env.branch}:")) from None
 
