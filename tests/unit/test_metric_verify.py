@@ -15,9 +15,7 @@ from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError, TransientError
 from promoflow.records import MetricSample
 from tests.unit.fakes import FakeMetrics
-from tests.unit.test_engine import World, project, world
-
-__all__ = ["project", "world"]  # the engine tests' fixtures
+from tests.unit.world import World
 
 S = PromotionState
 DEV_RETRY = "    retry: {attempts: 3, backoff_seconds: 1}\n"
