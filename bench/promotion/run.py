@@ -35,9 +35,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's bench/ and promoflow/
 
 from bench.machine import machine as bench_machine
+from tests.conftest import Sandbox
+from tests.helpers import Served, wait_for
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 APP, RELEASE, REQUESTER, APPROVER = "web", "1.2.0", "bench", "uma"
 PARTS = ("cli", "served", "approval")
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -149,17 +150,6 @@ def promoflow(*args: str) -> str:
     return done.stdout
 
 
-def until(what: str, found: Callable[[], Any], every: float = 0.1) -> Any:
-    """Poll `found` until it returns something truthy (returned); RuntimeError naming `what` after WAIT_SECONDS."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        value = found()
-        if value:
-            return value
-        time.sleep(every)
-    raise RuntimeError(f"{what} not within {WAIT_SECONDS} s")
-
-
 def ended_run(run_id: str) -> Any:
     """The flow run once it has ended; RuntimeError unless it completed."""
     from uuid import UUID
@@ -171,7 +161,7 @@ def ended_run(run_id: str) -> Any:
             run = client.read_flow_run(UUID(run_id))
         return run if run.state is not None and run.state.is_final() else None
 
-    run = until(f"flow run {run_id} to end", final, every=0.2)
+    run = wait_for(final, timeout=WAIT_SECONDS, what=f"flow run {run_id} to end", every=0.2)
     if not run.state.is_completed():
         raise RuntimeError(f"flow run {run_id} ended {run.state.name}: {run.state.message}")
     return run
@@ -190,72 +180,37 @@ def served(config: str) -> Sample:
     return sample
 
 
-class Serving:
-    """`python -m deployments.serve`, as an operator runs it, for the bench's Prefect server; stopped by PID."""
-
-    def __init__(self, root: Path) -> None:
-        config = make_sandbox(root, "serve")  # the deployments' default config; each run names its own
-        self.log = root / "serve.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "deployments.serve"],
-                cwd=ROOT,  # the deployments' entrypoints are relative to the checkout
-                env={**os.environ, "PROMOFLOW_CONFIG": config, **SERVE_ENV},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        until("the deployments to be served", self._ready, every=0.5)
-        until("the served deployments' first runs (watch, reconcile) to end", self._quiet, every=0.5)
-
-    def _ready(self) -> bool:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.objects import DeploymentStatus
-        from prefect.exceptions import ObjectNotFound
-
-        if self.process.poll() is not None:
-            raise RuntimeError(f"deployments.serve exited: {self.log.read_text()[-3000:]}")
-        with get_client(sync_client=True) as client:
-            try:
-                names = ("pipeline/pipeline", "promote/promote")
-                return all(client.read_deployment_by_name(n).status == DeploymentStatus.READY for n in names)
-            except ObjectNotFound:
-                return False
-
-    def _quiet(self) -> bool:
-        """No flow run is due, starting or running, and no run's process is left."""
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import (
-            FlowRunFilter,
-            FlowRunFilterExpectedStartTime,
-            FlowRunFilterState,
-            FlowRunFilterStateType,
-        )
-        from prefect.client.schemas.objects import StateType
-
-        due = FlowRunFilter(
-            state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING])
-            ),
-            expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
-        )
-        with get_client(sync_client=True) as client:
-            return not client.read_flow_runs(flow_run_filter=due, limit=1) and self.idle()
-
-    def idle(self) -> bool:
-        """No flow run's process is left under it (a suspended run's process has exited)."""
-        return not children(self.process.pid)
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+def serve(root: Path) -> Served:
+    """`python -m deployments.serve` for the bench's Prefect server (tests/helpers.py `Served`), once it has nothing
+    to run."""
+    sandbox = Sandbox(Path(make_sandbox(root, "serve")).parent)  # the deployments' default config; runs name theirs
+    serving = Served(sandbox, root / "serve.log", env=SERVE_ENV).start()
+    wait_for(lambda: quiet(serving), timeout=WAIT_SECONDS, what="the served watch and reconcile to end", every=0.5)
+    return serving
 
 
-def approvals(root: Path, label: str, serving: Serving, settle: float, cli_first: bool) -> Sample:
+def quiet(serving: Served) -> bool:
+    """No flow run is due, starting or running, and no run's process is left under the serve process."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    due = FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING])
+        ),
+        expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
+    )
+    with get_client(sync_client=True) as client:
+        return not client.read_flow_runs(flow_run_filter=due, limit=1) and serving.idle()
+
+
+def approvals(root: Path, label: str, serving: Served, settle: float, cli_first: bool) -> Sample:
     """One pipeline through the served deployments whose staging and prod each wait for an approval, their run
     suspended: one approved with `promoflow approve`, the other with a Resume through Prefect's API."""
     from promoflow.project import Project
@@ -270,7 +225,7 @@ def approvals(root: Path, label: str, serving: Serving, settle: float, cli_first
             waiting = next((p for p in db.promotions(APP, env) if p.state == "awaiting_approval"), None)
             return waiting if waiting is not None and _suspended(waiting.flow_run_id) and serving.idle() else None
 
-        waiting = until(f"{env} to wait for its approval, its run suspended", suspended)
+        waiting = wait_for(suspended, timeout=WAIT_SECONDS, what=f"{env} to wait for its approval, its run suspended")
         time.sleep(settle)  # untimed: the server has taken in the suspension
         sample[how] = approve(config, waiting, how)
     ended_run(submitted["flow_run"])
@@ -295,7 +250,8 @@ def approve(config: str, waiting: Any, how: str) -> Sample:
             client.resume_flow_run(run_id, run_input={"decision": "approve", "approver": APPROVER})
     called = time.time()
     db = Project.load(config).db
-    merge = until("the merge step to start", lambda: db.last_step(waiting.id, "merge"))
+    merge = wait_for(lambda: db.last_step(waiting.id, "merge"), WAIT_SECONDS, "the merge step to start", every=0.1)
+    assert merge is not None
     continued = _utc(merge.started_at).timestamp()
     with get_client(sync_client=True) as client:
         states = client.read_flow_run_states(run_id)
@@ -368,14 +324,14 @@ class ServerProbe:
 
 
 def timed(
-    fn: Callable[[str], Sample], config: str, server: ServerProbe, settle: float, serving: Serving | None = None
+    fn: Callable[[str], Sample], config: str, server: ServerProbe, settle: float, serving: Served | None = None
 ) -> Sample:
     """One run; CPU is counted until `settle` seconds after it, so background flushing is included. The client's
     CPU is this process's and its children's (git, the CLI), and the serve process's with its runs' if any."""
     load = os.getloadavg()[0]
 
     def client_side() -> float:
-        return client_cpu() + (process_cpu(serving.process.pid) if serving else 0.0)
+        return client_cpu() + (process_cpu(serving.process.pid) if serving and serving.process else 0.0)
 
     client, server_cpu, errors = client_side(), server.cpu(), server.retryable_errors()
     sample = fn(config)
@@ -388,7 +344,7 @@ def timed(
 
 
 def measure_pair(
-    root: Path, label: str, server: ServerProbe, settle: float, direct_first: bool, serving: Serving | None = None
+    root: Path, label: str, server: ServerProbe, settle: float, direct_first: bool, serving: Served | None = None
 ) -> Sample:
     """An orchestrated run (in this process, or through `serving`) and a direct one, each on a fresh sandbox."""
     runs: list[tuple[str, Callable[[str], Sample]]] = [("orchestrated", served if serving else orchestrated)]
@@ -443,7 +399,7 @@ def measure_backend(
                 print(f"run {i + 1}/{runs} {backend}+{name}: {_pair_line(sample)}", flush=True)
     if "served" not in parts and "approval" not in parts:
         return measured
-    serving = Serving(root)
+    serving = serve(root)
     try:
         if "served" in parts:
             print(f"{backend}: warming up the served deployments, one throwaway pipeline", flush=True)
@@ -464,7 +420,7 @@ def measure_backend(
         print("Last lines of the serve log:", *serving.log.read_text().splitlines()[-30:], sep="\n", file=sys.stderr)
         raise
     finally:
-        serving.stop()
+        serving.stop(signal.SIGTERM)
     return measured
 
 
