@@ -51,6 +51,8 @@ from tests.test_webhooks import github_headers
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
 WEBHOOK_SECRET = "durable-webhook-secret-0c41f9"
+# The served watch and reconcile at start only (not every minute, every 30 s): runs only where a test wants them.
+RARELY = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
 
 
 @pytest.fixture(autouse=True)
@@ -147,10 +149,9 @@ def test_a_woken_run_is_not_carried_on_twice_before_it_reaches_its_promotion(san
     sandbox.publish("1.2.0")
     assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
     log = tmp_path / "serve.log"
-    with served(sandbox, log) as serving:
+    with served(sandbox, log, env=RARELY) as serving:
         assert sandbox.cli("promote", "web", "--to", "staging", "--no-wait", env=REQUESTER).returncode == 0
         staging = wait_for(lambda: suspended_waiting(sandbox, "staging"), timeout=120, what="staging to wait")
-        wait_for(serving.idle, timeout=60, what="the suspended run's process to exit")
         serving.stop(signal.SIGKILL)
     run = staging["flow_run_id"]
     assert "put back on the schedule" in sandbox.cli("approve", str(staging["id"]), "--as", "uma").stdout
@@ -162,8 +163,8 @@ def test_a_woken_run_is_not_carried_on_twice_before_it_reaches_its_promotion(san
     assert promotion(sandbox, staging["id"])["flow_run_id"] == run
 
     set_state(run, "SCHEDULED", "Scheduled")  # back to the schedule: the next serve process runs it
-    with served(sandbox, log):
-        wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=120, what="the run to complete")
+    with served(sandbox, log, env=RARELY):
+        wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=180, what="the run to complete")
     assert promotion(sandbox, staging["id"])["state"] == "succeeded"
     assert len(merges(sandbox, "env/staging")) == 1
 
@@ -234,17 +235,17 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp
     once."""
     # Only the delivery can wake it (its poll is an hour away), or only the poll can (no delivery).
     poll = {"webhook": 3600, "poll": 12}[told]
-    rarely = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
     log = tmp_path / "serve.log"
     with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
         dev_checked = "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n"
         configure(sandbox, github_section(github.url, poll_seconds=poll), dev_checked)
         sandbox.publish("1.2.0")
-        with served(sandbox, log, env={**PEOPLE, **rarely}) as serving:
+        with served(sandbox, log, env={**PEOPLE, **RARELY}) as serving:
             submitted = sandbox.cli("promote", "web", "--to", "dev", "--no-wait", env=PEOPLE)
             assert submitted.returncode == 0, submitted.stderr
             dev = wait_for(lambda: suspended_waiting(sandbox, "dev"), timeout=120, what="dev to wait for its check")
-            wait_for(serving.idle, timeout=60, what="the suspended run's process to exit")
+            # a reconcile killed mid-run would hold the deployment's one slot for 300 s
+            wait_for(serving.idle, timeout=120, what="no run in progress")
             serving.stop(signal.SIGKILL)
 
         # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
@@ -260,11 +261,11 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp
             deliver_status(sandbox, pull.head.sha)
             # the delivery became the event whose trigger asks for a reconcile, to run when a process serves it
             wait_for(lambda: reconcile_runs_woken_by(f"{EVENT_PREFIX}status"), timeout=60, what="a reconcile run")
-        restarted = {**PEOPLE, **(rarely if told == "webhook" else {"PROMOFLOW_RECONCILE_INTERVAL": "2"})}
+        restarted = {**PEOPLE, **(RARELY if told == "webhook" else {"PROMOFLOW_RECONCILE_INTERVAL": "2"})}
         with served(sandbox, log, env=restarted):
             done = wait_for(
                 lambda: (p := promotion(sandbox, dev["id"]))["state"] == "succeeded" and p,
-                timeout=120,
+                timeout=180,
                 what="the promotion to complete",
             )
             wait_for(lambda: run_state(dev["flow_run_id"])[0] == "COMPLETED", timeout=60, what="its run to complete")
