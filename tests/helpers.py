@@ -47,6 +47,13 @@ def awaiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
     return next((p for p in history(sandbox) if p["environment"] == env and p["state"] == "awaiting_approval"), None)
 
 
+def status_of(sandbox: Sandbox, env: str, app: str = "web") -> dict[str, Any]:
+    """`promoflow status --json`'s row for an app in an environment."""
+    rows = sandbox.cli_json("status")
+    assert isinstance(rows, list)
+    return next(r for r in rows if r["app"] == app and r["environment"] == env)
+
+
 def start_cli(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "promoflow", *args],

@@ -12,7 +12,7 @@ import pytest
 from promoflow.approvals import judge, same_person, tally
 from promoflow.config import ApprovalPolicy
 from tests.conftest import Sandbox
-from tests.test_promotion_flows import history, start_cli, wait_for
+from tests.helpers import history, start_cli, wait_for
 
 
 @dataclass

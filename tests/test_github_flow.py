@@ -15,7 +15,7 @@ from github import Auth, Github
 
 from promoflow.sandbox.github import GitHubStandIn
 from tests.conftest import Sandbox
-from tests.test_promotion_flows import start_cli, wait_for
+from tests.helpers import start_cli, wait_for
 
 pytestmark = pytest.mark.prefect
 
@@ -129,7 +129,14 @@ def test_pipeline_dev_staging_prod_through_github_reviews_and_checks(sandbox: Sa
     base = sandbox.git("rev-parse", "env/staging").strip()
     github.review(REPO, staging.number, "alice", "APPROVE", commit_id=base)  # on an older commit: stale
     wait_for(lambda: state_of(sandbox, "staging") == "awaiting_approval", what="staging to wait")
-    time.sleep(3)
+
+    def alices_review() -> dict[str, Any] | None:
+        promotion = next((p for p in history(sandbox, "staging") if p["kind"] == "promotion"), None)
+        return next((a for a in (promotion or {}).get("approvals", []) if a["approver"] == "alice"), None)
+
+    # judged on its own (the missing check would also hold the merge): a stale approval does not count
+    stale = wait_for(alices_review, what="alice's review of the older commit to be judged")
+    assert (stale["counted"], stale["reason"].split(":")[0]) == (False, "stale"), stale
     assert not merged(github, staging.number)
 
     github.review(REPO, staging.number, "alice", "APPROVE")  # on the head: counts; the check is still missing
@@ -331,30 +338,110 @@ def test_a_review_webhook_becomes_the_event_that_wakes_waiting_promotions(sandbo
     secret = "a-webhook-secret-of-some-length"
     app = create_app(sandbox.config, secret)
     ours, theirs = (Wake((EVENT_PREFIX,), (f"{EVENT_PREFIX}{repo}",)) for repo in (REPO, "acme/other"))
+    since = ours.since
     assert not ours.arrived()
     body = json.dumps(
         {"action": "submitted", "repository": {"full_name": REPO}, "pull_request": {"number": 7}, "review": {}}
     ).encode()
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
-    async def deliver(signed: str) -> httpx.Response:
+    async def deliver(signed: str, delivery: str = "delivery-1") -> httpx.Response:
         headers = {
             "x-github-event": "pull_request_review",
-            "x-github-delivery": "delivery-1",
+            "x-github-delivery": delivery,
             "x-hub-signature-256": signed,
             "content-type": "application/json",
         }
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver") as client:
             return await client.post("/hooks/github", content=body, headers=headers)
 
-    assert asyncio.run(deliver("sha256=" + "0" * 64)).status_code == 401  # unsigned deliveries change nothing
-    time.sleep(1)
-    assert not ours.arrived()
+    # a forged delivery first (its own delivery id: were it acted on, its event would be a second one)
+    assert asyncio.run(deliver("sha256=" + "0" * 64, "delivery-forged")).status_code == 401
     answer = asyncio.run(deliver(signature))
     assert answer.status_code == 200, answer.text
     assert asyncio.run(deliver(signature)).json()["duplicate"] is True
     wait_for(ours.arrived, timeout=20, what="the review event")
     assert not theirs.arrived()
+    time.sleep(2)  # anything sent before the signed delivery has had time to arrive after it
+    assert [str(e.id) for e in _events(EVENT_PREFIX, f"{EVENT_PREFIX}{REPO}", since)] == [answer.json()["event"]]
+
+
+def _events(prefix: str, resource: str, since: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+
+    event_filter = EventFilter(
+        event=EventNameFilter(prefix=[prefix]),
+        resource=EventResourceFilter(id=[resource]),
+        occurred=EventOccurredFilter(since=since),
+    )
+    with get_client(sync_client=True) as client:
+        return list(client.read_events(filter=event_filter, limit=50).events)
+
+
+def test_a_review_webhook_wakes_a_waiting_promotion_long_before_its_next_poll(
+    sandbox: Sandbox, github: GitHubStandIn
+) -> None:
+    """A promotion waiting for a review looks at GitHub every 10 minutes; the receiver's event of the review wakes
+    it within seconds (catches issue 16, behaviour 9: the wait never woken by webhooks, only by polling)."""
+    import asyncio
+    import hashlib
+    import hmac
+    import json
+
+    import httpx
+
+    from promoflow.webhooks import create_app
+
+    configure(
+        sandbox,
+        github_section(github.url).replace("poll_seconds: 2", "poll_seconds: 600"),
+        """
+  - name: dev
+    branch: env/dev
+    approval: {required: 1, approvers: [alice], sources: [forge]}
+""",
+    )
+    sandbox.publish("1.2.0")
+    promote = start_cli(sandbox, "promote", "web", "--to", "dev", env=PEOPLE)
+    pull = open_pull(github, "env/dev")
+    wait_for(lambda: state_of(sandbox, "dev") == "awaiting_approval", what="the promotion to wait")
+    github.review(REPO, pull.number, "alice", "APPROVE")
+
+    secret = "a-webhook-secret-of-some-length"
+    app = create_app(sandbox.config, secret)
+    body = json.dumps(
+        {"action": "submitted", "repository": {"full_name": REPO}, "pull_request": {"number": pull.number}}
+    ).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+    async def deliver(delivery: str) -> int:
+        headers = {
+            "x-github-event": "pull_request_review",
+            "x-github-delivery": delivery,
+            "x-hub-signature-256": signature,
+            "content-type": "application/json",
+        }
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver") as client:
+            return (await client.post("/hooks/github", content=body, headers=headers)).status_code
+
+    # GitHub delivers once; here again every few seconds, so that a delivery racing the wait's start cannot be
+    # the only one. 90 s is far below the 600 s poll: only an event can have woken it.
+    deadline = time.monotonic() + 90
+    attempt = 0
+    try:
+        while promote.poll() is None and time.monotonic() < deadline:
+            attempt += 1
+            assert asyncio.run(deliver(f"review-{attempt}")) == 200
+            time.sleep(3)
+        assert promote.poll() is not None, "the review's event did not wake the promotion"
+    finally:
+        if promote.poll() is None:
+            promote.kill()
+            promote.wait()
+    code, output = finish(promote)
+    assert code == 0, output
+    assert merged(github, pull.number) and state_of(sandbox, "dev") == "succeeded"
 
 
 def test_a_cli_approval_counts_alongside_a_review_where_the_policy_allows_both(

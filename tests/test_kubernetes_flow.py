@@ -70,7 +70,7 @@ def test_apply_verify_and_roll_back_a_release_that_never_gets_ready(sandbox: San
         {
             "object": f"Deployment {ns}/web",
             "healthy": True,
-            "message": steps["verify"]["detail"]["rollouts"][0]["message"],
+            "message": f"Deployment {ns}/web rolled out: 1 of 1 replicas available",
         }
     ]
 
@@ -224,10 +224,44 @@ def test_throttling_conflicts_and_server_errors_are_retried_honouring_retry_afte
     assert "answered 500" in verifies[0].error
 
 
+def test_a_field_another_manager_took_fails_the_promotion_unless_the_cluster_says_force(
+    sandbox: Sandbox, kube: Cluster, tmp_path: Path
+) -> None:
+    """`cluster.force: false` (the default): a promotion never overwrites what someone else changed with their own
+    field manager; it fails saying so, and applies with `force: true` (catches issue 16, behaviour 5)."""
+    sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    from kubernetes import dynamic
+
+    with kube.server.api_client() as api:  # someone scales web by hand, with their own field manager
+        dyn = dynamic.DynamicClient(api, cache_file=str(tmp_path / "discovery.json"))
+        edit = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": kube.namespace}}
+        edit["spec"] = {"replicas": 4}
+        deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+        deployments.server_side_apply(body=edit, field_manager="kubectl-edit", force_conflicts=True)
+
+    new = sandbox.publish("1.3.0")
+    refused = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert ".spec.replicas owned by kubectl-edit: re-run with force or fix the manifest" in refused.stderr
+    live = kube.server.find("deployments.apps", kube.namespace, "web")
+    assert live is not None and live["spec"]["replicas"] == 4
+    assert kube.image().startswith("registry.example.com/demo/web:1.2.0@")  # nothing of 1.3.0 was applied
+
+    sandbox.edit_config("rollout_timeout_seconds: 60}", "rollout_timeout_seconds: 60, force: true}")
+    forced = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
+    assert forced.returncode == 0, forced.stderr
+    live = kube.server.find("deployments.apps", kube.namespace, "web")
+    assert live is not None and live["spec"]["replicas"] == 1
+    assert kube.image() == f"registry.example.com/demo/web:1.3.0@{new}"
+
+
 @stand_in_only  # it counts the requests the cluster got
 def test_a_crash_between_apply_and_verify_resumes_at_verify_without_applying_again(
     sandbox: Sandbox, kube: Cluster
 ) -> None:
+    """Killed once the apply's outcome is recorded: the re-run takes it from the records, writes nothing to the
+    cluster, and verify runs once."""
     cluster = kube.server.cluster  # type: ignore[attr-defined]
     good = sandbox.publish("1.2.0")
     crashed = sandbox.cli("promote", "web", "--to", "dev", env={**REQUESTER, "PROMOFLOW_FAILPOINTS": "recorded-apply"})
@@ -235,6 +269,7 @@ def test_a_crash_between_apply_and_verify_resumes_at_verify_without_applying_aga
     assert kube.image() == f"registry.example.com/demo/web:1.2.0@{good}"
     generation = cluster.find("deployments.apps", kube.namespace, "web")["metadata"]["generation"]
     writes = {verb: cluster.requests[verb] for verb in ("create", "update", "patch", "delete")}
+    assert writes["create"] + writes["patch"] >= 2  # the count sees the first apply's writes (Service, Deployment)
 
     rerun = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
     assert rerun.returncode == 0, rerun.stderr

@@ -8,55 +8,20 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.conftest import Sandbox
+from tests.helpers import REQUESTER, awaiting, history, start_cli, status_of, wait_for
 
 pytestmark = pytest.mark.prefect
-
-REQUESTER = {"PROMOFLOW_USER": "rita"}
 
 
 @pytest.fixture(autouse=True)
 def _server(prefect_api: str) -> None:
     """Every test here talks to the session's Prefect server."""
-
-
-def history(sandbox: Sandbox, *args: str) -> list[dict[str, Any]]:
-    data = sandbox.cli_json("history", *args)
-    assert isinstance(data, list)
-    return data
-
-
-def wait_for(predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def awaiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
-    return next((p for p in history(sandbox) if p["environment"] == env and p["state"] == "awaiting_approval"), None)
-
-
-def start_cli(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "promoflow", *args],
-        cwd=sandbox.base,
-        env={**os.environ, **REQUESTER, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back(sandbox: Sandbox) -> None:
@@ -140,12 +105,6 @@ def test_release_goes_dev_staging_prod_with_ui_and_cli_approvals_then_rolls_back
     again = sandbox.cli("promote", "web", "--to", "prod", "--release", "1.2.0")
     assert again.returncode == 1
     assert "was rejected for prod" in again.stderr and "Traceback" not in again.stderr
-
-
-def status_of(sandbox: Sandbox, env: str) -> dict[str, Any]:
-    rows = sandbox.cli_json("status")
-    assert isinstance(rows, list)
-    return next(row for row in rows if row["environment"] == env)
 
 
 def test_status_shows_what_waits_since_when_who_may_approve_and_what_decides_it(sandbox: Sandbox) -> None:
@@ -243,6 +202,9 @@ def test_crash_and_rerun_makes_one_branch_one_merge_and_consistent_records(sandb
 
 
 def test_two_promotions_of_one_app_into_one_environment_are_serialised(sandbox: Sandbox) -> None:
+    # Whichever claims dev first holds it 8 s (its soak), far longer than the other takes to reach its preflight
+    # (both start together): they overlap, and the second must queue for the slot.
+    sandbox.edit_config("    branch: env/dev\n", "    branch: env/dev\n    soak_seconds: 8\n")
     sandbox.publish("1.2.0")
     sandbox.publish("1.3.0")
     first = start_cli(sandbox, "promote", "web", "--to", "dev", "--release", "1.2.0")
@@ -351,6 +313,22 @@ def test_the_default_pick_skips_releases_rejected_where_they_would_go_and_says_w
     assert skipped in walked.stderr and "promotion of web 1.1.6 into dev: succeeded" in walked.stdout
 
 
+def test_a_pipeline_stops_before_an_environment_its_release_is_rejected_for(sandbox: Sandbox) -> None:
+    """The pipeline's own stop (catches issue 16, behaviour 7): it does not start a promotion that would fail on
+    the rejection, it stops there and the run succeeds with what it did."""
+    sandbox.edit_config("    branch: env/staging\n", "    branch: env/staging\n    auto_promote: true\n")
+    sandbox.edit_config("required: 1                 # one approval before the merge", "required: 0")
+    sandbox.publish("1.2.0")
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
+    release = sandbox.db().release("web", "1.2.0")
+    sandbox.db().reject_release("web", "staging", release.id, "pager", None)
+
+    walked = sandbox.cli("pipeline", "web", "--release", "1.2.0", env=REQUESTER)
+    assert walked.returncode == 0, walked.stderr
+    assert f"Release 1.2.0 ({release.id[:7]}) is rejected for staging; stopping" in walked.stderr
+    assert history(sandbox, "web", "--env", "staging") == []  # no promotion started there
+
+
 @pytest.mark.parametrize("url", ["http://[::1/healthz", "http://", "http://web/\x00", "http://we b/"])
 def test_a_bad_url_from_an_older_config_fails_the_check_instead_of_raising(url: str) -> None:
     """`validate` refuses these now; one that still reaches verification fails it, which rolls back."""
@@ -365,16 +343,19 @@ def test_a_bad_url_from_an_older_config_fails_the_check_instead_of_raising(url: 
 def test_a_failing_rollback_leaves_the_environment_marked_and_never_loops(
     sandbox: Sandbox, health_endpoint: type[_Health]
 ) -> None:
+    sandbox.publish("1.1.5")  # with the baseline, two good releases: a second rollback would have one to go to
+    assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
     sandbox.publish("1.2.0")
-    health_endpoint.failures = 4  # the release and its rollback both fail verification
+    health_endpoint.failures = 4  # the release and its rollback both fail verification; anything after passes
     failed = sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER)
     assert failed.returncode == 1
     assert "The rollback of web in dev failed" in failed.stderr and "Traceback" not in failed.stderr
 
     entries = history(sandbox, "web", "--env", "dev")
-    assert [(p["kind"], p["state"]) for p in entries if p["kind"] != "baseline"] == [
-        ("rollback", "failed"),
-        ("promotion", "failed"),
+    assert [(p["kind"], p["release"]["label"], p["state"]) for p in entries if p["kind"] != "baseline"] == [
+        ("rollback", "1.1.5", "failed"),
+        ("promotion", "1.2.0", "failed"),
+        ("promotion", "1.1.5", "succeeded"),
     ]
     status = {(s["app"], s["environment"]): s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
     assert len(status[("web", "dev")]["rejected_releases"]) == 1

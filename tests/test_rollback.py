@@ -16,7 +16,7 @@ import pytest
 
 from promoflow.records import Database
 from tests.conftest import Sandbox
-from tests.test_promotion_flows import start_cli, wait_for
+from tests.helpers import start_cli, status_of, wait_for
 
 pytestmark = pytest.mark.prefect
 
@@ -38,12 +38,6 @@ def run_state(flow_run_id: str | None) -> str | None:
             return run.state.type.value if run.state else None
 
     return asyncio.run(read())
-
-
-def status_of(sandbox: Sandbox, env: str) -> dict[str, Any]:
-    rows = sandbox.cli_json("status")
-    assert isinstance(rows, list)
-    return dict(next(r for r in rows if r["environment"] == env))
 
 
 def promoted(sandbox: Sandbox, label: str, *envs: str) -> None:

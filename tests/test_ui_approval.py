@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.conftest import Sandbox
-from tests.test_promotion_flows import REQUESTER, awaiting, history, start_cli, wait_for
+from tests.helpers import REQUESTER, awaiting, history, start_cli, wait_for
 
 pytestmark = pytest.mark.prefect
 

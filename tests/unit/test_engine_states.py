@@ -68,3 +68,17 @@ def test_events_are_named_with_dashes() -> None:
     assert S.AWAITING_APPROVAL.event == "promoflow.promotion.awaiting-approval"
     assert S.ROLLED_BACK.event == "promoflow.promotion.rolled-back"
     assert transition("pending", "merged") is S.MERGED  # the records' strings are accepted
+
+
+def test_which_states_are_ended() -> None:
+    ended = ["succeeded", "rejected", "failed", "rolled_back", "superseded", "expired", "cancelled"]
+    assert [s.value for s in PromotionState if s.ended] == ended
+    assert [s.value for s in PromotionState if not s.ended] == [
+        "pending",
+        "awaiting_approval",
+        "approved",
+        "merged",
+        "applied",
+        "verified",
+    ]
+    assert S.AWAITING_APPROVAL.words == "awaiting approval"
