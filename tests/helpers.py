@@ -136,7 +136,7 @@ class Receiving:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for(self._up, timeout=60, what="the webhook receiver to answer", every=0.2)
+        wait_for(self._up, timeout=240, what="the webhook receiver to answer", every=0.2)
         return self
 
     @property
