@@ -136,7 +136,7 @@ class Receiving:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for(self._up, timeout=60, what="the webhook receiver to answer", every=0.2)
+        wait_for(self._up, timeout=240, what="the webhook receiver to answer", every=0.2)
         return self
 
     @property
@@ -181,6 +181,24 @@ def served(sandbox: Sandbox, log: Path, env: dict[str, str] | None = None) -> It
         yield running
     finally:
         running.stop(signal.SIGKILL)
+        drop_interval_runs()
+
+
+def drop_interval_runs() -> None:
+    """What the served `watch` and `reconcile` (one run at a time each) leave on the session's Prefect server for the
+    next test that serves them: their interval runs, due while nothing serves them, are dropped; a run killed with
+    the serve process is marked crashed, or it would hold the deployment's one slot until its lease (300 s) ends."""
+    api = os.environ["PREFECT_API_URL"]
+    query = {
+        "deployments": {"name": {"any_": ["watch", "reconcile"]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED", "PENDING", "RUNNING"]}}},
+    }
+    for run in httpx.post(f"{api}/flow_runs/filter", json=query, timeout=30).json():
+        if run["state_type"] != "SCHEDULED":
+            state = {"type": "CRASHED", "name": "Crashed", "message": "its serve process was killed"}
+            httpx.post(f"{api}/flow_runs/{run['id']}/set_state", json={"state": state, "force": True}, timeout=30)
+        elif run["auto_scheduled"]:
+            httpx.delete(f"{api}/flow_runs/{run['id']}", timeout=30)
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from tests.helpers import (
     run_state,
     served,
     start_cli,
+    status_of,
     wait_for,
 )
 from tests.registry_fixtures import Pushed, push_index
@@ -51,6 +52,8 @@ from tests.test_webhooks import github_headers
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
 WEBHOOK_SECRET = "durable-webhook-secret-0c41f9"
+# The served watch and reconcile at start only (not every minute, every 30 s): runs only where a test wants them.
+RARELY = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
 
 
 @pytest.fixture(autouse=True)
@@ -85,12 +88,6 @@ def paused_waiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
 def hosted_by(run_id: str, receiver: Receiving) -> bool:
     """Prefect names the receiver's process as the one running the flow run."""
     return bool(flow_run(run_id)["infrastructure_pid"] == f"{socket.gethostname()}:{receiver.pid}")
-
-
-def status_of(sandbox: Sandbox, env: str) -> dict[str, Any]:
-    rows = sandbox.cli_json("status")
-    assert isinstance(rows, list)
-    return next(r for r in rows if r["app"] == "web" and r["environment"] == env)
 
 
 @pytest.mark.parametrize("crash", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
@@ -148,10 +145,9 @@ def test_a_woken_run_is_not_carried_on_twice_before_it_reaches_its_promotion(san
     sandbox.publish("1.2.0")
     assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
     log = tmp_path / "serve.log"
-    with served(sandbox, log) as serving:
+    with served(sandbox, log, env=RARELY) as serving:
         assert sandbox.cli("promote", "web", "--to", "staging", "--no-wait", env=REQUESTER).returncode == 0
-        staging = wait_for(lambda: suspended_waiting(sandbox, "staging"), timeout=120, what="staging to wait")
-        wait_for(serving.idle, timeout=60, what="the suspended run's process to exit")
+        staging = wait_for(lambda: suspended_waiting(sandbox, "staging"), timeout=240, what="staging to wait")
         serving.stop(signal.SIGKILL)
     run = staging["flow_run_id"]
     assert "put back on the schedule" in sandbox.cli("approve", str(staging["id"]), "--as", "uma").stdout
@@ -163,8 +159,8 @@ def test_a_woken_run_is_not_carried_on_twice_before_it_reaches_its_promotion(san
     assert promotion(sandbox, staging["id"])["flow_run_id"] == run
 
     set_state(run, "SCHEDULED", "Scheduled")  # back to the schedule: the next serve process runs it
-    with served(sandbox, log):
-        wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=120, what="the run to complete")
+    with served(sandbox, log, env=RARELY):
+        wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=240, what="the run to complete")
     assert promotion(sandbox, staging["id"])["state"] == "succeeded"
     assert len(merges(sandbox, "env/staging")) == 1
 
@@ -183,7 +179,7 @@ def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts(
         with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
             with httpx.Client(base_url=registry.url, timeout=10) as http:
                 push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
-            staging = wait_for(lambda: paused_waiting(sandbox, "staging"), timeout=120, what="staging to wait")
+            staging = wait_for(lambda: paused_waiting(sandbox, "staging"), timeout=240, what="staging to wait")
             run = staging["flow_run_id"]  # the pipeline's: every environment's promotion runs in it
             assert hosted_by(run, receiver)
             receiver.stop(crash)
@@ -198,19 +194,19 @@ def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts(
         assert merges(sandbox, "env/staging") == []  # recorded, not acted on: the pipeline belongs to its receiver
 
         with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
-            prod = wait_for(lambda: paused_waiting(sandbox, "prod"), timeout=120, what="prod to wait")
+            prod = wait_for(lambda: paused_waiting(sandbox, "prod"), timeout=240, what="prod to wait")
             assert prod["flow_run_id"] == run
             receiver.stop(crash)
         with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
             wait_for(
                 lambda: hosted_by(run, receiver) and run_state(run)[0] == "PAUSED",
-                timeout=120,
+                timeout=240,
                 what="the restarted receiver to take the run over",
             )
             approved = sandbox.cli("approve", str(prod["id"]), "--as", "uma")
             assert approved.returncode == 0, approved.stderr
             assert "sees the decision within seconds" in approved.stdout
-            wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=120, what="the pipeline run to complete")
+            wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=240, what="the pipeline run to complete")
     finally:
         registry.stop()
 
@@ -235,17 +231,17 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp
     once."""
     # Only the delivery can wake it (its poll is an hour away), or only the poll can (no delivery).
     poll = {"webhook": 3600, "poll": 12}[told]
-    rarely = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
     log = tmp_path / "serve.log"
     with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
         dev_checked = "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n"
         configure(sandbox, github_section(github.url, poll_seconds=poll), dev_checked)
         sandbox.publish("1.2.0")
-        with served(sandbox, log, env={**PEOPLE, **rarely}) as serving:
+        with served(sandbox, log, env={**PEOPLE, **RARELY}) as serving:
             submitted = sandbox.cli("promote", "web", "--to", "dev", "--no-wait", env=PEOPLE)
             assert submitted.returncode == 0, submitted.stderr
-            dev = wait_for(lambda: suspended_waiting(sandbox, "dev"), timeout=120, what="dev to wait for its check")
-            wait_for(serving.idle, timeout=60, what="the suspended run's process to exit")
+            dev = wait_for(lambda: suspended_waiting(sandbox, "dev"), timeout=240, what="dev to wait for its check")
+            # a reconcile killed mid-run would hold the deployment's one slot for 300 s
+            wait_for(serving.idle, timeout=240, what="no run in progress")
             serving.stop(signal.SIGKILL)
 
         # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
@@ -260,15 +256,15 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp
         if told == "webhook":
             deliver_status(sandbox, pull.head.sha)
             # the delivery became the event whose trigger asks for a reconcile, to run when a process serves it
-            wait_for(lambda: reconcile_runs_woken_by(f"{EVENT_PREFIX}status"), timeout=60, what="a reconcile run")
-        restarted = {**PEOPLE, **(rarely if told == "webhook" else {"PROMOFLOW_RECONCILE_INTERVAL": "2"})}
+            wait_for(lambda: reconcile_runs_woken_by(f"{EVENT_PREFIX}status"), timeout=240, what="a reconcile run")
+        restarted = {**PEOPLE, **(RARELY if told == "webhook" else {"PROMOFLOW_RECONCILE_INTERVAL": "2"})}
         with served(sandbox, log, env=restarted):
             done = wait_for(
                 lambda: (p := promotion(sandbox, dev["id"]))["state"] == "succeeded" and p,
-                timeout=120,
+                timeout=240,
                 what="the promotion to complete",
             )
-            wait_for(lambda: run_state(dev["flow_run_id"])[0] == "COMPLETED", timeout=60, what="its run to complete")
+            wait_for(lambda: run_state(dev["flow_run_id"])[0] == "COMPLETED", timeout=240, what="its run to complete")
 
         assert done["flow_run_id"] == dev["flow_run_id"]  # the suspended run went on: no second one
         assert merged(github, pull.number) and len(pulls(github)) == 1
