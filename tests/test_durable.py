@@ -23,7 +23,17 @@ import httpx
 import pytest
 
 from tests.conftest import Sandbox
-from tests.helpers import REQUESTER, awaiting, history, promotion, run_state, served, start_cli, wait_for
+from tests.helpers import (
+    REQUESTER,
+    awaiting,
+    history,
+    promotion,
+    run_state,
+    served,
+    start_cli,
+    status_of,
+    wait_for,
+)
 
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
@@ -48,12 +58,6 @@ def suspended_waiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
     if found and run_state(found["flow_run_id"]) == ("PAUSED", "Suspended"):
         return found
     return None
-
-
-def status_of(sandbox: Sandbox, env: str) -> dict[str, Any]:
-    rows = sandbox.cli_json("status")
-    assert isinstance(rows, list)
-    return next(r for r in rows if r["app"] == "web" and r["environment"] == env)
 
 
 @pytest.mark.parametrize("crash", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
