@@ -366,8 +366,9 @@ def test_a_progress_deadline_from_before_the_change_is_not_this_rollouts_failure
 
     def web(deadline_updated: str, replicas: int) -> dict[str, Any]:
         condition = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
-        status = {"observedGeneration": 3, "replicas": replicas, "updatedReplicas": 1, "readyReplicas": 1}
-        status |= {"availableReplicas": 1, "conditions": [{**condition, "lastUpdateTime": deadline_updated}]}
+        status: dict[str, Any] = {"observedGeneration": 3, "replicas": replicas, "updatedReplicas": 1}
+        status |= {"readyReplicas": 1, "availableReplicas": 1}
+        status["conditions"] = [{**condition, "lastUpdateTime": deadline_updated}]
         return {"metadata": {"generation": 3}, "spec": {"replicas": 1}, "status": status}
 
     assert workload_state(web(before, 2), ref, stale_deadline=before) == (
