@@ -351,6 +351,34 @@ def test_rollout_status_healthy_slow_and_never_ready(
     )
     assert slow.healthy  # unchanged: nothing to roll out
 
+    # rolled back: a real controller keeps reporting the deadline until the broken pod is gone; not a failure
+    back = target.apply("roll", "dev", [deployment("fine", "shop/fine:1"), deployment("slow-one", "shop/slow:1", 3)])
+    assert list(back.stale_deadlines) == [applied[0]]
+    [fine, _] = rollout_status(
+        target, applied, timeout_seconds=60, poll_seconds=0.05, stale_deadlines=back.stale_deadlines
+    )
+    assert fine.healthy, fine.message
+
+
+def test_a_progress_deadline_from_before_the_change_is_not_this_rollouts_failure() -> None:
+    ref = ObjectRef("apps/v1", "Deployment", "shop", "web")
+    before = "2026-12-04T19:00:00Z"
+
+    def web(deadline_updated: str, replicas: int) -> dict[str, Any]:
+        condition = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+        status: dict[str, Any] = {"observedGeneration": 3, "replicas": replicas, "updatedReplicas": 1}
+        status |= {"readyReplicas": 1, "availableReplicas": 1}
+        status["conditions"] = [{**condition, "lastUpdateTime": deadline_updated}]
+        return {"metadata": {"generation": 3}, "spec": {"replicas": 1}, "status": status}
+
+    assert workload_state(web(before, 2), ref, stale_deadline=before) == (
+        "progressing",
+        "Deployment shop/web: 1 old replicas pending termination",
+    )
+    assert workload_state(web(before, 1), ref, stale_deadline=before)[0] == "rolled_out"
+    assert workload_state(web("2026-12-04T19:00:09Z", 2), ref, stale_deadline=before)[0] == "failed"  # a new one
+    assert workload_state(web(before, 2), ref)[0] == "failed"
+
 
 def workload(kind: str, name: str, image: str, replicas: int | None = None) -> dict[str, Any]:
     obj = deployment(name, image, replicas or 1)

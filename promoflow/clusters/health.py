@@ -2,17 +2,20 @@
 
 The rules are `kubectl rollout status`'s: a workload is rolled out when its controller has observed the
 latest generation and every desired replica is updated, ready and available. A Deployment the controller
-gave up on (Progressing=False, ProgressDeadlineExceeded) fails at once: waiting longer cannot help.
+gave up on (Progressing=False, ProgressDeadlineExceeded) fails at once: waiting longer cannot help. Except
+when that condition is older than the change: rolled back to a ReplicaSet that is still available, a real
+deployment controller keeps the failed rollout's condition until the newer pods are gone, and `kubectl rollout
+status` would fail a rollback that is about to succeed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from promoflow.clusters.kubernetes import ObjectRef
+from promoflow.clusters.kubernetes import ObjectRef, progress_deadline_exceeded
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 State = Literal["rolled_out", "progressing", "failed"]
@@ -40,8 +43,11 @@ def rollout_status(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    stale_deadlines: Mapping[ObjectRef, str] | None = None,
 ) -> list[RolloutResult]:
     """Wait until every workload in `refs` is rolled out; other kinds are not checked.
+
+    `stale_deadlines`: the progress deadline conditions (by lastUpdateTime) the apply found already there.
 
     Stops at the first failure (a promotion fails as a whole), reporting the workloads still rolling out
     as unhealthy with what was last seen; on timeout, likewise for every workload not yet rolled out.
@@ -51,7 +57,7 @@ def rollout_status(
     deadline = clock() + timeout_seconds
     while pending:
         for ref in list(pending):
-            state, message = workload_state(target.get(ref), ref)
+            state, message = workload_state(target.get(ref), ref, (stale_deadlines or {}).get(ref))
             if state == "progressing":
                 pending[ref] = message
                 continue
@@ -74,18 +80,20 @@ def _ordered(
     return [results[ref] for ref in refs if ref in results]
 
 
-def workload_state(obj: dict[str, Any] | None, ref: ObjectRef) -> tuple[State, str]:
-    """Where one workload's rollout is, with a message saying so."""
+def workload_state(obj: dict[str, Any] | None, ref: ObjectRef, stale_deadline: str | None = None) -> tuple[State, str]:
+    """Where one workload's rollout is, with a message saying so.
+
+    A progress deadline condition last updated at `stale_deadline` was there before the change: not a failure.
+    """
     if obj is None:
         return "progressing", f"{ref} does not exist (yet)"
     metadata, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     generation = metadata.get("generation") or 0
     if (status.get("observedGeneration") or 0) < generation:
         return "progressing", f"waiting for the {ref.kind} controller to observe generation {generation}"
-    if ref.kind == "Deployment":
-        for condition in status.get("conditions") or []:
-            if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-                return "failed", f"{ref} exceeded its progress deadline: {condition.get('message', '')}".rstrip(": ")
+    condition = progress_deadline_exceeded(obj) if ref.kind == "Deployment" else None
+    if condition and (stale_deadline is None or str(condition.get("lastUpdateTime") or "") != stale_deadline):
+        return "failed", f"{ref} exceeded its progress deadline: {condition.get('message', '')}".rstrip(": ")
     if ref.kind == "DaemonSet":
         desired = status.get("desiredNumberScheduled") or 0
         counts = {

@@ -98,6 +98,9 @@ class ApplyResult:
     pruned: list[ObjectRef]  # deleted (or, on a dry run, that would be)
     requests: int  # API requests made (discovery excluded)
     terminating: list[ObjectRef] = field(default_factory=list)  # pruned, gone once their finalizers have run
+    # Deployments this apply changed while they still reported an earlier rollout's progress deadline: the
+    # lastUpdateTime of that condition, which is not this rollout's failure (see health.workload_state)
+    stale_deadlines: dict[ObjectRef, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,7 @@ class KubernetesTarget:
         desired = self._prepare(app, environment, objects)
         live = self._inventory(app, environment, desired, previous)
         applied, changed = [], []
+        stale_deadlines: dict[ObjectRef, str] = {}
         for obj in desired:
             ref = ObjectRef.of(obj)
             applied.append(ref)
@@ -255,10 +259,12 @@ class KubernetesTarget:
             result = self._apply_one(obj, force=force, dry_run=dry_run)
             if before is None or before["metadata"]["resourceVersion"] != result["metadata"]["resourceVersion"]:
                 changed.append(ref)
+                if ref.kind == "Deployment" and (condition := progress_deadline_exceeded(result)):
+                    stale_deadlines[ref] = str(condition.get("lastUpdateTime") or "")
             if ref.kind == "CustomResourceDefinition" and not dry_run:
                 self._await_established(ref)  # its custom resources come next
         pruned, terminating = self._prune(live, {ref.key for ref in applied}, dry_run=dry_run)
-        return ApplyResult(applied, changed, pruned, self._requests, terminating)
+        return ApplyResult(applied, changed, pruned, self._requests, terminating, stale_deadlines)
 
     def diff(
         self, app: str, environment: str, objects: Sequence[Manifest], *, previous: Sequence[ObjectRef] = ()
@@ -508,6 +514,14 @@ def _defined_kinds(objects: Iterable[Manifest]) -> dict[tuple[str, str], bool]:
         if isinstance(spec, dict) and isinstance(spec.get("names"), dict):
             defined[str(spec.get("group")), str(spec["names"].get("kind"))] = spec.get("scope") != "Cluster"
     return defined
+
+
+def progress_deadline_exceeded(deployment: Manifest) -> dict[str, Any] | None:
+    """The Deployment's Progressing condition if it says the controller gave up (ProgressDeadlineExceeded)."""
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            return dict(condition)
+    return None
 
 
 def in_effect(desired: Manifest, live: Manifest) -> bool:

@@ -36,10 +36,21 @@ class AppliedObject(BaseModel):
     kind: str
     namespace: str | None = None
     name: str
+    stale_deadline: str | None = Field(
+        None,
+        description="a Deployment changed while it still reported an earlier rollout's progress deadline: "
+        "that condition's lastUpdateTime, which verification does not count as this rollout failing",
+    )
 
     @classmethod
-    def of(cls, ref: ObjectRef) -> AppliedObject:
-        return cls(api_version=ref.api_version, kind=ref.kind, namespace=ref.namespace, name=ref.name)
+    def of(cls, ref: ObjectRef, stale_deadline: str | None = None) -> AppliedObject:
+        return cls(
+            api_version=ref.api_version,
+            kind=ref.kind,
+            namespace=ref.namespace,
+            name=ref.name,
+            stale_deadline=stale_deadline,
+        )
 
     def ref(self) -> ObjectRef:
         from promoflow.clusters.kubernetes import ObjectRef

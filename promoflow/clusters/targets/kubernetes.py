@@ -39,7 +39,7 @@ class KubernetesApply:
             ctx.log.info("Pruned, still terminating until their finalizers finish: %s", ", ".join(terminating))
         return Applied(
             target=self.name,
-            applied=[AppliedObject.of(r) for r in result.applied],
+            applied=[AppliedObject.of(r, result.stale_deadlines.get(r)) for r in result.applied],
             changed=[str(r) for r in result.changed],
             pruned=[str(r) for r in result.pruned],
             terminating=terminating,
@@ -50,7 +50,12 @@ class KubernetesApply:
         """Wait for the workloads this promotion applied to roll out; the first that cannot fails it."""
         env = self.environment
         with self.project.cluster(env) as cluster:
-            results = rollout_status(cluster, [o.ref() for o in applied.applied], env.cluster.rollout_timeout_seconds)
+            results = rollout_status(
+                cluster,
+                [o.ref() for o in applied.applied],
+                env.cluster.rollout_timeout_seconds,
+                stale_deadlines={o.ref(): o.stale_deadline for o in applied.applied if o.stale_deadline is not None},
+            )
         failed = [r for r in results if not r.healthy]
         if failed:
             raise VerificationFailed(
