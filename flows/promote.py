@@ -27,12 +27,16 @@ def promote(
     config: str = settings.FROM_ENVIRONMENT,
     kind: str = "promotion",
     rollback_of: int | None = None,
+    override_reason: str | None = None,
 ) -> int:
     """Promote `release` (id, label or tag; newest by policy if omitted) of `app` into `environment`.
+    `override_reason`: the requester, one of the environment's `override_by`, lets it through freezes and windows.
 
     Re-running it after a crash resumes the same promotion: every step finds what it already did.
     """
-    pid = run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
+    pid = run_promotion(
+        app, environment, release, requested_by, reason, config, kind, rollback_of, override_reason=override_reason
+    )
     return finished(config, [pid], pid)
 
 
@@ -61,6 +65,7 @@ def run_promotion(
     rollback_of: int | None = None,
     bundle_id: str | None = None,
     rename_run: bool = True,
+    override_reason: str | None = None,
 ) -> int:
     """One promotion, inside whichever flow run calls it (`promote`, or `pipeline` for each environment: one run
     for the whole walk, its waits suspending or pausing that run). Returns the promotion's id; raises when it
@@ -70,7 +75,7 @@ def run_promotion(
     p = project(config)
     db = p.db
     requester = requested_by or settings.current_user()
-    promotion = start(p, app, environment, release, requester, kind, reason, rollback_of, bundle_id)
+    promotion = start(p, app, environment, release, requester, kind, reason, rollback_of, bundle_id, override_reason)
     pid = promotion.id
     assert pid is not None
     db.update_promotion(pid, flow_run_id=_flow_run_id(), runner=runner_id())

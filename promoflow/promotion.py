@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
-from promoflow import releases
+from promoflow import holds, releases
 from promoflow.config import App, Group
 from promoflow.errors import NotFound, TerminalError
 from promoflow.gitops.manifests import find_images
@@ -56,21 +57,29 @@ def start(
     reason: str = "",
     rollback_of: int | None = None,
     bundle_id: str | None = None,
+    override_reason: str | None = None,
 ) -> Promotion:
     """The promotion to run: the unfinished one of this release (resumed after a crash), or a new one.
+    `override_reason`: the requester lets it through the environment's freezes and windows, for that reason.
 
-    Raises a terminal error, changing nothing, for unknown apps, environments and releases.
+    Raises a terminal error, changing nothing, for unknown apps, environments and releases, and for an override
+    the requester may not give.
     """
     config = project.config
     app_config = config.app(app)
     config.previous(app, environment)  # validates the environment is on the app's route
+    if override_reason is not None:
+        holds.check_override(config.environment(environment), requested_by, override_reason)
+    override: dict[str, Any] = (
+        {"overridden_by": requested_by, "override_reason": override_reason} if override_reason else {}
+    )
     release = releases.resolve(project.db, app_config, sources(project, app_config), release_ref, "oci-layout")
     existing = project.db.open_promotion(app, environment, release.id)
     if existing and existing.id is not None:
         _refuse_if_running_elsewhere(existing)
         if existing.runner and existing.runner != runner_id():
             project.db.interrupt_steps(existing.id, f"the process running it ({existing.runner}) ended first")
-        return existing
+        return project.db.update_promotion(existing.id, **override) if override else existing
     return project.db.create_promotion(
         Promotion(
             app=app,
@@ -81,6 +90,7 @@ def start(
             reason=reason,
             rollback_of=rollback_of,
             bundle_id=bundle_id,
+            **override,
         )
     )
 

@@ -3,110 +3,16 @@ fakes of the forge and the cluster target, and a clock the test moves. Seconds, 
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-import pytest
-
-from promoflow import demo
 from promoflow.engine.context import Context
 from promoflow.engine.results import Gate, RetryAfter, Terminal, Wait
 from promoflow.engine.runner import advance, run_step
 from promoflow.engine.states import PromotionState
 from promoflow.engine.steps import load
 from promoflow.forges import Request, ReviewDecision
-from promoflow.project import Project
-from promoflow.promotion import start
-from promoflow.records import Approval
 from promoflow.sources import oci_layout
-from tests.unit.fakes import EventLog, FakeClock, FakeForge, FakeTarget
+from tests.unit.world import World
 
 S = PromotionState
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    demo.write_config(tmp_path)
-    demo.build_sandbox(tmp_path)
-    oci_layout.publish(tmp_path / ".promoflow" / "demo" / "oci" / "web", "1.2.0")
-    return Project.load(tmp_path / "promotions.yaml")
-
-
-class World:
-    """One project, its fakes, and the promotions started in it."""
-
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.clock = FakeClock()
-        self.events = EventLog()
-        self.forge = FakeForge()
-        self.target = FakeTarget()
-
-    def promote(self, env: str, release: str = "1.2.0", requester: str = "rita", kind: str = "promotion") -> Context:
-        promotion = start(self.project, "web", env, release, requester, kind)
-        assert promotion.id is not None
-        return self.context(promotion.id)
-
-    def context(self, pid: int) -> Context:
-        return Context(
-            self.project,
-            pid,
-            clock=self.clock,
-            events=self.events,
-            forge_override=self.forge,
-            target_override=self.target,
-        )
-
-    def decide(self, ctx: Context, who: str, decision: str = "approve", source: str = "cli") -> None:
-        from promoflow.approvals import judge
-
-        promotion = ctx.promotion
-        policy = self.project.config.environment(promotion.environment).approval
-        verdict = judge(
-            policy, promotion.requested_by, who, source, decision, self.project.db.approvals(ctx.promotion_id)
-        )
-        self.project.db.add_approval(
-            Approval(
-                promotion_id=ctx.promotion_id,
-                approver=who,
-                decision=decision,
-                source=source,
-                counted=verdict.counted,
-                reason=verdict.reason,
-            )
-        )
-
-    def merged(self, ctx: Context) -> bool:
-        return ctx.promotion.request_branch in self.forge.merged
-
-    def state(self, ctx: Context) -> PromotionState:
-        return PromotionState(ctx.promotion.state)
-
-    def through_dev(self) -> None:
-        assert advance(self.promote("dev")) is None
-
-    def use_github(self) -> None:
-        """`forge: github` in promotions.yaml (the fake forge stands in for it; no token is read)."""
-        self.configure(
-            "  forge: local                    # promotion requests are branches + records, merged by promoflow\n",
-            "  forge: github\n  github: {repository: acme/deploy, token: 'env:NO_TOKEN_NEEDED'}\n",
-        )
-        path = self.project.config_path
-        path.write_text(re.sub(r"sources: \[ui, cli\].*", "sources: [forge]", path.read_text()))
-        self.project = Project.load(path)
-
-    def configure(self, old: str, new: str) -> None:
-        """Edit promotions.yaml (the demo's) and load it again."""
-        path = self.project.config_path
-        text = path.read_text()
-        assert old in text, old
-        path.write_text(text.replace(old, new, 1))
-        self.project = Project.load(path)
-
-
-@pytest.fixture
-def world(project: Project) -> World:
-    return World(project)
 
 
 def test_a_promotion_without_approvals_goes_all_the_way_in_one_walk(world: World) -> None:

@@ -1,0 +1,89 @@
+"""Step: whether the release may enter the environment now, right before its merge: not while a freeze holds the
+environment, not outside its windows. A promotion held here waits (its request open, its approvals kept) and
+goes on when the freeze ends or is lifted, or the window opens. An override by one of the environment's
+`override_by` lets it through, recorded. Rollbacks are never held: they restore what was good."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from promoflow import holds, timing
+from promoflow.engine.results import Done, Gate, StepResult, Wait, Waiting
+from promoflow.engine.steps import register
+from promoflow.engine.steps.prepare import changed
+
+if TYPE_CHECKING:
+    from promoflow.engine.context import Context
+
+
+class Entered(BaseModel):
+    at: datetime
+    overrode: list[str] = Field(default_factory=list, description="the freezes and closed windows it went through")
+
+
+@register
+class Entry:
+    name = "entry"
+    output = Entered
+
+    def applies(self, ctx: Context) -> bool:
+        return changed(ctx) and ctx.promotion.kind != "rollback"
+
+    def run(self, ctx: Context) -> StepResult:
+        p, promotion = ctx.project, ctx.promotion
+        env = p.config.environment(promotion.environment)
+        now = ctx.clock.now()
+        overrode: list[str] = []
+        frozen = holds.freezes(p, env.name, now)
+        if frozen and promotion.overridden_by:
+            overrode += [f"freeze {f.describe()}" for f in frozen]
+        elif frozen:
+            lifted = any(f.id is not None for f in frozen)
+            return self._wait(
+                ctx,
+                Gate.FREEZE,
+                f"the freeze of {env.name} to end: " + "; ".join(f.describe() for f in frozen),
+                holds.thaw(frozen),
+                [f"promoflow unfreeze {env.name}"] if lifted else [],
+            )
+        openings = [w.opening() for w in env.windows]
+        if openings and not any(o.open_at(now) for o in openings):
+            if promotion.overridden_by:
+                overrode.append(f"closed windows ({', '.join(w.describe() for w in env.windows)})")
+            else:
+                opens = timing.first_opening(openings, now)
+                when = f"next at {holds.stamp(opens)}" if opens else "none within a year"
+                return self._wait(
+                    ctx,
+                    Gate.WINDOW,
+                    f"a window of {env.name} to open ({', '.join(w.describe() for w in env.windows)}; {when})",
+                    opens,
+                    [],
+                )
+        if overrode:
+            ctx.log.warning(
+                "Promotion %s goes through %s: overridden by %s (%s)",
+                ctx.promotion_id,
+                "; ".join(overrode),
+                promotion.overridden_by,
+                promotion.override_reason,
+            )
+        return Done(Entered(at=now, overrode=overrode))
+
+    def _wait(self, ctx: Context, gate: Gate, summary: str, until: datetime | None, decide: list[str]) -> Wait:
+        promotion = ctx.promotion
+        env = ctx.project.config.environment(promotion.environment)
+        if env.override_by:
+            release = ctx.project.db.get_release(promotion.release_id).label
+            decide = [
+                *decide,
+                f"promoflow promote {promotion.app} --to {env.name} --release {release} --override-freeze "
+                f"--reason TEXT (by {', '.join(env.override_by)})",
+            ]
+        now = ctx.clock.now()
+        return Wait(
+            Waiting(step=self.name, gate=gate, summary=summary, since=ctx.started or now, wake_at=until, decide=decide)
+        )

@@ -1,0 +1,79 @@
+"""What keeps a release out of an environment for now: freezes (planned in promotions.yaml, or from `promoflow
+freeze`) and windows; and who may override them. Pure reads of the config and the records at a given moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from promoflow.approvals import same_person
+from promoflow.config import Environment
+from promoflow.errors import TerminalError
+from promoflow.project import Project
+from promoflow.records import _utc
+
+PLANNED = "promotions.yaml"
+
+
+@dataclass(frozen=True)
+class ActiveFreeze:
+    environment: str
+    reason: str
+    since: datetime
+    until: datetime | None  # None: until someone lifts it
+    by: str  # who froze it; `promotions.yaml` for a planned freeze
+    id: int | None = None  # a freeze from the command line, in the records
+
+    def describe(self) -> str:
+        """`year-end (promotions.yaml, until 2027-01-04 00:00 UTC)`."""
+        end = f"until {stamp(self.until)}" if self.until else "until lifted"
+        return f"{self.reason} ({self.by}, {end})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "reason": self.reason,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat() if self.until else None,
+            "by": self.by,
+            "source": PLANNED if self.id is None else "promoflow freeze",
+        }
+
+
+def stamp(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def freezes(project: Project, environment: str, at: datetime) -> list[ActiveFreeze]:
+    """The freezes holding promotions into `environment` at `at`: planned ones first, then the command line's."""
+    planned = [
+        ActiveFreeze(f.environment, f.reason, f.start.astimezone(UTC), f.end.astimezone(UTC), PLANNED)
+        for f in project.config.freezes
+        if f.environment == environment and f.start <= at < f.end
+    ]
+    recorded = [
+        ActiveFreeze(f.environment, f.reason, _utc(f.since), _utc(f.until), f.frozen_by, f.id)  # type: ignore[arg-type]
+        for f in project.db.freezes(environment, at)
+    ]
+    return planned + recorded
+
+
+def thaw(active: list[ActiveFreeze]) -> datetime | None:
+    """When every one of `active` has ended by itself; None if one lasts until lifted."""
+    ends = [f.until for f in active]
+    return None if any(end is None for end in ends) else max(e for e in ends if e is not None)
+
+
+def may_override(env: Environment, who: str) -> bool:
+    return any(same_person(who, person) for person in env.override_by)
+
+
+def check_override(env: Environment, who: str, reason: str) -> None:
+    """Refuse, with what to do, an override of freezes and windows that `who` may not give or gives no reason for."""
+    if not may_override(env, who):
+        allowed = ", ".join(env.override_by) or "nobody (set `override_by` on the environment in promotions.yaml)"
+        raise TerminalError(f"{who} may not override {env.name}'s freezes and windows: allowed are {allowed}.")
+    if not reason.strip():
+        raise TerminalError("An override needs a reason: add --reason TEXT (it is kept in the records).")

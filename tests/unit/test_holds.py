@@ -1,0 +1,160 @@
+"""Freezes and windows in the engine, with a clock the test moves: a promotion held at the door of an environment
+waits (nothing merged) and goes on when the freeze ends or is lifted, or a window opens, daylight saving included;
+an override by a listed person goes through, recorded; a rollback is never held."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from promoflow import holds
+from promoflow.engine.context import Context
+from promoflow.engine.results import Gate, Wait, Waiting
+from promoflow.engine.runner import advance
+from promoflow.engine.states import PromotionState
+from promoflow.errors import TerminalError
+from promoflow.records import Freeze
+from promoflow.waits import waits
+from tests.unit.world import World
+
+S = PromotionState
+NO_APPROVAL = ("required: 1                 # one approval before the merge", "required: 0")
+STAGING = "    branch: env/staging\n"
+
+
+def held(world: World, gate: Gate) -> tuple[Context, Waiting]:
+    """A promotion into staging (dev done first, no approval needed) that waits at the door for `gate`."""
+    world.through_dev()
+    world.configure(*NO_APPROVAL)
+    ctx = world.promote("staging")
+    result = advance(ctx)
+    assert isinstance(result, Wait) and result.waiting.gate == gate, result
+    assert result.waiting.step == "entry" and not world.merged(ctx) and world.forge.opened
+    return ctx, result.waiting
+
+
+def staging_merged(world: World) -> bool:
+    return any(branch.startswith("promoflow/staging/") for branch in world.forge.merged)
+
+
+def test_a_planned_freeze_holds_a_promotion_until_it_ends(world: World) -> None:
+    world.extend(
+        "freezes:\n"
+        "  - environment: staging\n"
+        "    start: 2026-12-04T00:00:00+01:00\n"
+        "    end: 2026-12-04T12:00:00+01:00\n"
+        "    reason: launch week\n"
+    )
+    ctx, waiting = held(world, Gate.FREEZE)
+    end = datetime(2026, 12, 4, 11, 0, tzinfo=UTC)
+    assert waiting.wake_at == end
+    assert waiting.summary == "the freeze of staging to end: launch week (promotions.yaml, until 2026-12-04 11:00 UTC)"
+    world.clock.at = end - timedelta(seconds=1)
+    assert isinstance(advance(ctx), Wait) and not staging_merged(world)
+    (shown,) = waits(world.project, "web", "staging")
+    assert (shown.gate, shown.until) == ("freeze", end)
+    world.clock.at = end
+    assert advance(ctx) is None and staging_merged(world)
+    entered = world.project.db.last_step(ctx.promotion_id, "entry")
+    assert entered is not None and entered.outcome == "succeeded" and '"overrode": []' in entered.detail
+
+
+def test_a_freeze_from_the_command_line_holds_until_it_is_lifted_and_a_rollback_goes_through(world: World) -> None:
+    db = world.project.db
+    db.freeze(Freeze(environment="staging", reason="incident 42", frozen_by="olga", since=world.clock.now()))
+    ctx, waiting = held(world, Gate.FREEZE)
+    assert waiting.wake_at is None and waiting.decide == ["promoflow unfreeze staging"]
+    assert "incident 42 (olga, until lifted)" in waiting.summary
+    world.clock.advance(7 * 86400)
+    assert isinstance(advance(ctx), Wait) and not staging_merged(world)
+
+    (lifted,) = db.lift_freezes("staging", "olga", world.clock.now())
+    assert lifted.lifted_by == "olga" and db.freezes("staging", world.clock.now()) == []
+    assert advance(ctx) is None and staging_merged(world)
+
+    db.freeze(Freeze(environment="staging", reason="again", frozen_by="olga", since=world.clock.now()))
+    rollback = world.promote("staging", "1.1.0", kind="rollback")
+    assert advance(rollback) is None and world.state(rollback) == S.SUCCEEDED
+
+
+def test_an_override_goes_through_a_freeze_and_a_closed_window_only_by_a_listed_person(world: World) -> None:
+    world.configure(STAGING, STAGING + "    override_by: [Alice]\n    windows: [{days: [sat], hours: 01:00-02:00}]\n")
+    world.project.db.freeze(Freeze(environment="staging", reason="year end", frozen_by="olga", since=world.clock.now()))
+    world.through_dev()
+    world.configure(*NO_APPROVAL)
+    with pytest.raises(TerminalError, match="rita may not override staging's freezes and windows: allowed are Alice"):
+        world.promote("staging", override_reason="hotfix")
+    with pytest.raises(TerminalError, match="needs a reason"):
+        world.promote("staging", requester="alice", override_reason=" ")
+    assert world.project.db.promotions("web", "staging") == []  # a refusal changes nothing
+
+    ctx = world.promote("staging", requester="alice", override_reason="CVE-2026-1234 fix")
+    assert advance(ctx) is None and staging_merged(world)
+    promotion = ctx.promotion
+    assert (promotion.overridden_by, promotion.override_reason) == ("alice", "CVE-2026-1234 fix")
+    entered = world.project.db.last_step(ctx.promotion_id, "entry")
+    assert entered is not None
+    assert "freeze year end (olga, until lifted)" in entered.detail and "closed windows" in entered.detail
+
+
+def test_the_override_command_is_offered_to_a_held_promotion(world: World) -> None:
+    world.configure(STAGING, STAGING + "    override_by: [alice, bob]\n")
+    world.project.db.freeze(Freeze(environment="staging", reason="r", frozen_by="olga", since=world.clock.now()))
+    assert held(world, Gate.FREEZE)[1].decide == [
+        "promoflow unfreeze staging",
+        "promoflow promote web --to staging --release 1.2.0 --override-freeze --reason TEXT (by alice, bob)",
+    ]
+
+
+def test_a_window_opening_while_a_promotion_waits_across_a_daylight_saving_change(world: World) -> None:
+    """Berlin moves its clocks forward on Sunday 28 March 2027: Monday's 09:00 is 07:00 UTC, not 08:00."""
+    world.configure(
+        STAGING,
+        STAGING + "    windows: [{days: [mon, tue, wed, thu, fri], hours: 09:00-17:00, timezone: Europe/Berlin}]\n",
+    )
+    world.clock.at = datetime(2027, 3, 26, 15, 30, tzinfo=UTC)  # Friday 16:30 in Berlin: open
+    world.through_dev()
+    world.clock.at = datetime(2027, 3, 26, 16, 0, tzinfo=UTC)  # 17:00 in Berlin: closed
+    ctx, waiting = held(world, Gate.WINDOW)
+    monday = datetime(2027, 3, 29, 7, 0, tzinfo=UTC)
+    assert waiting.wake_at == monday
+    assert waiting.summary == (
+        "a window of staging to open (mon,tue,wed,thu,fri 09:00-17:00 Europe/Berlin; next at 2027-03-29 07:00 UTC)"
+    )
+    world.clock.at = monday - timedelta(minutes=1)
+    assert isinstance(advance(ctx), Wait) and not staging_merged(world)
+    world.clock.at = monday
+    assert advance(ctx) is None and staging_merged(world)
+
+
+def test_a_freeze_then_a_closed_window(world: World) -> None:
+    """The freeze ends at night: the promotion then waits for the morning's window, the same wait going on."""
+    world.configure(STAGING, STAGING + "    windows: [{hours: 08:00-18:00}]\n")
+    world.project.db.freeze(
+        Freeze(
+            environment="staging",
+            reason="r",
+            frozen_by="olga",
+            since=world.clock.now(),
+            until=datetime(2026, 12, 4, 20, 0, tzinfo=UTC),
+        )
+    )
+    ctx, first = held(world, Gate.FREEZE)
+    world.clock.at = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
+    then = advance(ctx)
+    assert isinstance(then, Wait) and then.waiting.gate == Gate.WINDOW and then.waiting.since == first.since
+    assert then.waiting.wake_at == datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+
+
+def test_active_freezes_are_planned_and_recorded_ones(world: World) -> None:
+    world.extend(
+        "freezes:\n  - {environment: prod, start: 2026-12-20T00:00:00Z, end: 2027-01-04T00:00:00Z, reason: year end}\n"
+    )
+    db, at = world.project.db, datetime(2026, 12, 24, tzinfo=UTC)
+    db.freeze(Freeze(environment="prod", reason="pager", frozen_by="olga", since=at, until=at + timedelta(hours=1)))
+    active = holds.freezes(world.project, "prod", at)
+    assert [(f.reason, f.by) for f in active] == [("year end", "promotions.yaml"), ("pager", "olga")]
+    assert holds.thaw(active) == datetime(2027, 1, 4, tzinfo=UTC)
+    assert holds.freezes(world.project, "prod", datetime(2027, 1, 4, tzinfo=UTC)) == []
+    assert holds.freezes(world.project, "staging", at) == []
