@@ -316,6 +316,12 @@ class Environment(Strict):
     soak_seconds: float = Field(
         0, ge=0, le=86400, description="How long health checks must keep passing after the merge."
     )
+    verified_for: Duration | None = Field(
+        None,
+        description="How long a release must have been good in the environment before this one (on the app's "
+        "route) before it may enter, e.g. 24h (soak time; Kargo's verified-for). Counted from its promotion "
+        "there succeeding; meanwhile the promotion waits before its merge.",
+    )
     windows: list[Window] = Field(
         default_factory=list,
         description="When promotions may enter (merge); outside them a promotion waits for the next opening [always].",

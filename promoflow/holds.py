@@ -60,6 +60,17 @@ def freezes(project: Project, environment: str, at: datetime) -> list[ActiveFree
     return planned + recorded
 
 
+def good_since(project: Project, app: str, environment: str, release_id: str) -> datetime | None:
+    """Since when `release_id` of `app` has been good in `environment`: when its first promotion there that is still
+    good (not failed, not rolled back) succeeded; None if none did."""
+    ended = [
+        _utc(p.ended_at)
+        for p in project.db.promotions(app, environment, limit=1000)
+        if p.release_id == release_id and p.state == "succeeded" and p.ended_at is not None
+    ]
+    return min(e for e in ended if e is not None) if ended else None
+
+
 def thaw(active: list[ActiveFreeze]) -> datetime | None:
     """When every one of `active` has ended by itself; None if one lasts until lifted."""
     ends = [f.until for f in active]

@@ -158,3 +158,28 @@ def test_active_freezes_are_planned_and_recorded_ones(world: World) -> None:
     assert holds.thaw(active) == datetime(2027, 1, 4, tzinfo=UTC)
     assert holds.freezes(world.project, "prod", datetime(2027, 1, 4, tzinfo=UTC)) == []
     assert holds.freezes(world.project, "staging", at) == []
+
+
+def test_a_release_soaks_in_the_environment_before_even_with_an_override(world: World) -> None:
+    """`verified_for: 1h` on staging: a release must have been good in dev for an hour, counted from its promotion
+    there succeeding; an override of freezes and windows does not shorten it."""
+    world.configure(STAGING, STAGING + "    verified_for: 1h\n    override_by: [alice]\n")
+    world.through_dev()
+    world.configure(*NO_APPROVAL)
+    (dev,) = [p for p in world.project.db.promotions("web", "dev") if p.kind == "promotion"]
+    assert dev.ended_at is not None
+    good = dev.ended_at.replace(tzinfo=UTC)
+    world.clock.at = good + timedelta(minutes=30)
+    ctx = world.promote("staging", requester="alice", override_reason="in a hurry")
+    waiting = advance(ctx)
+    assert isinstance(waiting, Wait) and waiting.waiting.gate == Gate.SOAK
+    assert waiting.waiting.wake_at == good + timedelta(hours=1) and waiting.waiting.decide == []
+    assert waiting.waiting.summary.startswith("1.2.0 (") and " to have been good in dev for 1h (since " in (
+        waiting.waiting.summary
+    )
+    (shown,) = waits(world.project, "web", "staging")
+    assert (shown.gate, shown.until) == ("soak", good + timedelta(hours=1))
+    world.clock.at = good + timedelta(hours=1) - timedelta(seconds=1)
+    assert isinstance(advance(ctx), Wait) and not staging_merged(world)
+    world.clock.at = good + timedelta(hours=1)
+    assert advance(ctx) is None and staging_merged(world)

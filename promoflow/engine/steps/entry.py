@@ -1,7 +1,9 @@
-"""Step: whether the release may enter the environment now, right before its merge: not while a freeze holds the
-environment, not outside its windows. A promotion held here waits (its request open, its approvals kept) and
-goes on when the freeze ends or is lifted, or the window opens. An override by one of the environment's
-`override_by` lets it through, recorded. Rollbacks are never held: they restore what was good."""
+"""Step: whether the release may enter the environment now, right before its merge: not before it has been good
+in the environment before this one for `verified_for` (soak), not while a freeze holds the environment, not
+outside its windows. A promotion held here waits (its request open, its approvals kept) and goes on when the
+soak is over, the freeze ends or is lifted, or the window opens. An override by one of the environment's
+`override_by` lets it through freezes and windows (not the soak), recorded. Rollbacks are never held: they
+restore what was good."""
 
 from __future__ import annotations
 
@@ -37,6 +39,21 @@ class Entry:
         env = p.config.environment(promotion.environment)
         now = ctx.clock.now()
         overrode: list[str] = []
+        previous = p.config.previous(promotion.app, env.name)
+        if env.verified_for is not None and previous is not None:
+            release = p.db.get_release(promotion.release_id)
+            since = holds.good_since(p, promotion.app, previous.name, release.id)  # preflight made sure it succeeded there
+            if since is not None and now < since + env.verified_for:
+                soaked = since + env.verified_for
+                return self._wait(
+                    ctx,
+                    Gate.SOAK,
+                    f"{release.display_name} to have been good in {previous.name} for "
+                    f"{timing.words(env.verified_for)} (since {holds.stamp(since)}, until {holds.stamp(soaked)})",
+                    soaked,
+                    [],
+                    overridable=False,
+                )
         frozen = holds.freezes(p, env.name, now)
         if frozen and promotion.overridden_by:
             overrode += [f"freeze {f.describe()}" for f in frozen]
@@ -73,10 +90,18 @@ class Entry:
             )
         return Done(Entered(at=now, overrode=overrode))
 
-    def _wait(self, ctx: Context, gate: Gate, summary: str, until: datetime | None, decide: list[str]) -> Wait:
+    def _wait(
+        self,
+        ctx: Context,
+        gate: Gate,
+        summary: str,
+        until: datetime | None,
+        decide: list[str],
+        overridable: bool = True,
+    ) -> Wait:
         promotion = ctx.promotion
         env = ctx.project.config.environment(promotion.environment)
-        if env.override_by:
+        if env.override_by and overridable:
             release = ctx.project.db.get_release(promotion.release_id).label
             decide = [
                 *decide,
