@@ -529,14 +529,25 @@ def promote(
             "--reason; recorded and shown in `promoflow history`).",
         ),
     ] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="Promote at this time and not before: ISO 8601 with a zone (2026-12-05T10:00:00+01:00) or from now "
+            "(+2h). A scheduled run of the served `promote` deployment, visible in the Prefect UI; the release is "
+            "chosen now. `promoflow scheduled` lists such runs, `promoflow cancel RUN` cancels one.",
+        ),
+    ] = None,
     no_wait: NoWaitOption = False,
     as_user: AsOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Promote a release of APP (or every member of a GROUP's bundle) into one environment (waits for
-    approvals if the policy needs them, and while the environment is frozen or outside its windows). When a
-    member of a group fails, the members already changed there are rolled back."""
+    """Promote a release of APP (or every member of a GROUP's bundle) into one environment, now or --at a time
+    (waits for approvals if the policy needs them, and while the environment is frozen, outside its windows or
+    the release still soaks in the environment before). When a member of a group fails, the members already
+    changed there are rolled back."""
     with _user_errors():
         project = _project(config)
         group = project.config.group_or_app(app_name)
@@ -549,9 +560,17 @@ def promote(
                 raise TerminalError("--override-freeze takes one app through a freeze: promote the members one by one.")
             check_override(project.config.environment(to), requester, reason)
         if group is not None:
+            if at is not None:
+                raise TerminalError("--at schedules one app's promotion: schedule the members one by one.")
             _promote_group(project, group, to, release, reason, as_user)
             return
         chosen = _check_promotable(project, app_name, to, release)
+        if at is not None:
+            parameters: dict[str, Any] = {"app": app_name, "environment": to, "release": chosen}
+            parameters |= {"requested_by": requester}
+            parameters |= {"reason": reason, "override_reason": override, "config": str(project.config_path)}
+            _schedule(project, parameters, at, as_json)
+            return
         if no_wait:
             from promoflow.promotion import start
 
@@ -575,6 +594,74 @@ def promote(
             },
         )
         _print_outcome(project, pid)
+
+
+def _schedule(project: Project, parameters: dict[str, Any], at: str, as_json: bool) -> None:
+    """`promote --at`: a scheduled run of the served `promote` deployment."""
+    from datetime import UTC, datetime
+
+    from promoflow import links
+    from promoflow.holds import stamp
+
+    now = datetime.now(UTC)
+    when = _moment(at, now, "--at")
+    if when <= now:
+        raise TerminalError(f"--at {at} has passed: give a time from now on, or leave --at out to promote now.")
+    label = project.db.get_release(parameters["release"]).label
+    what = f"{parameters['app']} {label} into {parameters['environment']}"
+    _connect_prefect(project, start=False)
+    from flows.schedule import schedule
+
+    run = schedule("promote", parameters, when, f"promote {what.replace(' into ', ' to ')} at {stamp(when)}")
+    if as_json:
+        out.print_json(json.dumps({"flow_run": str(run.id), "at": when.isoformat(), "url": links.run_link(run.id)}))
+        return
+    url = links.run_link(run.id)
+    out.print(
+        f"Scheduled {what} for {stamp(when)} as flow run {run.id}" + (f" ({url})" if url else "") + f"; "
+        f"`promoflow cancel {run.id}` cancels it."
+    )
+
+
+@app.command()
+def scheduled(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Promotions and pipelines waiting for their time: scheduled runs of the served deployments (`promote --at`),
+    soonest first, with what they will promote and the run id that `promoflow cancel` takes."""
+    with _user_errors():
+        project = _project(config)
+        _connect_prefect(project, start=False)
+        from flows.schedule import scheduled as waiting_runs
+
+        runs = [r.as_dict() for r in waiting_runs()]
+    if as_json:
+        out.print_json(json.dumps(runs))
+        return
+    if not runs:
+        out.print("Nothing is scheduled: `promoflow promote APP --to ENV --at TIME` schedules a promotion.")
+        return
+    table = tables.table("scheduled", *("at (UTC)", "flow run", "what", "by"), whole=("flow run",))
+    for r in runs:
+        table.add_row(
+            r["at"][:16].replace("T", " "), r["flow_run"], r["name"], r["parameters"].get("requested_by") or "-"
+        )
+    tables.show(out, table)
+
+
+@app.command()
+def cancel(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Flow run id (see `promoflow scheduled`).")],
+    as_user: AsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Cancel a promoflow flow run: a scheduled one never starts; a running one cancels its promotion (as Cancel
+    in the Prefect UI: its request closed, nothing more merged)."""
+    with _user_errors():
+        project = _project(config)
+        _connect_prefect(project, start=False)
+        from flows.schedule import cancel as cancel_run
+
+        said = cancel_run(run, as_user or settings.current_user())
+    out.print(said)
 
 
 def _result(flow: Any, parameters: dict[str, Any]) -> Any:

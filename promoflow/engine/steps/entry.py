@@ -42,7 +42,9 @@ class Entry:
         previous = p.config.previous(promotion.app, env.name)
         if env.verified_for is not None and previous is not None:
             release = p.db.get_release(promotion.release_id)
-            since = holds.good_since(p, promotion.app, previous.name, release.id)  # preflight made sure it succeeded there
+            since = holds.good_since(
+                p, promotion.app, previous.name, release.id
+            )  # preflight made sure it succeeded there
             if since is not None and now < since + env.verified_for:
                 soaked = since + env.verified_for
                 return self._wait(
