@@ -291,6 +291,25 @@ class Window(Strict):
         return f"{days} {self.hours or 'all day'} {self.timezone}"
 
 
+class Schedule(Strict):
+    """When the environment takes the newest eligible release of each app by itself: a schedule of the served
+    `tick` deployment (visible and pausable in the Prefect UI)."""
+
+    cron: Annotated[str, AfterValidator(timing.cron)] | None = Field(
+        None, description="A five-field cron expression, e.g. `0 10 * * 1-5` (weekdays at 10:00)."
+    )
+    rrule: Annotated[str, AfterValidator(timing.rrule)] | None = Field(
+        None, description="Or an iCalendar recurrence rule, e.g. `FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=10;BYMINUTE=0`."
+    )
+    timezone: TimeZone = Field("UTC", description="The IANA time zone it is read in.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.cron is None) == (self.rrule is None):
+            raise ValueError("a schedule is either a `cron` expression or an `rrule`")
+        return self
+
+
 class Environment(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="Environment name, e.g. `staging`.")
     branch: BranchName = Field(
@@ -315,6 +334,11 @@ class Environment(Strict):
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     soak_seconds: float = Field(
         0, ge=0, le=86400, description="How long health checks must keep passing after the merge."
+    )
+    schedule: Schedule | None = Field(
+        None,
+        description="Promote into it by itself at these times: at each tick the newest release of each app that "
+        "succeeded in the environment before (soaked, not rejected); nothing eligible is a skipped tick.",
     )
     verified_for: Duration | None = Field(
         None,

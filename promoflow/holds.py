@@ -1,18 +1,19 @@
 """What keeps a release out of an environment for now: freezes (planned in promotions.yaml, or from `promoflow
-freeze`) and windows; and who may override them. Pure reads of the config and the records at a given moment.
+freeze`), windows and soak time; who may override them; and which release a scheduled tick would promote. Reads
+of the config and the records at a given moment.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from promoflow.approvals import same_person
 from promoflow.config import Environment
 from promoflow.errors import TerminalError
 from promoflow.project import Project
-from promoflow.records import _utc
+from promoflow.records import Release, _utc
 
 PLANNED = "promotions.yaml"
 
@@ -88,3 +89,45 @@ def check_override(env: Environment, who: str, reason: str) -> None:
         raise TerminalError(f"{who} may not override {env.name}'s freezes and windows: allowed are {allowed}.")
     if not reason.strip():
         raise TerminalError("An override needs a reason: add --reason TEXT (it is kept in the records).")
+
+
+def eligible(project: Project, app: str, environment: str, at: datetime) -> tuple[Release | None, str]:
+    """The release a scheduled tick promotes into `environment` at `at`: of the releases that succeeded in the
+    environment before and came after the one running here (later to be good there), never ran here and are not
+    rejected here, the latest to be good there, soaked as `verified_for` asks; in the first environment, the
+    newest the tag policy allows. None with the reason when there is nothing to do."""
+    from promoflow.engine.states import PromotionState
+    from promoflow.promotion import newest_allowed
+
+    db, config = project.db, project.config
+    env = config.environment(environment)
+    here = db.promotions(app, environment, limit=1000)
+    busy = [p for p in here if not PromotionState(p.state).ended]
+    if busy:
+        return None, f"promotion {busy[-1].id} of {app} into {environment} has not finished"
+    state = db.environment_state(app, environment)
+    current = state.current_release if state else None
+    previous = config.previous(app, environment)
+    if previous is None:
+        release, _ = newest_allowed(project, config.app(app), environment, "schedule")
+        if release.id == current:
+            return None, f"{app} runs {release.display_name} in {environment}: nothing newer"
+        return release, f"{release.display_name} of {app} into {environment}"
+    ran = {p.release_id for p in here if p.state in ("succeeded", "rolled_back")} | {current}
+    good = {p.release_id for p in db.promotions(app, previous.name, limit=1000) if p.state == "succeeded"}
+    since = {r: good_since(project, app, previous.name, r) for r in good}
+    floor = since.get(current or "") or datetime.min.replace(tzinfo=UTC)
+    newer = sorted(
+        (r for r in good - ran - set(db.rejected(app, environment)) if (since[r] or floor) > floor),
+        key=lambda r: since[r] or floor,
+        reverse=True,
+    )
+    if not newer:
+        return None, f"{app} has no release newer than {environment}'s that succeeded in {previous.name}"
+    soaking = []
+    for release_id in newer:  # the latest to be good there first
+        release, soaked = db.get_release(release_id), (since[release_id] or floor) + (env.verified_for or timedelta(0))
+        if soaked <= at:
+            return release, f"{release.display_name} of {app} into {environment}"
+        soaking.append(f"{release.display_name} soaks in {previous.name} until {stamp(soaked)}")
+    return None, "; ".join(soaking)

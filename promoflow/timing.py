@@ -98,6 +98,17 @@ def cron(expression: str) -> str:
     return expression
 
 
+def rrule(expression: str) -> str:
+    """An iCalendar recurrence rule (`FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=10`) as Prefect's RRule schedules read it."""
+    from dateutil.rrule import rrulestr
+
+    try:
+        rrulestr(expression)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"not a recurrence rule (RFC 5545 RRULE): {error}") from None
+    return expression
+
+
 def local(at: date, clock: time, where: ZoneInfo) -> datetime:
     """The moment a wall clock in `where` shows `clock` on `at`. A reading the clocks skip (02:30 on the night
     they jump from 02:00 to 03:00) is read with the offset before the jump, as PEP 495 does: 03:30."""

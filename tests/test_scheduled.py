@@ -7,10 +7,12 @@ Real parts: the session's Prefect server and its scheduler, `python -m deploymen
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import Sandbox
@@ -78,3 +80,30 @@ def test_cancel_says_what_is_wrong_with_a_run_id(sandbox: Sandbox) -> None:
     assert missing.returncode == 1 and f"There is no flow run {unknown}" in missing.stderr
     past = sandbox.cli("promote", "web", "--to", "dev", "--at", "2020-01-01T00:00:00Z")
     assert past.returncode == 1 and "--at 2020-01-01T00:00:00Z has passed" in past.stderr
+
+
+def test_an_environment_schedule_is_a_prefect_schedule_whose_tick_promotes_the_newest_eligible_release(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from flows.tick import tick
+
+    sandbox.edit_config("    branch: env/dev\n", '    branch: env/dev\n    schedule: {cron: "* * * * *"}\n')
+    sandbox.publish("1.2.0")
+    with served(sandbox, tmp_path / "serve.log"):
+        deployment = httpx.get(f"{os.environ['PREFECT_API_URL']}/deployments/name/tick/tick", timeout=10).json()
+        (schedule,) = deployment["schedules"]
+        assert (schedule["slug"], schedule["schedule"]["cron"], schedule["active"]) == ("dev", "* * * * *", True)
+        assert schedule["parameters"] == {"environment": "dev"}
+        done = wait_for(
+            lambda: next((p for p in history(sandbox, "web", "--env", "dev") if p["kind"] == "promotion"), None),
+            timeout=300,
+            what="a tick of dev's schedule to promote 1.2.0",
+        )
+        assert done["requested_by"] == "promoflow (schedule of dev)" and done["release"]["label"] == "1.2.0"
+        wait_for(
+            lambda: all(p["state"] == "succeeded" for p in history(sandbox, "web", "--env", "dev")),
+            timeout=120,
+            what="it to succeed",
+        )
+        said = tick(environment="dev", config=str(sandbox.config))
+    assert len(said) == 1 and said[0].startswith("Skipped web: web runs 1.2.0 (") and "nothing newer" in said[0], said

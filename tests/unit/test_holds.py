@@ -15,6 +15,7 @@ from promoflow.engine.runner import advance
 from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError
 from promoflow.records import Freeze
+from promoflow.sources import oci_layout
 from promoflow.waits import waits
 from tests.unit.world import World
 
@@ -183,3 +184,34 @@ def test_a_release_soaks_in_the_environment_before_even_with_an_override(world: 
     assert isinstance(advance(ctx), Wait) and not staging_merged(world)
     world.clock.at = good + timedelta(hours=1)
     assert advance(ctx) is None and staging_merged(world)
+
+
+def test_a_tick_takes_the_newest_release_good_long_enough_before_and_never_an_older_one(world: World) -> None:
+    world.configure(STAGING, STAGING + "    verified_for: 1h\n")
+    world.configure(*NO_APPROVAL)
+    assert holds.eligible(world.project, "web", "staging", world.clock.now()) == (
+        None,
+        "web has no release newer than staging's that succeeded in dev",
+    )
+    world.through_dev()
+    (dev,) = [p for p in world.project.db.promotions("web", "dev") if p.kind == "promotion"]
+    good = (dev.ended_at or datetime.min).replace(tzinfo=UTC)
+    release, why = holds.eligible(world.project, "web", "staging", good + timedelta(minutes=30))
+    assert release is None and why.startswith("1.2.0 (") and "soaks in dev until" in why
+    release, _ = holds.eligible(world.project, "web", "staging", good + timedelta(hours=1))
+    assert release is not None and release.label == "1.2.0"
+
+    world.clock.at = good + timedelta(hours=1)
+    assert advance(world.promote("staging")) is None
+    release, why = holds.eligible(world.project, "web", "staging", good + timedelta(hours=2))
+    assert release is None and why == "web has no release newer than staging's that succeeded in dev"
+    oci_layout.publish(world.project.base_dir / ".promoflow" / "demo" / "oci" / "web", "1.3.0")
+    assert advance(world.promote("dev", "1.3.0")) is None
+    newer = world.project.db.release("web", "1.3.0")
+    assert newer is not None
+    world.project.db.reject_release("web", "staging", newer.id, "broke checkout", None)
+    release, why = holds.eligible(world.project, "web", "staging", good + timedelta(days=1))
+    assert release is None and "no release newer" in why  # 1.3.0 is rejected there; 1.1.0 would go back
+    world.project.db.clear_rejection("web", "staging", newer.id)
+    release, _ = holds.eligible(world.project, "web", "staging", good + timedelta(days=1))
+    assert release is not None and release.label == "1.3.0"
