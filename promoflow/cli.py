@@ -416,7 +416,7 @@ def history(
             e["environment"],
             e["release"]["label"],
             *([e["bundle_id"] or "-"] if bundles else []),
-            _kind_and_state(e["kind"], e["state"]) + (" (override)" if e["overridden_by"] else ""),
+            _kind_and_state(e["kind"], e["state"]) + _overridden(e),
             e["requested_by"],
             approved,
             _short_time(e["created_at"]),
@@ -425,8 +425,12 @@ def history(
     tables.show(out, table)
     for e in entries:
         if e["overridden_by"]:
-            said = f" {e['overridden_by']} overrode freezes and windows: {e['override_reason']}"
-            out.print(Text.assemble((f"{e['id']}:", "dim"), said))
+            what = " and ".join(
+                w
+                for w, given in (("freezes and windows", e["override_freeze"]), ("the order", e["skip_order"]))
+                if given
+            )
+            out.print(Text.assemble((f"{e['id']}:", "dim"), f" {e['overridden_by']} overrode {what}: {e['reason']}"))
     failed = [e for e in entries if e["error"]]
     for e in failed[:5]:
         out.print(Text.assemble((f"{e['id']}:", "dim"), f" {e['error']}"))
@@ -529,6 +533,14 @@ def promote(
             "--reason; recorded and shown in `promoflow history`).",
         ),
     ] = False,
+    skip_order: Annotated[
+        bool,
+        typer.Option(
+            "--skip-order",
+            help="A hotfix: take the release past environments before this one that it has not been through (only "
+            "the environment's `override_by` people; needs --reason; recorded and shown in `promoflow history`).",
+        ),
+    ] = False,
     at: Annotated[
         str | None,
         typer.Option(
@@ -552,29 +564,39 @@ def promote(
         project = _project(config)
         group = project.config.group_or_app(app_name)
         requester = as_user or settings.current_user()
-        override = reason if override_freeze else None
-        if override is not None:
-            from promoflow.holds import check_override
+        overrides = {"override_freeze": override_freeze, "skip_order": skip_order}
+        for flag, given in (("--override-freeze", override_freeze), ("--skip-order", skip_order)):
+            if given:
+                from promoflow.holds import check_override
 
-            if group is not None:
-                raise TerminalError("--override-freeze takes one app through a freeze: promote the members one by one.")
-            check_override(project.config.environment(to), requester, reason)
+                if group is not None:
+                    raise TerminalError(f"{flag} takes one app: promote the group's members one by one.")
+                check_override(project.config.environment(to), requester, reason, flag)
         if group is not None:
             if at is not None:
                 raise TerminalError("--at schedules one app's promotion: schedule the members one by one.")
             _promote_group(project, group, to, release, reason, as_user)
             return
-        chosen = _check_promotable(project, app_name, to, release)
+        chosen = _check_promotable(project, app_name, to, release, skip_order)
         if at is not None:
             parameters: dict[str, Any] = {"app": app_name, "environment": to, "release": chosen}
             parameters |= {"requested_by": requester}
-            parameters |= {"reason": reason, "override_reason": override, "config": str(project.config_path)}
+            parameters |= {"reason": reason, "config": str(project.config_path), **overrides}
             _schedule(project, parameters, at, as_json)
             return
         if no_wait:
             from promoflow.promotion import start
 
-            promotion = start(project, app_name, to, chosen, requester, reason=reason, override_reason=override)
+            promotion = start(
+                project,
+                app_name,
+                to,
+                chosen,
+                requester,
+                reason=reason,
+                override_freeze=override_freeze,
+                skip_order=skip_order,
+            )
             parameters = {"app": app_name, "environment": to, "release": promotion.release_id}
             _submit(
                 project, "promote", parameters | {"requested_by": requester, "reason": reason}, as_json, promotion.id
@@ -590,7 +612,7 @@ def promote(
                 "requested_by": requester,
                 "reason": reason,
                 "config": str(project.config_path),
-                "override_reason": override,
+                **overrides,
             },
         )
         _print_outcome(project, pid)
@@ -788,8 +810,9 @@ def webhook(
         webhooks.serve(settings.config_path(config), host, port, secret, watch_here=watch_here)
 
 
-def _check_promotable(project: Project, app_name: str, env: str, release: str | None) -> str:
-    """Settle every user mistake before a flow starts: unknown app, environment, release, order."""
+def _check_promotable(project: Project, app_name: str, env: str, release: str | None, skip_order: bool = False) -> str:
+    """Settle every user mistake before a flow starts: unknown app, environment, release, order (unless a hotfix
+    skips it)."""
     from promoflow import releases
     from promoflow.promotion import check_order, newest_allowed, sources
     from promoflow.records import Promotion
@@ -802,7 +825,10 @@ def _check_promotable(project: Project, app_name: str, env: str, release: str | 
         chosen, skipped = newest_allowed(project, app_config, env, "oci-layout")
         for sentence in skipped:
             err.print(sentence)
-    check_order(project, Promotion(app=app_name, environment=env, release_id=chosen.id, requested_by=""))
+    check_order(
+        project,
+        Promotion(app=app_name, environment=env, release_id=chosen.id, requested_by="", skip_order=skip_order),
+    )
     return chosen.id
 
 
@@ -1454,6 +1480,11 @@ def _took(seconds: float | None) -> str:
 
 def _state(state: str) -> str:
     return state.replace("_", " ")
+
+
+def _overridden(entry: dict[str, Any]) -> str:
+    """` (hotfix)` past the order, ` (override)` through freezes and windows."""
+    return " (hotfix)" if entry["skip_order"] else " (override)" if entry["override_freeze"] else ""
 
 
 def _kind_and_state(kind: str, state: str) -> str:

@@ -353,7 +353,8 @@ class Environment(Strict):
     override_by: list[str] = Field(
         default_factory=list,
         description="People who may promote into it through a freeze or outside its windows "
-        "(`promoflow promote --override-freeze --reason TEXT`); nobody if empty.",
+        "(`promoflow promote --override-freeze --reason TEXT`), or take a release into it past environments it has "
+        "not been through (`--skip-order`, a hotfix); nobody if empty.",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)

@@ -82,13 +82,14 @@ def may_override(env: Environment, who: str) -> bool:
     return any(same_person(who, person) for person in env.override_by)
 
 
-def check_override(env: Environment, who: str, reason: str) -> None:
-    """Refuse, with what to do, an override of freezes and windows that `who` may not give or gives no reason for."""
+def check_override(env: Environment, who: str, reason: str, what: str) -> None:
+    """Refuse, with what to do, an override (`what`: `--override-freeze`, `--skip-order`) that `who` may not give,
+    or gives no reason for."""
     if not may_override(env, who):
         allowed = ", ".join(env.override_by) or "nobody (set `override_by` on the environment in promotions.yaml)"
-        raise TerminalError(f"{who} may not override {env.name}'s freezes and windows: allowed are {allowed}.")
+        raise TerminalError(f"{who} may not promote into {env.name} with {what}: allowed are {allowed}.")
     if not reason.strip():
-        raise TerminalError("An override needs a reason: add --reason TEXT (it is kept in the records).")
+        raise TerminalError(f"{what} needs a reason: add --reason TEXT (it is kept in the records).")
 
 
 def eligible(project: Project, app: str, environment: str, at: datetime) -> tuple[Release | None, str]:

@@ -101,9 +101,11 @@ class Promotion(SQLModel, table=True):
     merge_commit: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None)
     waiting: str | None = Field(default=None, description="JSON of promoflow.engine.results.Waiting while it waits")
-    # One of the environment's `override_by` let it through freezes and windows, saying why.
+    # One of the environment's `override_by` let it through freezes and windows, or past environments its
+    # release had not been through (a hotfix); `reason` says why.
     overridden_by: str | None = Field(default=None, max_length=255)
-    override_reason: str = Field(default="", max_length=2000)
+    override_freeze: bool = False
+    skip_order: bool = False
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
     ended_at: datetime | None = _timestamp(nullable=True)

@@ -123,9 +123,16 @@ def test_an_override_goes_through_a_freeze_only_by_a_listed_person_and_history_s
 
     refused = sandbox.cli("promote", "web", "--to", "staging", "--override-freeze", "--reason", "hotfix", env=REQUESTER)
     assert refused.returncode == 1
-    assert refused.stderr.strip() == "error: rita may not override staging's freezes and windows: allowed are alice."
+    assert refused.stderr.strip() == (
+        "error: rita may not promote into staging with --override-freeze: allowed are alice."
+    )
     unexplained = sandbox.cli("promote", "web", "--to", "staging", "--override-freeze", "--as", "alice")
-    assert "An override needs a reason" in unexplained.stderr and unexplained.returncode == 1
+    assert "--override-freeze needs a reason" in unexplained.stderr and unexplained.returncode == 1
+    hotfix = sandbox.cli("promote", "web", "--to", "prod", "--skip-order", "--reason", "CVE", "--as", "bob")
+    assert hotfix.returncode == 1 and hotfix.stderr.strip() == (
+        "error: bob may not promote into prod with --skip-order: allowed are nobody "
+        "(set `override_by` on the environment in promotions.yaml)."
+    )
     assert history(sandbox, "web", "--env", "staging") == []  # refusals change nothing
 
     through = sandbox.cli(
@@ -133,7 +140,8 @@ def test_an_override_goes_through_a_freeze_only_by_a_listed_person_and_history_s
     )
     assert through.returncode == 0, through.stderr
     (done,) = [p for p in history(sandbox, "web", "--env", "staging") if p["kind"] == "promotion"]
-    assert (done["overridden_by"], done["override_reason"], done["state"]) == ("alice", "CVE fix", "succeeded")
+    assert (done["overridden_by"], done["reason"], done["override_freeze"]) == ("alice", "CVE fix", True)
+    assert (done["state"], done["skip_order"]) == ("succeeded", False)
     (entry,) = [s for s in done["steps"] if s["name"] == "entry"]
     assert entry["detail"]["overrode"] == ["freeze year end (olga, until lifted)"]
     table = sandbox.cli("history", "web")

@@ -10,7 +10,7 @@ import pytest
 
 from promoflow import holds
 from promoflow.engine.context import Context
-from promoflow.engine.results import Gate, Wait, Waiting
+from promoflow.engine.results import Gate, Terminal, Wait, Waiting
 from promoflow.engine.runner import advance
 from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError
@@ -84,16 +84,22 @@ def test_an_override_goes_through_a_freeze_and_a_closed_window_only_by_a_listed_
     world.project.db.freeze(Freeze(environment="staging", reason="year end", frozen_by="olga", since=world.clock.now()))
     world.through_dev()
     world.configure(*NO_APPROVAL)
-    with pytest.raises(TerminalError, match="rita may not override staging's freezes and windows: allowed are Alice"):
-        world.promote("staging", override_reason="hotfix")
-    with pytest.raises(TerminalError, match="needs a reason"):
-        world.promote("staging", requester="alice", override_reason=" ")
+    with pytest.raises(
+        TerminalError, match="rita may not promote into staging with --override-freeze: allowed are Alice"
+    ):
+        world.promote("staging", reason="hotfix", override_freeze=True)
+    with pytest.raises(TerminalError, match="--override-freeze needs a reason"):
+        world.promote("staging", requester="alice", reason=" ", override_freeze=True)
     assert world.project.db.promotions("web", "staging") == []  # a refusal changes nothing
 
-    ctx = world.promote("staging", requester="alice", override_reason="CVE-2026-1234 fix")
+    ctx = world.promote("staging", requester="alice", reason="CVE-2026-1234 fix", override_freeze=True)
     assert advance(ctx) is None and staging_merged(world)
     promotion = ctx.promotion
-    assert (promotion.overridden_by, promotion.override_reason) == ("alice", "CVE-2026-1234 fix")
+    assert (promotion.overridden_by, promotion.reason, promotion.override_freeze) == (
+        "alice",
+        "CVE-2026-1234 fix",
+        True,
+    )
     entered = world.project.db.last_step(ctx.promotion_id, "entry")
     assert entered is not None
     assert "freeze year end (olga, until lifted)" in entered.detail and "closed windows" in entered.detail
@@ -171,7 +177,7 @@ def test_a_release_soaks_in_the_environment_before_even_with_an_override(world: 
     assert dev.ended_at is not None
     good = dev.ended_at.replace(tzinfo=UTC)
     world.clock.at = good + timedelta(minutes=30)
-    ctx = world.promote("staging", requester="alice", override_reason="in a hurry")
+    ctx = world.promote("staging", requester="alice", reason="in a hurry", override_freeze=True)
     waiting = advance(ctx)
     assert isinstance(waiting, Wait) and waiting.waiting.gate == Gate.SOAK
     assert waiting.waiting.wake_at == good + timedelta(hours=1) and waiting.waiting.decide == []
@@ -215,3 +221,19 @@ def test_a_tick_takes_the_newest_release_good_long_enough_before_and_never_an_ol
     world.project.db.clear_rejection("web", "staging", newer.id)
     release, _ = holds.eligible(world.project, "web", "staging", good + timedelta(days=1))
     assert release is not None and release.label == "1.3.0"
+
+
+def test_a_hotfix_skips_the_order_and_the_soak_only_by_a_listed_person(world: World) -> None:
+    prod = "    branch: env/prod\n"
+    world.configure(prod, prod + "    override_by: [alice]\n    verified_for: 1d\n")
+    world.configure("      required: 1\n      sources: [ui, cli]\n      timeout", "      required: 0\n      timeout")
+    world.through_dev()  # 1.2.0 has not been through staging
+    in_order = advance(world.promote("prod", requester="alice"))
+    assert isinstance(in_order, Terminal) and "has not succeeded in staging yet" in in_order.message
+    with pytest.raises(TerminalError, match="rita may not promote into prod with --skip-order: allowed are alice"):
+        world.promote("prod", reason="CVE", skip_order=True)
+
+    ctx = world.promote("prod", requester="alice", reason="CVE-2026-1234", skip_order=True)
+    assert advance(ctx) is None and world.state(ctx) == S.SUCCEEDED
+    promotion = ctx.promotion
+    assert (promotion.overridden_by, promotion.skip_order, promotion.override_freeze) == ("alice", True, False)

@@ -30,9 +30,21 @@ class World:
         release: str = "1.2.0",
         requester: str = "rita",
         kind: str = "promotion",
-        override_reason: str | None = None,
+        reason: str = "",
+        override_freeze: bool = False,
+        skip_order: bool = False,
     ) -> Context:
-        promotion = start(self.project, "web", env, release, requester, kind, override_reason=override_reason)
+        promotion = start(
+            self.project,
+            "web",
+            env,
+            release,
+            requester,
+            kind,
+            reason,
+            override_freeze=override_freeze,
+            skip_order=skip_order,
+        )
         assert promotion.id is not None
         return self.context(promotion.id)
 

@@ -40,7 +40,7 @@ class Entry:
         now = ctx.clock.now()
         overrode: list[str] = []
         previous = p.config.previous(promotion.app, env.name)
-        if env.verified_for is not None and previous is not None:
+        if env.verified_for is not None and previous is not None and not promotion.skip_order:
             release = p.db.get_release(promotion.release_id)
             since = holds.good_since(
                 p, promotion.app, previous.name, release.id
@@ -57,7 +57,7 @@ class Entry:
                     overridable=False,
                 )
         frozen = holds.freezes(p, env.name, now)
-        if frozen and promotion.overridden_by:
+        if frozen and promotion.override_freeze:
             overrode += [f"freeze {f.describe()}" for f in frozen]
         elif frozen:
             lifted = any(f.id is not None for f in frozen)
@@ -70,7 +70,7 @@ class Entry:
             )
         openings = [w.opening() for w in env.windows]
         if openings and not any(o.open_at(now) for o in openings):
-            if promotion.overridden_by:
+            if promotion.override_freeze:
                 overrode.append(f"closed windows ({', '.join(w.describe() for w in env.windows)})")
             else:
                 opens = timing.first_opening(openings, now)
@@ -88,7 +88,7 @@ class Entry:
                 ctx.promotion_id,
                 "; ".join(overrode),
                 promotion.overridden_by,
-                promotion.override_reason,
+                promotion.reason,
             )
         return Done(Entered(at=now, overrode=overrode))
 

@@ -1,4 +1,4 @@
-"""freezes from the command line; a promotion let through freezes and windows by an override
+"""freezes from the command line; promotions let through freezes and windows, or past the order, by an override
 
 Revision ID: 0005
 Revises: 0004
@@ -33,16 +33,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_freeze_environment"), ["environment"], unique=False)
     with op.batch_alter_table("promotion", schema=None) as batch_op:
         batch_op.add_column(sa.Column("overridden_by", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True))
-        batch_op.add_column(
-            sa.Column(
-                "override_reason", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False, server_default=""
-            )
-        )
+        batch_op.add_column(sa.Column("override_freeze", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.add_column(sa.Column("skip_order", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("promotion", schema=None) as batch_op:
-        batch_op.drop_column("override_reason")
+        batch_op.drop_column("skip_order")
+        batch_op.drop_column("override_freeze")
         batch_op.drop_column("overridden_by")
     with op.batch_alter_table("freeze", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_freeze_environment"))
