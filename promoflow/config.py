@@ -350,6 +350,13 @@ class Environment(Strict):
         default_factory=list,
         description="When promotions may enter (merge); outside them a promotion waits for the next opening [always].",
     )
+    supersede: Literal["waiting", "queued", "never"] = Field(
+        "waiting",
+        description="What a newer release's promotion does to an older one of the same app: `waiting` ends it "
+        "while it waits (for approvals, checks, a freeze, a window, soak) or is queued, `queued` only while it is "
+        "queued behind another, `never` queues behind it. The older one is recorded superseded, its request closed "
+        "naming the newer.",
+    )
     override_by: list[str] = Field(
         default_factory=list,
         description="People who may promote into it through a freeze or outside its windows "

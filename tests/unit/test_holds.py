@@ -237,3 +237,38 @@ def test_a_hotfix_skips_the_order_and_the_soak_only_by_a_listed_person(world: Wo
     assert advance(ctx) is None and world.state(ctx) == S.SUCCEEDED
     promotion = ctx.promotion
     assert (promotion.overridden_by, promotion.skip_order, promotion.override_freeze) == ("alice", True, False)
+
+
+def test_a_newer_release_supersedes_an_older_one_waiting_in_the_environment(world: World) -> None:
+    """`supersede: waiting` (the default): 1.3.0 ends 1.2.0's promotion waiting for a freeze in staging (recorded,
+    its request closed naming the newer one) and takes its place; an older release never supersedes a newer."""
+    world.project.db.freeze(Freeze(environment="staging", reason="r", frozen_by="olga", since=world.clock.now()))
+    older, _ = held(world, Gate.FREEZE)
+    oci_layout.publish(world.project.base_dir / ".promoflow" / "demo" / "oci" / "web", "1.3.0")
+    assert advance(world.promote("dev", "1.3.0")) is None
+    newer = world.promote("staging", "1.3.0")
+    waiting = advance(newer)
+    assert isinstance(waiting, Wait) and waiting.waiting.gate == Gate.FREEZE  # it holds the slot now
+    ended = older.promotion
+    why = f"promotion {newer.promotion_id} of the newer release 1.3.0 ("
+    assert ended.state == S.SUPERSEDED and ended.error is not None and why in ended.error
+    assert world.forge.closed == [ended.request_branch] and why in world.forge.comments[-1]
+    assert (older.promotion_id, "run stopped") in world.events.seen
+    preflight = world.project.db.last_step(newer.promotion_id, "preflight")
+    assert preflight is not None and f'"superseded": [{older.promotion_id}]' in preflight.detail
+
+    stale = world.promote("staging", "1.1.0")  # an older release queues behind the newer one
+    queued = advance(stale)
+    assert isinstance(queued, Wait) and queued.waiting.gate == Gate.SLOT
+    assert newer.promotion.state != S.SUPERSEDED
+
+
+def test_supersede_never_queues_a_newer_release_behind_the_waiting_one(world: World) -> None:
+    world.configure(STAGING, STAGING + "    supersede: never\n")
+    world.project.db.freeze(Freeze(environment="staging", reason="r", frozen_by="olga", since=world.clock.now()))
+    older, _ = held(world, Gate.FREEZE)
+    oci_layout.publish(world.project.base_dir / ".promoflow" / "demo" / "oci" / "web", "1.3.0")
+    assert advance(world.promote("dev", "1.3.0")) is None
+    queued = advance(world.promote("staging", "1.3.0"))
+    assert isinstance(queued, Wait) and queued.waiting.summary == f"promotion {older.promotion_id} to finish"
+    assert older.promotion.state != S.SUPERSEDED
