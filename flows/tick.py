@@ -1,7 +1,7 @@
 """Flow: one tick of an environment's schedule (`schedule:` in promotions.yaml, a schedule of the served `tick`
 deployment): for each app that passes through it, the newest eligible release (promoflow.holds.eligible) is
 handed to the served `promote` deployment; an app with nothing eligible is a skipped tick, said with the reason
-in the run's artifact and as a `promoflow.tick.skipped` event."""
+in the run's artifact; each as an event `promoflow.promotion.tick-promoting` or `-skipped` about the environment."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def tick(environment: str, config: str = settings.FROM_ENVIRONMENT) -> list[str]
         release, why = eligible(p, app, environment, datetime.now(UTC))
         if release is None:
             sentence = f"Skipped {app}: {why}."
-            event = "promoflow.tick.skipped"
+            event = "promoflow.promotion.tick-skipped"
         else:
             with get_client(sync_client=True) as client:
                 run = client.create_flow_run_from_deployment(
@@ -46,7 +46,7 @@ def tick(environment: str, config: str = settings.FROM_ENVIRONMENT) -> list[str]
                     },
                 )
             sentence = f"Promoting {why} (flow run {run.id})."
-            event = "promoflow.tick.promoting"
+            event = "promoflow.promotion.tick-promoting"
         logger.info("%s", sentence)
         said.append(sentence)
         emit_event(

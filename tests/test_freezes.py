@@ -8,10 +8,12 @@ Real parts: the session's Prefect server, `python -m deployments.serve`, the CLI
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Sandbox
@@ -42,6 +44,18 @@ def staging(sandbox: Sandbox) -> dict[str, Any]:
 def held(sandbox: Sandbox) -> dict[str, Any] | None:
     """The promotion into staging a freeze holds, as `status --json` shows it."""
     return next((w for w in staging(sandbox)["waiting"] if w["gate"] == "freeze"), None)
+
+
+def events(name: str, promotion_id: int) -> list[dict[str, Any]]:
+    """The events `name` about a promotion that the Prefect server has."""
+    answer = httpx.post(
+        f"{os.environ['PREFECT_API_URL']}/events/filter",
+        json={"filter": {"event": {"name": [name]}, "resource": {"id": [f"promoflow.promotion.{promotion_id}"]}}},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    found: list[dict[str, Any]] = answer.json()["events"]
+    return found
 
 
 def test_a_freeze_holds_a_served_promotion_without_a_process_until_unfreeze_or_its_end(
@@ -107,6 +121,8 @@ def test_a_terminal_promotion_held_in_place_goes_on_when_the_freeze_is_lifted(sa
     wait = wait_for(lambda: held(sandbox), timeout=120, what="the freeze to hold it")
     assert run_state(promotion(sandbox, wait["promotion"])["flow_run_id"])[0] == "RUNNING"  # waits in place
     assert merges(sandbox, "env/staging") == []
+    said = wait_for(lambda: events("promoflow.promotion.held", wait["promotion"]), timeout=60, what="the held event")
+    assert said[0]["payload"]["said"] == wait["waiting_for"]
     lifted = sandbox.cli("unfreeze", "staging")
     assert lifted.returncode == 0, lifted.stderr
     output, errors = running.communicate(timeout=120)

@@ -34,6 +34,10 @@ class EventLog:
         assert promotion.id is not None
         self.seen.append((promotion.id, state.event))
 
+    def notice(self, promotion: Promotion, event: str, said: str) -> None:
+        assert promotion.id is not None
+        self.seen.append((promotion.id, f"promoflow.promotion.{event}"))
+
     def stop_run(self, promotion: Promotion, message: str) -> None:
         assert promotion.id is not None
         self.seen.append((promotion.id, "run stopped"))

@@ -57,6 +57,8 @@ def test_a_planned_freeze_holds_a_promotion_until_it_ends(world: World) -> None:
     assert (shown.gate, shown.until) == ("freeze", end)
     world.clock.at = end
     assert advance(ctx) is None and staging_merged(world)
+    held_events = [e for pid, e in world.events.seen if pid == ctx.promotion_id and e.endswith(".held")]
+    assert held_events == ["promoflow.promotion.held"]  # once, however often it looked
     entered = world.project.db.last_step(ctx.promotion_id, "entry")
     assert entered is not None and entered.outcome == "succeeded" and '"overrode": []' in entered.detail
 
@@ -103,6 +105,8 @@ def test_an_override_goes_through_a_freeze_and_a_closed_window_only_by_a_listed_
     entered = world.project.db.last_step(ctx.promotion_id, "entry")
     assert entered is not None
     assert "freeze year end (olga, until lifted)" in entered.detail and "closed windows" in entered.detail
+    assert (ctx.promotion_id, "promoflow.promotion.overridden") in world.events.seen
+    assert not [e for _, e in world.events.seen if e.endswith(".held")]
 
 
 def test_the_override_command_is_offered_to_a_held_promotion(world: World) -> None:
@@ -151,6 +155,7 @@ def test_a_freeze_then_a_closed_window(world: World) -> None:
     world.clock.at = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
     then = advance(ctx)
     assert isinstance(then, Wait) and then.waiting.gate == Gate.WINDOW and then.waiting.since == first.since
+    assert [e for _, e in world.events.seen if e.endswith(".held")] == ["promoflow.promotion.held"] * 2
     assert then.waiting.wake_at == datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 
 
@@ -237,6 +242,9 @@ def test_a_hotfix_skips_the_order_and_the_soak_only_by_a_listed_person(world: Wo
     assert advance(ctx) is None and world.state(ctx) == S.SUCCEEDED
     promotion = ctx.promotion
     assert (promotion.overridden_by, promotion.skip_order, promotion.override_freeze) == ("alice", True, False)
+    entered = world.project.db.last_step(ctx.promotion_id, "entry")
+    assert entered is not None and "the order (a hotfix)" in entered.detail
+    assert (ctx.promotion_id, "promoflow.promotion.overridden") in world.events.seen
 
 
 def test_a_newer_release_supersedes_an_older_one_waiting_in_the_environment(world: World) -> None:

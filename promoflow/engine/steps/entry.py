@@ -38,7 +38,7 @@ class Entry:
         p, promotion = ctx.project, ctx.promotion
         env = p.config.environment(promotion.environment)
         now = ctx.clock.now()
-        overrode: list[str] = []
+        overrode = ["the order (a hotfix)"] if promotion.skip_order else []
         previous = p.config.previous(promotion.app, env.name)
         if env.verified_for is not None and previous is not None and not promotion.skip_order:
             release = p.db.get_release(promotion.release_id)
@@ -83,13 +83,9 @@ class Entry:
                     [],
                 )
         if overrode:
-            ctx.log.warning(
-                "Promotion %s goes through %s: overridden by %s (%s)",
-                ctx.promotion_id,
-                "; ".join(overrode),
-                promotion.overridden_by,
-                promotion.reason,
-            )
+            said = f"{'; '.join(overrode)}: overridden by {promotion.overridden_by} ({promotion.reason})"
+            ctx.log.warning("Promotion %s goes through %s", ctx.promotion_id, said)
+            ctx.events.notice(promotion, "overridden", said)
         return Done(Entered(at=now, overrode=overrode))
 
     def _wait(
@@ -110,6 +106,9 @@ class Entry:
                 f"promoflow promote {promotion.app} --to {env.name} --release {release} --override-freeze "
                 f"--reason TEXT (by {', '.join(env.override_by)})",
             ]
+        before = Waiting.model_validate_json(promotion.waiting) if promotion.waiting else None
+        if before is None or (before.step, before.gate) != (self.name, gate):  # once per hold, not per look
+            ctx.events.notice(promotion, "held", summary)
         now = ctx.clock.now()
         return Wait(
             Waiting(step=self.name, gate=gate, summary=summary, since=ctx.started or now, wake_at=until, decide=decide)
