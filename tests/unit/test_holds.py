@@ -59,6 +59,7 @@ def test_a_planned_freeze_holds_a_promotion_until_it_ends(world: World) -> None:
     assert advance(ctx) is None and staging_merged(world)
     held_events = [e for pid, e in world.events.seen if pid == ctx.promotion_id and e.endswith(".held")]
     assert held_events == ["promoflow.promotion.held"]  # once, however often it looked
+    assert world.forge.holds == [waiting.summary, None]  # the request shows the hold, then that it may go
     entered = world.project.db.last_step(ctx.promotion_id, "entry")
     assert entered is not None and entered.outcome == "succeeded" and '"overrode": []' in entered.detail
 

@@ -16,6 +16,8 @@ from promoflow import holds, timing
 from promoflow.engine.results import Done, Gate, StepResult, Wait, Waiting
 from promoflow.engine.steps import register
 from promoflow.engine.steps.prepare import changed
+from promoflow.errors import PromoflowError
+from promoflow.forges import Request
 
 if TYPE_CHECKING:
     from promoflow.engine.context import Context
@@ -82,6 +84,8 @@ class Entry:
                     opens,
                     [],
                 )
+        if promotion.waiting and Waiting.model_validate_json(promotion.waiting).step == self.name:
+            self._tell(ctx, None)  # it was held here: it goes on now
         if overrode:
             said = f"{'; '.join(overrode)}: overridden by {promotion.overridden_by} ({promotion.reason})"
             ctx.log.warning("Promotion %s goes through %s", ctx.promotion_id, said)
@@ -109,7 +113,18 @@ class Entry:
         before = Waiting.model_validate_json(promotion.waiting) if promotion.waiting else None
         if before is None or (before.step, before.gate) != (self.name, gate):  # once per hold, not per look
             ctx.events.notice(promotion, "held", summary)
+            self._tell(ctx, summary)
         now = ctx.clock.now()
         return Wait(
             Waiting(step=self.name, gate=gate, summary=summary, since=ctx.started or now, wake_at=until, decide=decide)
         )
+
+    def _tell(self, ctx: Context, why: str | None) -> None:
+        """The request shows it is held (`why`) or may go (None); best effort: the records decide."""
+        request = ctx.output("open_request", Request)
+        if request is None:
+            return
+        try:
+            ctx.forge.hold(ctx.promotion, request, why)
+        except PromoflowError as error:
+            ctx.log.warning("Could not show the hold on the request of promotion %s: %s", ctx.promotion_id, error)
