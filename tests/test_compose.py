@@ -245,3 +245,27 @@ def test_prefect_yaml_bakes_no_path_of_the_deploying_machine(tmp_path: Path, pre
         if created_pool:
             api.delete(f"/work_pools/{pool}")
         api.close()
+
+
+def test_each_environment_schedule_is_a_tick_schedule_named_after_it(tmp_path: Path) -> None:
+    from deployments.serve import environment_schedules
+    from promoflow import demo
+    from promoflow.project import Project
+
+    demo.write_config(tmp_path)
+    config = tmp_path / "promotions.yaml"
+    text = config.read_text()
+    text = text.replace("    branch: env/dev\n", '    branch: env/dev\n    schedule: {cron: "*/15 * * * *"}\n')
+    rrule = "FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=10;BYMINUTE=0"
+    text = text.replace(
+        "    branch: env/prod\n", f"    branch: env/prod\n    schedule: {{rrule: '{rrule}', timezone: Europe/Berlin}}\n"
+    )
+    config.write_text(text)
+    dev, prod = environment_schedules(Project.load(config))
+    assert (dev.cron, dev.timezone, dev.slug, dev.parameters) == ("*/15 * * * *", "UTC", "dev", {"environment": "dev"})
+    assert (prod.rrule, prod.timezone, prod.slug, prod.parameters) == (
+        rrule,
+        "Europe/Berlin",
+        "prod",
+        {"environment": "prod"},
+    )
