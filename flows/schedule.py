@@ -7,6 +7,8 @@ promoflow runs or is recorded until it does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,10 +24,10 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import DeploymentStatus, FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Scheduled
 
-from promoflow.errors import NotFound, TerminalError
+from promoflow.errors import NotFound, TerminalError, TransientError
 
 # The deployments whose scheduled runs promote something (watch, reconcile and report runs are housekeeping).
 PROMOTING = ("promote", "pipeline")
@@ -57,9 +59,19 @@ def served(client: SyncPrefectClient, flow: str) -> UUID:
     return deployment.id
 
 
+@contextmanager
+def _prefect(doing: str) -> Iterator[None]:
+    """A Prefect server that answers with an error (503 when it is busy) is one sentence, not a traceback."""
+    try:
+        yield
+    except PrefectHTTPStatusError as error:
+        status = error.response.status_code
+        raise TransientError(f"The Prefect server answered {status} when asked to {doing}: try again.") from None
+
+
 def schedule(flow: str, parameters: dict[str, Any], at: datetime, name: str) -> FlowRun:
     """A run of the served `flow` deployment that Prefect starts at `at`."""
-    with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client, _prefect(f"schedule {name}"):
         deployment = served(client, flow)
         return client.create_flow_run_from_deployment(
             deployment,
@@ -71,7 +83,7 @@ def schedule(flow: str, parameters: dict[str, Any], at: datetime, name: str) -> 
 
 def scheduled() -> list[ScheduledRun]:
     """The runs of the promoting deployments that wait for their time, soonest first."""
-    with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client, _prefect("list the scheduled runs"):
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
@@ -100,7 +112,7 @@ def cancel(run_id: str, who: str) -> str:
         uuid = UUID(run_id)
     except ValueError:
         raise TerminalError(f"{run_id!r} is not a flow run id: `promoflow scheduled` lists them.") from None
-    with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client, _prefect(f"cancel flow run {run_id}"):
         try:
             run = client.read_flow_run(uuid)
         except ObjectNotFound:

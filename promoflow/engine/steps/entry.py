@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 class Entered(BaseModel):
     at: datetime
-    overrode: list[str] = Field(default_factory=list, description="the freezes and closed windows it went through")
+    overrode: list[str] = Field(
+        default_factory=list, description="the freezes, closed windows and order it went through"
+    )
 
 
 @register
@@ -44,9 +46,8 @@ class Entry:
         previous = p.config.previous(promotion.app, env.name)
         if env.verified_for is not None and previous is not None and not promotion.skip_order:
             release = p.db.get_release(promotion.release_id)
-            since = holds.good_since(
-                p, promotion.app, previous.name, release.id
-            )  # preflight made sure it succeeded there
+            # preflight made sure it succeeded there, unless a hotfix skipped the order
+            since = holds.good_since(p, promotion.app, previous.name, release.id)
             if since is not None and now < since + env.verified_for:
                 soaked = since + env.verified_for
                 return self._wait(
