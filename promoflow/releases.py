@@ -74,12 +74,14 @@ def pins_of(release: Release) -> list[ImagePin]:
 def newer(app: App, one: Release, other: Release) -> bool:
     """Whether `one` is a newer release of `app` than `other`: by its first image's tag policy where their tags
     differ and the policy ranks them, else by when their content was made (or recorded)."""
+    made = [_utc(r.built_at or r.created_at) for r in (one, other)]
     if app.images:
         mine, theirs = pins_of(one)[0].tag, pins_of(other)[0].tag
-        best = policy.ranked([mine, theirs], app.images[0].policy, 1) if mine != theirs else []
+        # `order: created` ranks by build time, which the records keep (no registry is asked here).
+        built = {mine: made[0], theirs: made[1]}.get
+        best = policy.ranked([mine, theirs], app.images[0].policy, 1, built) if mine != theirs else []
         if best:
             return best == [mine]
-    made = [_utc(r.built_at or r.created_at) for r in (one, other)]
     return made[0] is not None and made[1] is not None and made[0] > made[1]
 
 

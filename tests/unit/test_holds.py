@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from promoflow import holds
+from promoflow import holds, releases
 from promoflow.engine.context import Context
 from promoflow.engine.results import Gate, Terminal, Wait, Waiting
 from promoflow.engine.runner import advance
 from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError
+from promoflow.gitops.manifests import ImagePin
 from promoflow.records import Freeze
 from promoflow.sources import oci_layout
 from promoflow.waits import waits
@@ -281,3 +282,15 @@ def test_supersede_never_queues_a_newer_release_behind_the_waiting_one(world: Wo
     queued = advance(world.promote("staging", "1.3.0"))
     assert isinstance(queued, Wait) and queued.waiting.summary == f"promotion {older.promotion_id} to finish"
     assert older.promotion.state != S.SUPERSEDED
+
+
+def test_under_order_created_the_newer_release_is_the_newer_build(world: World) -> None:
+    """Supersede asks which release is newer by the image's tag policy; `order: created` ranks by build time,
+    which no tag says but the records keep (no registry is asked), whatever the tags' own order."""
+    world.configure('semver: ">=1.0.0 <2"', "order: created")
+    app = world.project.config.app("web")
+    early, late = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    one = releases.record("web", [ImagePin(app.images[0].name, "1.9.0", "sha256:" + "1" * 64)], "test")
+    other = releases.record("web", [ImagePin(app.images[0].name, "1.2.0", "sha256:" + "2" * 64)], "test")
+    one.built_at, other.built_at = early, late
+    assert releases.newer(app, other, one) and not releases.newer(app, one, other)
