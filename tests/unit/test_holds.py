@@ -18,7 +18,7 @@ from promoflow.gitops.manifests import ImagePin
 from promoflow.records import Freeze
 from promoflow.sources import oci_layout
 from promoflow.waits import waits
-from tests.unit.world import World
+from tests.unit.world import World, staging
 
 S = PromotionState
 NO_APPROVAL = ("required: 1                 # one approval before the merge", "required: 0")
@@ -27,9 +27,7 @@ STAGING = "    branch: env/staging\n"
 
 def held(world: World, gate: Gate) -> tuple[Context, Waiting]:
     """A promotion into staging (dev done first, no approval needed) that waits at the door for `gate`."""
-    world.through_dev()
-    world.configure(*NO_APPROVAL)
-    ctx = world.promote("staging")
+    ctx = staging(world, "required: 0")
     result = advance(ctx)
     assert isinstance(result, Wait) and result.waiting.gate == gate, result
     assert result.waiting.step == "entry" and not world.merged(ctx) and world.forge.opened
