@@ -114,7 +114,8 @@ def test_the_worker_command_module_exists() -> None:
 
 
 EXPECTED_PARAMETERS = {
-    "promote": {"app", "environment", "release", "requested_by", "reason", "config"},
+    # the UI's Custom run form of a deployment is made from this schema: an override is given there too
+    "promote": {"app", "environment", "release", "requested_by", "reason", "config", "override_freeze", "skip_order"},
     "pipeline": {"app", "release", "requested_by", "config"},
     "rollback": {"app", "environment", "to", "reason", "requested_by", "config"},
     "watch": {"config", "apps", "promote"},
