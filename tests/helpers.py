@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,6 +89,7 @@ class Served:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Served:
+        self.started = datetime.now(UTC)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "deployments.serve"],
@@ -105,7 +107,12 @@ class Served:
         if self.process.poll() is not None:
             raise AssertionError(f"deployments.serve exited {self.process.returncode}: {self.log.read_text()[-3000:]}")
         answer = httpx.get(f"{os.environ['PREFECT_API_URL']}/deployments/name/promote/promote", timeout=10)
-        return answer.status_code == 200 and answer.json().get("status") == "READY"
+        if answer.status_code != 200 or answer.json().get("status") != "READY":
+            return False
+        # Polled by this process, which registered every deployment first: a serve process of an earlier test
+        # leaves the deployments READY (and as it registered them, e.g. `tick` without schedules) for a minute.
+        polled = answer.json().get("last_polled")
+        return polled is not None and datetime.fromisoformat(polled) >= self.started
 
     def idle(self) -> bool:
         """No run's process is left under it (a suspended run's process has exited and been reaped)."""

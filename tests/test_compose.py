@@ -114,12 +114,14 @@ def test_the_worker_command_module_exists() -> None:
 
 
 EXPECTED_PARAMETERS = {
-    "promote": {"app", "environment", "release", "requested_by", "reason", "config"},
+    # the UI's Custom run form of a deployment is made from this schema: an override is given there too
+    "promote": {"app", "environment", "release", "requested_by", "reason", "config", "override_freeze", "skip_order"},
     "pipeline": {"app", "release", "requested_by", "config"},
     "rollback": {"app", "environment", "to", "reason", "requested_by", "config"},
     "watch": {"config", "apps", "promote"},
     "reconcile": {"config", "woken_by"},
     "report": {"config", "days"},
+    "tick": {"config", "environment"},
 }
 
 
@@ -130,12 +132,14 @@ def test_serve_builds_the_deployments(monkeypatch: pytest.MonkeyPatch, prefect_a
     from flows.reconcile import reconcile
     from flows.report import report
     from flows.rollback import rollback
+    from flows.tick import tick
     from flows.watch import watch
 
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("PROMOFLOW_CONFIG", "promotions.yaml")
     built = {deployment.name: deployment for deployment in deployments()}
-    assert set(built) == {"promote", "pipeline", "rollback", "watch", "reconcile", "report"}
+    assert set(built) == {"promote", "pipeline", "rollback", "watch", "reconcile", "report", "tick"}
+    assert built["tick"].schedules == []  # the demo's environments have no `schedule`
     assert [s.schedule.interval.total_seconds() for s in built["watch"].schedules] == [60]  # type: ignore[union-attr]
     assert [s.schedule.interval.total_seconds() for s in built["reconcile"].schedules] == [30]  # type: ignore[union-attr]
     assert [t.expect for t in built["reconcile"].triggers] == [  # type: ignore[union-attr]
@@ -144,7 +148,7 @@ def test_serve_builds_the_deployments(monkeypatch: pytest.MonkeyPatch, prefect_a
 
     assert [s.schedule.cron for s in built["report"].schedules] == ["0 6 * * 1"]  # type: ignore[union-attr]
 
-    for flow in (promote, pipeline, rollback, watch, reconcile, report):
+    for flow in (promote, pipeline, rollback, watch, reconcile, report, tick):
         deployment = built[flow.name]
         assert deployment.entrypoint == f"flows.{flow.name}.{flow.name}"  # imported, wherever it runs
         assert deployment.flow_name == flow.name
@@ -242,3 +246,27 @@ def test_prefect_yaml_bakes_no_path_of_the_deploying_machine(tmp_path: Path, pre
         if created_pool:
             api.delete(f"/work_pools/{pool}")
         api.close()
+
+
+def test_each_environment_schedule_is_a_tick_schedule_named_after_it(tmp_path: Path) -> None:
+    from deployments.serve import environment_schedules
+    from promoflow import demo
+    from promoflow.project import Project
+
+    demo.write_config(tmp_path)
+    config = tmp_path / "promotions.yaml"
+    text = config.read_text()
+    text = text.replace("    branch: env/dev\n", '    branch: env/dev\n    schedule: {cron: "*/15 * * * *"}\n')
+    rrule = "FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=10;BYMINUTE=0"
+    text = text.replace(
+        "    branch: env/prod\n", f"    branch: env/prod\n    schedule: {{rrule: '{rrule}', timezone: Europe/Berlin}}\n"
+    )
+    config.write_text(text)
+    dev, prod = environment_schedules(Project.load(config))
+    assert (dev.cron, dev.timezone, dev.slug, dev.parameters) == ("*/15 * * * *", "UTC", "dev", {"environment": "dev"})
+    assert (prod.rrule, prod.timezone, prod.slug, prod.parameters) == (
+        rrule,
+        "Europe/Berlin",
+        "prod",
+        {"environment": "prod"},
+    )
