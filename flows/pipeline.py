@@ -13,7 +13,7 @@ from promoflow.errors import TerminalError
 from promoflow.project import Project
 from promoflow.promotion import check_bundle_order, newest_allowed, resolve_bundle, runs, sources
 from promoflow.records import Bundle
-from tasks._shared import label_run, project
+from tasks._shared import hold_until_scheduled, label_run, project
 from tasks.steps import mark
 
 
@@ -23,6 +23,7 @@ def pipeline(
 ) -> list[int]:
     """Promote into every environment on the route whose `auto_promote` allows it. `app` may name a group:
     then `release` names one of its bundles."""
+    hold_until_scheduled()
     p = project(config)
     group = p.config.group(app)
     if group is not None:

@@ -12,7 +12,7 @@ from promoflow.clusters.targets import VerificationFailed
 from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError
 from promoflow.promotion import runner_id, start
-from tasks._shared import label_run, project
+from tasks._shared import hold_until_scheduled, label_run, project
 
 T = TypeVar("T")
 
@@ -36,6 +36,7 @@ def promote(
 
     Re-running it after a crash resumes the same promotion: every step finds what it already did.
     """
+    hold_until_scheduled()
     pid = run_promotion(
         app,
         environment,

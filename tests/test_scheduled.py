@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -66,7 +66,9 @@ def test_a_promotion_at_a_time_runs_then_and_not_before_and_another_is_cancelled
         )
     assert (done["state"], done["flow_run_id"], done["requested_by"]) == ("succeeded", planned["flow_run"], "rita")
     assert datetime.fromisoformat(done["created_at"]) >= at  # nothing of it ran before its time
-    assert datetime.fromisoformat(flow_run(planned["flow_run"])["start_time"]) >= at
+    # Prefect's server lets the run start up to half a second early (its wait is whole seconds); the flow then
+    # holds itself until `at`, which the promotion's own created_at above shows.
+    assert datetime.fromisoformat(flow_run(planned["flow_run"])["start_time"]) >= at - timedelta(seconds=1)
     assert [p["id"] for p in history(sandbox, "web", "--env", "dev") if p["kind"] == "promotion"] == [1]
 
 
