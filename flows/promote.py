@@ -7,6 +7,7 @@ from typing import TypeVar, cast
 from prefect import flow, get_run_logger
 from prefect.states import Cancelled
 
+from flows.resume import claim
 from promoflow import settings
 from promoflow.clusters.targets import VerificationFailed
 from promoflow.engine.states import PromotionState
@@ -32,6 +33,7 @@ def promote(
 
     Re-running it after a crash resumes the same promotion: every step finds what it already did.
     """
+    claim(config)
     pid = run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
     return finished(config, [pid], pid)
 
