@@ -115,8 +115,12 @@ def carry_on(project: Project, promotion_id: int, found: RunStatus, here: bool =
     with get_client(sync_client=True) as client:
         deployment, parameters = _deployment_for(client, project, promotion, found.run, here)
         if deployment is not None:
+            # Two processes carrying it on at once (reconcile runs, `promoflow approve`) get the same new run.
             new = client.create_flow_run_from_deployment(
-                deployment, parameters=parameters, tags=list(found.run.tags) if found.run else None
+                deployment,
+                parameters=parameters,
+                tags=list(found.run.tags) if found.run else None,
+                idempotency_key=f"promoflow-carry-on-{promotion_id}-{found.run.id if found.run else 'gone'}",
             )
             project.db.update_promotion(promotion_id, flow_run_id=str(new.id), runner=None)
             _abandon(client, found.run, f"{found.why}: promotion {promotion_id} carries on in flow run {new.id}")

@@ -275,7 +275,7 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp
             submitted = sandbox.cli("promote", "web", "--to", "dev", "--no-wait", env=PEOPLE)
             assert submitted.returncode == 0, submitted.stderr
             dev = wait_for(lambda: suspended_waiting(sandbox, "dev"), timeout=240, what="dev to wait for its check")
-            # a reconcile killed mid-run would hold the deployment's one slot for 300 s
+            # nothing in progress when it dies: a watch killed mid-run would hold its deployment's one slot for 300 s
             wait_for(serving.idle, timeout=240, what="no run in progress")
             serving.stop(signal.SIGKILL)
 
