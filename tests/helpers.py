@@ -188,8 +188,10 @@ def served(sandbox: Sandbox, log: Path, env: dict[str, str] | None = None) -> It
 
 def drop_interval_runs() -> None:
     """What the served `watch` (one run at a time) and `reconcile` leave on the session's Prefect server for the next
-    test that serves them: their interval runs, due while nothing serves them, are dropped; a run killed with the
-    serve process is marked crashed, or a watch's would hold the deployment's one slot until its lease (300 s) ends."""
+    test that serves them: their runs due while nothing serves them (interval and triggered ones) are dropped, or
+    they would all start at once with the next serve process; a run killed with the serve process is ended (named
+    apart from Crashed: that would trigger yet another reconcile), or a watch's would hold the deployment's one slot
+    until its lease (300 s) ends."""
     api = os.environ["PREFECT_API_URL"]
     query = {
         "deployments": {"name": {"any_": ["watch", "reconcile"]}},
@@ -197,9 +199,9 @@ def drop_interval_runs() -> None:
     }
     for run in httpx.post(f"{api}/flow_runs/filter", json=query, timeout=30).json():
         if run["state_type"] != "SCHEDULED":
-            state = {"type": "CRASHED", "name": "Crashed", "message": "its serve process was killed"}
+            state = {"type": "CRASHED", "name": "Killed", "message": "its serve process was killed"}
             httpx.post(f"{api}/flow_runs/{run['id']}/set_state", json={"state": state, "force": True}, timeout=30)
-        elif run["auto_scheduled"]:
+        else:
             httpx.delete(f"{api}/flow_runs/{run['id']}", timeout=30)
 
 
