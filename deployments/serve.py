@@ -62,9 +62,10 @@ def deployments() -> list[RunnerDeployment]:
                 schedules=schedules.get(flow),
                 # watch: a registry push (promoflow webhook) runs it at once for the apps it concerns
                 triggers=triggers.get(flow),
-                # watch: an interval run and a triggered one must not both take the same new release for new;
-                # reconcile: two must not both carry one promotion on
-                concurrency_limit=1 if flow in (watch, reconcile) else None,
+                # watch: an interval run and a triggered one must not both take the same new release for new.
+                # Not reconcile: a run that died with its worker would hold the one slot for up to 5 minutes
+                # (Prefect's lease), just when promotions need carrying on; two at once carry one on in one run.
+                concurrency_limit=1 if flow is watch else None,
                 entrypoint_type=EntrypointType.MODULE_PATH,  # as prefect.yaml: imported, not read from a path
             ),
         )

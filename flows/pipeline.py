@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.promote import finished, run_promotion
+from flows.resume import claim
 from promoflow import releases, settings
 from promoflow.config import Environment, Group
 from promoflow.engine.states import PromotionState
@@ -24,6 +25,7 @@ def pipeline(
     """Promote into every environment on the route whose `auto_promote` allows it. `app` may name a group:
     then `release` names one of its bundles."""
     hold_until_scheduled()
+    claim(config)
     p = project(config)
     group = p.config.group(app)
     if group is not None:

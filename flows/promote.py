@@ -7,6 +7,7 @@ from typing import TypeVar, cast
 from prefect import flow, get_run_logger
 from prefect.states import Cancelled
 
+from flows.resume import claim
 from promoflow import settings
 from promoflow.clusters.targets import VerificationFailed
 from promoflow.engine.states import PromotionState
@@ -37,6 +38,7 @@ def promote(
     Re-running it after a crash resumes the same promotion: every step finds what it already did.
     """
     hold_until_scheduled()
+    claim(config)
     pid = run_promotion(
         app,
         environment,

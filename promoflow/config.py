@@ -229,7 +229,9 @@ class ClusterTarget(Strict):
     )
     sync: bool = Field(True, description="Ask the controller to sync now rather than at its next poll.")
     kubeconfig: str | None = Field(
-        None, description="kubeconfig file (relative to promotions.yaml) [default: $KUBECONFIG or ~/.kube/config]."
+        None,
+        description="kubeconfig file (relative to promotions.yaml) [default: $KUBECONFIG or ~/.kube/config; with "
+        "neither, in a Kubernetes pod, the pod's ServiceAccount].",
     )
     context: str | None = Field(None, description="kubeconfig context of this environment's cluster.")
     force: bool = Field(False, description="Take over fields another field manager owns (server-side apply force).")

@@ -381,6 +381,21 @@ class Database:
                 return s.exec(select(Promotion).where(Promotion.slot == slot)).first()
         return None
 
+    def claim_promotions(self, flow_run_id: str, runner: str) -> None:
+        """The process `runner` now runs the flow run `flow_run_id` (woken, or started to carry its promotions on):
+        it runs the unfinished promotions that name the run."""
+        left: list[tuple[int, str]] = []  # promotions another process ran before it ended
+        with self.session() as s:
+            query = select(Promotion).where(Promotion.flow_run_id == flow_run_id)
+            for row in s.exec(query.where(col(Promotion.state).not_in(TERMINAL_STATES))):
+                if row.runner and row.runner != runner and row.id is not None:
+                    left.append((row.id, row.runner))
+                row.runner, row.updated_at = runner, now()
+                s.add(row)
+            s.commit()
+        for promotion_id, before in left:
+            self.interrupt_steps(promotion_id, f"the process running it ({before}) ended first")
+
     def active_promotions(self) -> list[Promotion]:
         """Every promotion that has not ended, oldest first."""
         with self.session() as s:
