@@ -125,6 +125,8 @@ def carry_on(project: Project, promotion_id: int, found: RunStatus, here: bool =
             project.db.update_promotion(promotion_id, flow_run_id=str(new.id), runner=None)
             _abandon(client, found.run, f"{found.why}: promotion {promotion_id} carries on in flow run {new.id}")
             return f"{found.why}: it carries on in flow run {new.id}"
+        if here:  # carried on below in a new run of this process
+            _abandon(client, found.run, f"{found.why}: promotion {promotion_id} carries on in process {runner_id()}")
     if not here:
         return (
             f"{found.why}, and no promoflow deployment is served to carry it on: "

@@ -21,6 +21,8 @@ from tests.registry_fixtures import RunningRegistry, notifying, start_registry
 
 T = TypeVar("T")
 REQUESTER = {"PROMOFLOW_USER": "rita"}
+# staging without its approval: what holds a promotion there is what the test sets up
+NO_APPROVAL = ("required: 1                 # one approval before the merge", "required: 0")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 60, what: str = "condition", every: float = 0.25) -> T:
@@ -38,6 +40,14 @@ def history(sandbox: Sandbox, *args: str) -> list[dict[str, Any]]:
     data = sandbox.cli_json("history", *args)
     assert isinstance(data, list)
     return data
+
+
+def merges(sandbox: Sandbox, branch: str) -> list[str]:
+    return sandbox.git("log", "--merges", "--format=%s", branch).splitlines()
+
+
+def request_branches(sandbox: Sandbox, env: str) -> list[str]:
+    return [b for b in sandbox.git("branch", "--list", f"promoflow/{env}/*").split() if b != "*"]
 
 
 def promotion(sandbox: Sandbox, promotion_id: int) -> dict[str, Any]:

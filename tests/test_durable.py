@@ -36,9 +36,11 @@ from tests.helpers import (
     awaiting,
     flow_run,
     history,
+    merges,
     promotion,
     receiving,
     registry_for_web,
+    request_branches,
     run_state,
     served,
     start_cli,
@@ -59,14 +61,6 @@ RARELY = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3
 @pytest.fixture(autouse=True)
 def _server(prefect_api: str) -> None:
     """Every test here talks to the session's Prefect server."""
-
-
-def merges(sandbox: Sandbox, branch: str) -> list[str]:
-    return sandbox.git("log", "--merges", "--format=%s", branch).splitlines()
-
-
-def request_branches(sandbox: Sandbox, env: str) -> list[str]:
-    return [b for b in sandbox.git("branch", "--list", f"promoflow/{env}/*").split() if b != "*"]
 
 
 def suspended_waiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:

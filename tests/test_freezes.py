@@ -17,21 +17,25 @@ import httpx
 import pytest
 
 from tests.conftest import Sandbox
-from tests.helpers import REQUESTER, history, promotion, run_state, served, start_cli, wait_for
+from tests.helpers import (
+    NO_APPROVAL,
+    REQUESTER,
+    history,
+    merges,
+    promotion,
+    run_state,
+    served,
+    start_cli,
+    wait_for,
+)
 
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
-
-NO_APPROVAL = ("required: 1                 # one approval before the merge", "required: 0")
 
 
 @pytest.fixture(autouse=True)
 def _server(prefect_api: str) -> None:
     """Every test here talks to the session's Prefect server."""
-
-
-def merges(sandbox: Sandbox, branch: str) -> list[str]:
-    return sandbox.git("log", "--merges", "--format=%s", branch).splitlines()
 
 
 def staging(sandbox: Sandbox) -> dict[str, Any]:
