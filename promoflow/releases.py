@@ -181,8 +181,8 @@ def resolve(db: Database, app: App, sources: AppSources, ref: str | None, origin
         known = db.release(app.name, ref)
         if known:
             return known
-        return save(db, named(app, sources, ref, origin), sources)
-    return save(db, discover(app, sources, origin), sources)
+        return save(db, named(app, sources, ref, origin), sources)[0]
+    return save(db, discover(app, sources, origin), sources)[0]
 
 
 def save(db: Database, release: Release, sources: AppSources) -> tuple[Release, bool]:
