@@ -360,12 +360,11 @@ def part_webhook(work: Path, pushes: int, path: str) -> dict[str, Any]:
             )
             if registered.returncode:
                 raise RuntimeError(f"register-deployments.sh failed: {registered.stdout}{registered.stderr}")
-            from tests.test_workers import WORKER_ENVIRONMENT, _online_workers
+            from tests.test_workers import WORKER_COMMAND, WORKER_ENVIRONMENT, _online_workers
 
             for name in WORKERS:
                 logs.append(work / f"{name}.log")
-                prefect_cli = str(Path(sys.executable).parent / "prefect")
-                argv = [prefect_cli, "worker", "start", "--pool", "promoflow", "--name", name]
+                argv = [*WORKER_COMMAND, "--name", name]
                 stack.callback(stop, start(argv, logs[-1], {**env, **WORKER_ENVIRONMENT}))
             wait("both workers to poll the pool", lambda: _online_workers(prefect.api_url) >= len(WORKERS), 120, logs)
         stack.callback(stop, start(receiver, logs[0], env))
@@ -380,6 +379,11 @@ def part_webhook(work: Path, pushes: int, path: str) -> dict[str, Any]:
         def runs(flow: str, after: float) -> list[dict[str, Any]]:
             query = {"flows": {"name": {"any_": [flow]}}, "sort": "EXPECTED_START_TIME_ASC"}
             return [r for r in api.post("/flow_runs/filter", json=query).json() if stamp(r["created"]) > after]
+
+        def claimed(run: str) -> float:
+            """When the runner, worker or receiver took the run to start it (Pending)."""
+            states = api.get("/flow_run_states/", params={"flow_run_id": run}).json()
+            return min((stamp(s["timestamp"]) for s in states if s["type"] == "PENDING"), default=float("nan"))
 
         samples = []
         with httpx.Client(base_url=registry.url, timeout=10) as http:
@@ -400,6 +404,7 @@ def part_webhook(work: Path, pushes: int, path: str) -> dict[str, Any]:
                     "watch_run_created": stamp(watch_run["created"]) - pushed_at,
                     "watch_run_started": stamp(watch_run["start_time"]) - pushed_at,
                     "pipeline_run_created": stamp(pipeline_run["created"]) - pushed_at,
+                    "pipeline_run_claimed": claimed(pipeline_run["id"]) - pushed_at,
                     "pipeline_run_started": stamp(pipeline_run["start_time"]) - pushed_at,
                 }
                 wait(
@@ -545,7 +550,13 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-HOPS = ("watch_run_created", "watch_run_started", "pipeline_run_created", "pipeline_run_started")
+HOPS = (
+    "watch_run_created",
+    "watch_run_started",
+    "pipeline_run_created",
+    "pipeline_run_claimed",
+    "pipeline_run_started",
+)
 
 
 def _webhook_table(pushes: list[dict[str, Any]]) -> list[str]:
@@ -561,8 +572,9 @@ def _hops(pushes: list[dict[str, Any]]) -> str:
     return (
         f"push -> watch run created {hop['watch_run_created']:.2f} s; -> watch run started"
         f" {hop['watch_run_started'] - hop['watch_run_created']:.2f} s; -> pipeline run created"
-        f" {hop['pipeline_run_created'] - hop['watch_run_started']:.2f} s; -> pipeline run started"
-        f" {hop['pipeline_run_started'] - hop['pipeline_run_created']:.2f} s"
+        f" {hop['pipeline_run_created'] - hop['watch_run_started']:.2f} s; -> pipeline run claimed (Pending)"
+        f" {hop['pipeline_run_claimed'] - hop['pipeline_run_created']:.2f} s; -> pipeline run started (Running)"
+        f" {hop['pipeline_run_started'] - hop['pipeline_run_claimed']:.2f} s"
     )
 
 
