@@ -118,9 +118,10 @@ def _workers_serve(config: str) -> bool:
 
 
 class WatchHere:
-    """The webhook receiver runs the watch of a push itself, before it answers the delivery: no `watch` run stands
-    between a push and its pipeline, waiting for a worker to start it. The watch records each new release once (two
-    watches at once hand it on once) and hands it on by the receiver's mode:
+    """The webhook receiver runs the watch of a push itself, in a thread, once it answered the delivery: no `watch`
+    run stands between a push and its pipeline, waiting for a worker to start it. A receiver that ends before its
+    watch did leaves the release to the `watch` deployment's interval runs (every 60 s), the safety net. The watch
+    records each new release once (two watches at once hand it on once) and hands it on by the receiver's mode:
 
     - by default (`host=False`), to a run of the `pipeline` deployment, which a worker starts (deployments/worker.py
       starts it in its own process: no new Python process either); the pipeline reads the deployment's
@@ -146,8 +147,7 @@ class WatchHere:
         if event.event != EVENT or not (self.host or _workers_serve(self.config)):
             self._emit(event)
             return
-        if not self._watch(list(event.payload["apps"])):
-            self._emit(event)  # a watch deployment's trigger tries again on a worker
+        _thread(self._watch, event)  # answered at once: a registry waits about a second, then delivers again
 
     def carry_on_orphans(self) -> None:
         """Carry on, here, the pipelines of this project whose hosting receiver ended before they did; in the
@@ -167,17 +167,21 @@ class WatchHere:
             logger.info("Carrying on pipeline run %s (%s), left by %s", run.id, run.name, run.infrastructure_pid)
             _thread(_host, run)
 
-    def _watch(self, apps: list[str]) -> bool:
+    def _watch(self, event: Event) -> None:
+        apps = list(event.payload["apps"])
         with self._watching:
             token = _HAND_OFF.set(self._hand_off)
             try:
                 watch(config=self.config, apps=apps)
-                return True
+                return
             except Exception as error:  # recorded on the flow run; the receiver goes on
                 logger.error("The watch of %s failed: %s", ", ".join(apps), redact(str(error)))
-                return False
             finally:
                 _HAND_OFF.reset(token)
+        try:
+            self._emit(event)  # a watch deployment's trigger tries again on a worker
+        except Exception as error:  # the interval watch finds the release
+            logger.error("Prefect did not take event %s either: %s", event.id, redact(str(error)))
 
     @staticmethod
     def _to_workers(app_or_group: str, release: str, config: str) -> None:

@@ -806,7 +806,7 @@ def webhook(
     config: ConfigOption = None,
 ) -> None:
     """Receive registry push webhooks (Distribution, Docker Hub, GHCR, Harbor) and run `watch` for the apps
-    they concern, here, before answering: each new release goes to a run of the `pipeline` deployment, which a
+    they concern, here, in the background: each new release goes to a run of the `pipeline` deployment, which a
     worker starts within seconds of the push (with no worker serving it, the push goes to Prefect as an event for
     the `watch` deployment); and GitHub review, status and check deliveries, which wake the promotions waiting on
     them. The secret comes from $PROMOFLOW_WEBHOOK_SECRET; see docs/webhooks.md."""
