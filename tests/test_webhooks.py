@@ -716,12 +716,7 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
                 push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
             pushed_at = time.time()
 
-            def promoted() -> Any:
-                found = sandbox.db().release("web", "1.6.0")
-                states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
-                return next((p for p in states if p.release_id == found.id and p.state == "succeeded"), None)
-
-            promotion = _wait("dev running 1.6.0", promoted, 60, [log, registry.log])
+            promotion = _wait("dev running 1.6.0", lambda: _dev_running(sandbox, "1.6.0"), 60, [log, registry.log])
         query = {"flow_runs": {"name": {"like_": "pipeline web"}}, "sort": "START_TIME_DESC", "limit": 1}
         (run,) = api.post("/flow_runs/filter", json=query).json()
         started = datetime.fromisoformat(run["start_time"]).timestamp() - pushed_at
@@ -756,12 +751,7 @@ def test_the_receiver_watches_a_push_itself_and_hands_the_release_to_a_pipeline_
                 push_index(http, "demo/web", "1.7.0", ["linux/amd64"], Pushed())
             pushed_at = time.time()
 
-            def promoted() -> Any:
-                found = sandbox.db().release("web", "1.7.0")
-                states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
-                return next((p for p in states if p.release_id == found.id and p.state == "succeeded"), None)
-
-            promotion = _wait("dev running 1.7.0", promoted, 120, logs)
+            promotion = _wait("dev running 1.7.0", lambda: _dev_running(sandbox, "1.7.0"), 120, logs)
         pipeline = api.get("/deployments/name/pipeline/pipeline").json()
         query = {"deployments": {"id": {"any_": [pipeline["id"]]}}, "flow_runs": {"name": {"like_": "pipeline web"}}}
         runs = [r for r in api.post("/flow_runs/filter", json=query).json() if r["id"] == promotion.flow_run_id]
@@ -781,6 +771,13 @@ def test_the_receiver_watches_a_push_itself_and_hands_the_release_to_a_pipeline_
         assert api.post("/events/filter", json=query).json()["events"] == []
     finally:
         registry.stop()
+
+
+def _dev_running(sandbox: Sandbox, label: str) -> Any:
+    """web's promotion of the release `label` to dev, once it succeeded."""
+    found = sandbox.db().release("web", label)
+    states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
+    return next((p for p in states if found and p.release_id == found.id and p.state == "succeeded"), None)
 
 
 def _memory(pid: int) -> dict[str, int]:

@@ -102,6 +102,18 @@ def config_text(registry: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def register_deployments(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What docker-compose.yml's `deploy` service runs: the work pool, the deployments, the heartbeat automation."""
+    return subprocess.run(
+        ["sh", str(ROOT / "deploy" / "register-deployments.sh")],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def git(*args: str, cwd: Path | None = None) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
@@ -255,14 +267,7 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
         stack.callback(cluster.close)
         stack.callback(registry.stop)
         stack.callback(topology.stop_all)
-        registered = subprocess.run(  # what docker-compose.yml's `deploy` service runs
-            ["sh", str(ROOT / "deploy" / "register-deployments.sh")],
-            cwd=tmp_path,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        registered = register_deployments(tmp_path, env)
         assert registered.returncode == 0, registered.stdout + registered.stderr
         automations = httpx.post(f"{api}/automations/filter", json={}, timeout=10).json()
         assert heartbeats.NAME in [a["name"] for a in automations]

@@ -350,17 +350,11 @@ def part_webhook(work: Path, pushes: int, path: str) -> dict[str, Any]:
             logs.append(work / "serve.log")
             stack.callback(stop, start([sys.executable, "-m", "deployments.serve"], logs[-1], env))
         else:
-            registered = subprocess.run(  # what docker-compose.yml's `deploy` service runs
-                ["sh", str(ROOT / "deploy" / "register-deployments.sh")],
-                cwd=work,
-                env={**os.environ, **env},
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
+            from tests.test_workers import WORKER_COMMAND, WORKER_ENVIRONMENT, _online_workers, register_deployments
+
+            registered = register_deployments(work, env)
             if registered.returncode:
                 raise RuntimeError(f"register-deployments.sh failed: {registered.stdout}{registered.stderr}")
-            from tests.test_workers import WORKER_COMMAND, WORKER_ENVIRONMENT, _online_workers
 
             for name in WORKERS:
                 logs.append(work / f"{name}.log")
