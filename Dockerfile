@@ -46,4 +46,4 @@ RUN useradd --create-home --uid 10001 promoflow \
 USER promoflow
 ENV PROMOFLOW_HOME=/var/lib/promoflow
 
-CMD ["prefect", "worker", "start", "--pool", "promoflow", "--type", "process"]
+CMD ["python", "-m", "deployments.worker", "--pool", "promoflow"]

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger
@@ -22,6 +23,7 @@ from tasks._shared import project
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
+    from prefect.client.schemas.responses import DeploymentResponse
     from prefect.events import Event
 
 REQUESTER = "promoflow-watch"
@@ -76,49 +78,76 @@ def _hand_off(app_or_group: str, release: str, config: str) -> None:
     if here is not None:
         here(app_or_group, release, config)
         return
-    parameters = {"app": app_or_group, "release": release, "requested_by": REQUESTER, "config": config}
-    if _served(PIPELINE_DEPLOYMENT):
-        # Not a subflow of this watch: Prefect refuses to suspend subflows, and the pipeline waits for approvals
-        # suspended (its run must also outlive this watch's process and be woken on its own).
-        run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=False)
+    if _served(PIPELINE_DEPLOYMENT) is not None:
+        _to_deployment(app_or_group, release, config)
     else:
         pipeline(app_or_group, release=release, requested_by=REQUESTER, config=config)
 
 
-def _served(name: str) -> bool:
-    """The deployment exists and a process (serve, a worker) polls it now: a run of it will start."""
+def _to_deployment(app_or_group: str, release: str, config: str | None) -> None:
+    """A run of the pipeline deployment; without `config`, the deployment's own (a worker's: its $PROMOFLOW_CONFIG)."""
+    parameters = {"app": app_or_group, "release": release, "requested_by": REQUESTER}
+    if config is not None:
+        parameters["config"] = config
+    # Not a subflow of this watch: Prefect refuses to suspend subflows, and the pipeline waits for approvals
+    # suspended (its run must also outlive this watch's process and be woken on its own).
+    run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=False)
+
+
+def _served(name: str) -> DeploymentResponse | None:
+    """The deployment, if a process (serve, a worker) polls it now: a run of it will start."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import DeploymentStatus
 
     with get_client(sync_client=True) as client:
         try:
-            return client.read_deployment_by_name(name).status == DeploymentStatus.READY
+            deployment = client.read_deployment_by_name(name)
         except ObjectNotFound:
-            return False
+            return None
+    return deployment if deployment.status == DeploymentStatus.READY else None
+
+
+def _workers_serve(config: str) -> bool:
+    """A worker (or serve process) polls the pipeline deployment now, for this promotions.yaml: the one it was served
+    with, or a worker's own (the deployments of deployments/prefect.yaml name none)."""
+    deployment = _served(PIPELINE_DEPLOYMENT)
+    if deployment is None:
+        return False
+    served_with = deployment.parameters.get("config", settings.FROM_ENVIRONMENT)
+    return served_with == settings.FROM_ENVIRONMENT or Path(served_with).resolve() == Path(config).resolve()
 
 
 class WatchHere:
-    """The webhook receiver's `--watch-here` mode: a push runs `watch` for its apps, and the pipelines of the
-    releases it finds, as flow runs of the receiver's own long-running process (in threads), instead of an event
-    the served `watch` deployment picks up. No runner poll and no new Python process stand between a push and
-    its pipeline. GitHub review and check events still go to Prefect, where the approval waits look for them.
+    """The webhook receiver runs the watch of a push itself, in a thread, once it answered the delivery: no `watch`
+    run stands between a push and its pipeline, waiting for a worker to start it. A receiver that ends before its
+    watch did leaves the release to the `watch` deployment's interval runs (every 60 s), the safety net. The watch
+    records each new release once (two watches at once hand it on once) and hands it on by the receiver's mode:
 
-    The receiver hosts those pipelines, approval waits included: their runs name it as their process
-    (`infrastructure_pid`), and a receiver started after one that ended (killed, redeployed) carries on the
-    pipelines it left, in the same flow runs, from their recorded steps (`carry_on_orphans`)."""
+    - by default (`host=False`), to a run of the `pipeline` deployment, which a worker starts (deployments/worker.py
+      starts it in its own process: no new Python process either); the pipeline reads the deployment's
+      promotions.yaml (a worker's own), as one a worker's watch started would. While no worker serves that
+      deployment for this promotions.yaml, or when the watch fails here (a registry the receiver cannot reach), the
+      push goes to Prefect as the event, whose trigger runs the `watch` deployment on a worker, as before.
+    - with `--watch-here` (`host=True`), to a flow run the receiver hosts, in a thread of its own long-running
+      process: no deployment, no worker. Those pipelines wait for approvals here too: their runs name the receiver
+      as their process (`infrastructure_pid`), and a receiver started after one that ended (killed, redeployed)
+      carries on the pipelines it left, in the same flow runs, from their recorded steps (`carry_on_orphans`).
 
-    def __init__(self, config: str, emit: Callable[[Event], None]) -> None:
-        self.config = config
+    GitHub review and check events always go to Prefect, where the approval waits look for them."""
+
+    def __init__(self, config: str, emit: Callable[[Event], None], host: bool = True) -> None:
+        self.config, self.host = config, host
         self._emit = emit
+        self._hand_off = self._start_pipeline if host else self._to_workers
         self._watching = threading.BoundedSemaphore(4)  # watches at once
 
     def __call__(self, event: Event) -> None:
         from promoflow.webhooks import EVENT
 
-        if event.event != EVENT:
+        if event.event != EVENT or not (self.host or _workers_serve(self.config)):
             self._emit(event)
             return
-        _thread(self._watch, list(event.payload["apps"]))
+        _thread(self._watch, event)  # answered at once: a registry waits about a second, then delivers again
 
     def carry_on_orphans(self) -> None:
         """Carry on, here, the pipelines of this project whose hosting receiver ended before they did; in the
@@ -138,15 +167,25 @@ class WatchHere:
             logger.info("Carrying on pipeline run %s (%s), left by %s", run.id, run.name, run.infrastructure_pid)
             _thread(_host, run)
 
-    def _watch(self, apps: list[str]) -> None:
+    def _watch(self, event: Event) -> None:
+        apps = list(event.payload["apps"])
         with self._watching:
-            token = _HAND_OFF.set(self._start_pipeline)
+            token = _HAND_OFF.set(self._hand_off)
             try:
                 watch(config=self.config, apps=apps)
+                return
             except Exception as error:  # recorded on the flow run; the receiver goes on
-                logger.error("The watch of %s failed: %s", ", ".join(apps), error)
+                logger.error("The watch of %s failed: %s", ", ".join(apps), redact(str(error)))
             finally:
                 _HAND_OFF.reset(token)
+        try:
+            self._emit(event)  # a watch deployment's trigger tries again on a worker
+        except Exception as error:  # the interval watch finds the release
+            logger.error("Prefect did not take event %s either: %s", event.id, redact(str(error)))
+
+    @staticmethod
+    def _to_workers(app_or_group: str, release: str, config: str) -> None:
+        _to_deployment(app_or_group, release, None)  # the config the deployment's runs read (`_workers_serve`)
 
     @staticmethod
     def _start_pipeline(app_or_group: str, release: str, config: str) -> None:

@@ -798,16 +798,18 @@ def webhook(
     watch_here: Annotated[
         bool,
         typer.Option(
-            help="Run the watch of a push, and the pipelines of the releases it finds, in this process (about a "
-            "second from push to pipeline) instead of handing it to the served `watch` deployment; on start, carry "
-            "on the pipelines a receiver that ended before them left."
+            help="Run the pipelines of the releases a push brings in this process too (no deployment, no worker) "
+            "instead of handing them to the `pipeline` deployment's workers; on start, carry on the pipelines a "
+            "receiver that ended before them left."
         ),
     ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Receive registry push webhooks (Distribution, Docker Hub, GHCR, Harbor) and run `watch` for the apps
-    they concern, within seconds of a push; and GitHub review, status and check deliveries, which wake the
-    promotions waiting on them. The secret comes from $PROMOFLOW_WEBHOOK_SECRET; see docs/webhooks.md."""
+    they concern, here, in the background: each new release goes to a run of the `pipeline` deployment, which a
+    worker starts within seconds of the push (with no worker serving it, the push goes to Prefect as an event for
+    the `watch` deployment); and GitHub review, status and check deliveries, which wake the promotions waiting on
+    them. The secret comes from $PROMOFLOW_WEBHOOK_SECRET; see docs/webhooks.md."""
     from promoflow import webhooks
 
     with _user_errors():

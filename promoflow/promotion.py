@@ -34,7 +34,7 @@ def newest_allowed(project: Project, app: App, environment: str, origin: str) ->
         f"Skipped release {skipped.display_name}: rejected for {environment} ({rejected[skipped.id].reason})."
         for skipped in picked.skipped
     ]
-    return project.db.save_release(picked.release), said
+    return project.db.save_release(picked.release)[0], said
 
 
 def request_branch(promotion: Promotion, release: Release) -> str:
@@ -241,7 +241,7 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
     pins = releases.from_manifests(app_config, uses, sources(project, app_config))
     if pins is None:
         return None
-    release = db.save_release(releases.record(app, pins, f"adopted from branch {env.branch}"))
+    release = db.save_release(releases.record(app, pins, f"adopted from branch {env.branch}"))[0]
     baseline = db.create_promotion(
         Promotion(
             app=app,

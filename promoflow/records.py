@@ -212,12 +212,13 @@ class Database:
             yield session
 
     # -- releases -----------------------------------------------------------------------------
-    def save_release(self, release: Release) -> Release:
-        """Insert once: discovering the same content again yields the same row."""
+    def save_release(self, release: Release) -> tuple[Release, bool]:
+        """Insert once: discovering the same content again yields the same row. Also says whether this call
+        recorded it (a watch hands a release on only then: two watches at once must not both)."""
         with self.session() as s:
             existing = s.get(Release, release.id)
             if existing:
-                return existing
+                return existing, False
             release.created_at = now()
             s.add(release)
             try:
@@ -226,8 +227,8 @@ class Database:
                 s.rollback()
                 found = s.get(Release, release.id)
                 assert found is not None
-                return found
-            return release
+                return found, False
+            return release, True
 
     def known_releases(self, ids: list[str]) -> set[str]:
         """Which of these release ids are recorded (one query for a whole watch cycle)."""

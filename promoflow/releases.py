@@ -181,14 +181,15 @@ def resolve(db: Database, app: App, sources: AppSources, ref: str | None, origin
         known = db.release(app.name, ref)
         if known:
             return known
-        return save(db, named(app, sources, ref, origin), sources)
-    return save(db, discover(app, sources, origin), sources)
+        return save(db, named(app, sources, ref, origin), sources)[0]
+    return save(db, discover(app, sources, origin), sources)[0]
 
 
-def save(db: Database, release: Release, sources: AppSources) -> Release:
-    """Record a release; a new one first learns when it was built (its sources are asked only then)."""
+def save(db: Database, release: Release, sources: AppSources) -> tuple[Release, bool]:
+    """Record a release, and say whether this call recorded it; a new one first learns when it was built (its
+    sources are asked only then)."""
     if release.id in db.known_releases([release.id]):
-        return db.get_release(release.id)
+        return db.get_release(release.id), False
     release.built_at = built_at(release, sources)
     return db.save_release(release)
 

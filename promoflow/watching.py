@@ -68,8 +68,9 @@ def run_cycle(project: Project, apps: list[App], origin: str = "watch") -> Cycle
     for name, candidate in cycle.newest.items():
         if candidate.id in known:
             continue
-        cycle.newest[name] = saved = releases.save(project.db, candidate, sources[name])
-        cycle.new.append(saved)
+        cycle.newest[name], created = releases.save(project.db, candidate, sources[name])
+        if created:  # else a watch running at once (the receiver's, a worker's) recorded it first and hands it on
+            cycle.new.append(cycle.newest[name])
     return cycle
 
 

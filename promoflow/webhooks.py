@@ -569,8 +569,9 @@ def create_app(config_path: str | Path, secret: str, emit: Emit | None = None) -
 def serve(config_path: str | Path, host: str, port: int, secret: str, watch_here: bool = False) -> None:
     """Run the receiver with uvicorn until SIGTERM/SIGINT, against $PREFECT_API_URL or the local server.
 
-    `watch_here`: run the watch of a push and its pipelines in this process (`flows.watch.WatchHere`), and carry on
-    the pipelines a receiver that ended before them left."""
+    The receiver runs the watch of a push itself and hands new releases to the `pipeline` deployment's workers
+    (`flows.watch.WatchHere`). `watch_here`: it runs their pipelines too, in this process, and carries on the
+    pipelines a receiver that ended before them left."""
     import resource
 
     import uvicorn
@@ -585,16 +586,14 @@ def serve(config_path: str | Path, host: str, port: int, secret: str, watch_here
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
-    emit: Emit | None = None
-    if watch_here:
-        from flows.watch import WatchHere
-        from promoflow.logs import quiet_user_error_tracebacks
+    from flows.watch import WatchHere
+    from promoflow.logs import quiet_user_error_tracebacks
 
-        quiet_user_error_tracebacks()
-        here = WatchHere(str(path), _prefect_emitter())
+    quiet_user_error_tracebacks()
+    here = WatchHere(str(path), _prefect_emitter(), host=watch_here)
+    if watch_here:
         here.carry_on_orphans()
-        emit = here
-    app = create_app(path, secret, emit)
+    app = create_app(path, secret, here)
     _, most = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (most, most))  # room for MAX_CONNECTIONS (the soft limit is often 1024)
     uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=MAX_CONNECTIONS)

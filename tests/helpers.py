@@ -137,8 +137,9 @@ class Served:
 
 class Receiving:
     """`promoflow webhook --watch-here` for a sandbox on 127.0.0.1:`port`, as an operator runs it: the receiver that
-    runs the watch of a push and hosts the pipelines it starts; without `watch_here`, the receiver that hands each
-    push to Prefect as an event (the `watch` deployment's trigger)."""
+    runs the watch of a push and hosts the pipelines it starts; without `watch_here`, the receiver that runs the
+    watch and hands the releases to the `pipeline` deployment's workers (or, with none, the push to Prefect as an
+    event for the `watch` deployment's trigger)."""
 
     def __init__(self, sandbox: Sandbox, port: int, secret: str, log: Path, watch_here: bool = True) -> None:
         self.sandbox, self.port, self.secret, self.log = sandbox, port, secret, log
@@ -223,8 +224,8 @@ def drop_interval_runs() -> None:
 
 
 @contextmanager
-def receiving(sandbox: Sandbox, port: int, secret: str, log: Path) -> Iterator[Receiving]:
-    running = Receiving(sandbox, port, secret, log).start()
+def receiving(sandbox: Sandbox, port: int, secret: str, log: Path, watch_here: bool = True) -> Iterator[Receiving]:
+    running = Receiving(sandbox, port, secret, log, watch_here).start()
     try:
         yield running
     finally:

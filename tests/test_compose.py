@@ -85,7 +85,7 @@ def test_workers_scale_and_start_once_the_deployments_are_registered() -> None:
     worker = services["worker"]
     assert "container_name" not in worker and "ports" not in worker and "hostname" not in worker
     assert all(volume.endswith(":ro") for volume in worker["volumes"])  # no state shared between workers
-    assert worker["command"][:5] == ["prefect", "worker", "start", "--pool", "promoflow"]
+    assert worker["command"][:5] == ["python", "-m", "deployments.worker", "--pool", "promoflow"]
     assert "--with-healthcheck" in worker["command"] and "8080/health" in " ".join(worker["healthcheck"]["test"])
     assert _depends_on(worker) == {"deploy": "service_completed_successfully", "postgres": "service_healthy"}
     env = _environment(worker)

@@ -6,8 +6,10 @@ directory as a new process would.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -142,3 +144,34 @@ def test_order_created_reads_each_candidates_build_time_once_across_cycles(
     assert newer.requests == Counter(
         {"GET ping": 1, "GET tags": 1, "HEAD manifest": 1, "GET manifest": 1, "GET blob": 1}
     )
+
+
+def test_two_cycles_at_once_hand_a_new_release_on_once(sandbox: Sandbox, registry: str, team: str) -> None:
+    """The webhook receiver's watch and a worker's interval watch may run at once: both find the release unknown,
+    only the one whose record went in first calls it new (hands it to a pipeline)."""
+    push(registry, f"{team}/api", "1.0.0")
+    push(registry, f"{team}/edge", "2.0.0")
+    configure(
+        sandbox,
+        app("api", f"{{registry: {registry}, repository: {team}/api}}"),
+        app("edge", f"{{registry: {registry}, repository: {team}/edge}}"),
+    )
+    both_looked = threading.Barrier(2, timeout=60)
+
+    def cycle() -> watching.Cycle:
+        project = Project.load(sandbox.config)  # each watch has its own, as in its own process
+        known = project.db.known_releases
+
+        def known_to_both(ids: list[str]) -> set[str]:
+            found = known(ids)
+            both_looked.wait()  # neither records anything before both looked
+            return found
+
+        project.db.known_releases = known_to_both  # type: ignore[method-assign]
+        return watching.run_cycle(project, list(project.config.apps))
+
+    with ThreadPoolExecutor(2) as pool:
+        cycles = list(pool.map(lambda _: cycle(), range(2)))
+    assert not any(c.failed for c in cycles)
+    assert {app: 2 for app in ("api", "edge")} == Counter(r.app for c in cycles for r in c.newest.values())
+    assert sorted(r.label for c in cycles for r in c.new) == ["1.0.0", "2.0.0"]  # each once, by either

@@ -26,7 +26,7 @@ from promoflow.errors import TerminalError
 from promoflow.server import free_port
 from promoflow.webhooks import EVENT, MAX_BODY_BYTES, create_app, trigger
 from tests.conftest import ROOT, Sandbox
-from tests.helpers import receiving, registry_for_web
+from tests.helpers import receiving, registry_for_web, served
 from tests.registry_fixtures import Pushed, push_index
 
 # Its receivers and watch deployments answer every push event on the shared Prefect server: with the serve tests.
@@ -716,12 +716,7 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
                 push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
             pushed_at = time.time()
 
-            def promoted() -> Any:
-                found = sandbox.db().release("web", "1.6.0")
-                states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
-                return next((p for p in states if p.release_id == found.id and p.state == "succeeded"), None)
-
-            promotion = _wait("dev running 1.6.0", promoted, 60, [log, registry.log])
+            promotion = _wait("dev running 1.6.0", lambda: _dev_running(sandbox, "1.6.0"), 60, [log, registry.log])
         query = {"flow_runs": {"name": {"like_": "pipeline web"}}, "sort": "START_TIME_DESC", "limit": 1}
         (run,) = api.post("/flow_runs/filter", json=query).json()
         started = datetime.fromisoformat(run["start_time"]).timestamp() - pushed_at
@@ -732,6 +727,57 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
         assert SECRET not in log.read_text()
     finally:
         registry.stop()
+
+
+@pytest.mark.prefect
+@pytest.mark.xdist_group("served")
+def test_the_receiver_watches_a_push_itself_and_hands_the_release_to_a_pipeline_deployment_run(
+    sandbox: Sandbox, prefect_api: str, tmp_path: Path
+) -> None:
+    """`promoflow webhook` while the deployments are served for its promotions.yaml: the push's watch runs in the
+    receiver (no run of the `watch` deployment, no event), and the release goes to one run of the `pipeline`
+    deployment, which reads the deployment's promotions.yaml and promotes dev."""
+    from datetime import datetime
+
+    api = httpx.Client(base_url=prefect_api, timeout=10)
+    port = free_port(0)
+    registry = registry_for_web(sandbox, tmp_path, port, SECRET)
+    logs = [tmp_path / "receiver.log", tmp_path / "serve.log", registry.log]
+    try:
+        sandbox.edit_config("    path: apps/web\n", "    path: apps/web\n    environments: [dev]\n")
+        rarely = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
+        with served(sandbox, logs[1], env=rarely), receiving(sandbox, port, SECRET, logs[0], watch_here=False):
+            with httpx.Client(base_url=registry.url, timeout=10) as http:
+                push_index(http, "demo/web", "1.7.0", ["linux/amd64"], Pushed())
+            pushed_at = time.time()
+
+            promotion = _wait("dev running 1.7.0", lambda: _dev_running(sandbox, "1.7.0"), 120, logs)
+        pipeline = api.get("/deployments/name/pipeline/pipeline").json()
+        query = {"deployments": {"id": {"any_": [pipeline["id"]]}}, "flow_runs": {"name": {"like_": "pipeline web"}}}
+        runs = [r for r in api.post("/flow_runs/filter", json=query).json() if r["id"] == promotion.flow_run_id]
+        assert len(runs) == 1  # the release handed on once
+        parameters = runs[0]["parameters"]
+        assert (parameters["app"], parameters["release"]) == ("web", promotion.release_id)
+        assert Path(parameters["config"]).resolve() == sandbox.config.resolve()  # the deployment's (none was passed)
+        started = datetime.fromisoformat(runs[0]["start_time"]).timestamp() - pushed_at
+        print(f"push -> pipeline running {started:.2f} s")
+        watches = api.post("/flow_runs/filter", json={"flows": {"name": {"any_": ["watch"]}}}).json()
+        config = sandbox.config.resolve()
+        pushed = [w for w in watches if w["parameters"].get("apps")]  # not an interval run
+        mine = [w for w in pushed if Path(w["parameters"]["config"]).resolve() == config]
+        assert [w["deployment_id"] for w in mine] == [None]  # the receiver's own, no triggered one
+        host = registry.url.removeprefix("http://")  # this test's own registry
+        query = {"filter": {"event": {"name": [EVENT]}, "resource": {"id": [f"promoflow.repository.{host}/demo/web"]}}}
+        assert api.post("/events/filter", json=query).json()["events"] == []
+    finally:
+        registry.stop()
+
+
+def _dev_running(sandbox: Sandbox, label: str) -> Any:
+    """web's promotion of the release `label` to dev, once it succeeded."""
+    found = sandbox.db().release("web", label)
+    states = [p for p in sandbox.db().promotions("web", "dev")] if found else []
+    return next((p for p in states if found and p.release_id == found.id and p.state == "succeeded"), None)
 
 
 def _memory(pid: int) -> dict[str, int]:

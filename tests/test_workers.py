@@ -1,5 +1,7 @@
 """The multi-machine topology of docker-compose.yml, natively: PostgreSQL, a Prefect server on it, a process work pool
-with the deployments of deployments/prefect.yaml, two `prefect worker start` processes, the webhook receiver.
+with the deployments of deployments/prefect.yaml, two promoflow workers (docker-compose.yml's worker command: Prefect's
+process worker that starts pipeline and watch runs in its own process), the webhook receiver, which runs the watch of
+a push itself and hands the releases to the workers.
 
 Ten apps take one release through dev -> staging -> prod at once, with approvals; one worker dies with its flow
 runs (SIGKILL to it and to every process it started, as when its machine dies) while promotions run. Every
@@ -40,12 +42,17 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 IMAGE, REPOSITORY = "registry.example.com/fleet/app", "fleet/app"
 BASELINE, RELEASE = "0.9.0", "1.0.0"  # what the branches name at first (never published); what is pushed
 APPROVER = "uma"
-# docker-compose.yml's worker settings of Prefect (how often it polls the pool, the runs' heartbeats)
+# docker-compose.yml's worker: its command (python and prefect of this venv) and its settings of Prefect (how often it
+# polls the pool, the runs' heartbeats)
+_COMPOSE_WORKER = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["worker"]
+WORKER_COMMAND = [
+    {"python": sys.executable, "prefect": str(Path(sys.executable).parent / "prefect")}.get(arg, arg)
+    for arg in _COMPOSE_WORKER["command"]
+    if arg != "--with-healthcheck"  # port 8080: one per machine
+]
 WORKER_ENVIRONMENT = {
     key: str(value)
-    for key, value in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["worker"][
-        "environment"
-    ].items()
+    for key, value in _COMPOSE_WORKER["environment"].items()
     if key.startswith(("PREFECT_WORKER_", "PREFECT_FLOWS_"))
 }
 WEBHOOK_SECRET = "workers-webhook-secret-5b0e1d"
@@ -93,6 +100,18 @@ def config_text(registry: str) -> str:
             f"    images: [{{name: {IMAGE}, source: {{registry: '{registry}', repository: {REPOSITORY}}}}}]",
         ]
     return "\n".join(lines) + "\n"
+
+
+def register_deployments(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What docker-compose.yml's `deploy` service runs: the work pool, the deployments, the heartbeat automation."""
+    return subprocess.run(
+        ["sh", str(ROOT / "deploy" / "register-deployments.sh")],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def git(*args: str, cwd: Path | None = None) -> None:
@@ -248,30 +267,13 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
         stack.callback(cluster.close)
         stack.callback(registry.stop)
         stack.callback(topology.stop_all)
-        registered = subprocess.run(  # what docker-compose.yml's `deploy` service runs
-            ["sh", str(ROOT / "deploy" / "register-deployments.sh")],
-            cwd=tmp_path,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        registered = register_deployments(tmp_path, env)
         assert registered.returncode == 0, registered.stdout + registered.stderr
         automations = httpx.post(f"{api}/automations/filter", json={}, timeout=10).json()
         assert heartbeats.NAME in [a["name"] for a in automations]
         print(f"deployed after {time.monotonic() - started:.1f} s")
         workers = {
-            name: topology.start(
-                name,
-                str(Path(sys.executable).parent / "prefect"),
-                "worker",
-                "start",
-                "--pool",
-                "promoflow",
-                "--name",
-                name,
-                extra=WORKER_ENVIRONMENT,
-            )
+            name: topology.start(name, *WORKER_COMMAND, "--name", name, extra=WORKER_ENVIRONMENT)
             for name in ("worker-a", "worker-b")
         }
         receiver = Receiving(sandbox, port, WEBHOOK_SECRET, tmp_path / "receiver.log", watch_here=False).start()
@@ -334,6 +336,10 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
         left = [r for r in httpx.post(f"{api}/flow_runs/filter", json=unfinished, timeout=10).json()]
         # no promotion's run is left unfinished (watch's and reconcile's next runs may be: scheduled, or triggered)
         assert [r["name"] for r in left if "app" in r["parameters"]] == []
+        pipelines = httpx.post(f"{api}/flow_runs/filter", json={"deployments": {"name": {"any_": ["pipeline"]}}}).json()
+        ran = [r for r in pipelines if r["start_time"]]
+        # each in a worker's own process (deployments/worker.py), none in a process of its own
+        assert ran and {r["infrastructure_pid"] for r in ran} <= {str(w.pid) for w in workers.values()}
 
     by = Counter((p["app"], p["environment"]) for p in done)
     assert by == Counter({(app, env_name): 1 for app in APPS for env_name in ENVIRONMENTS})
@@ -375,18 +381,23 @@ def approve(sandbox: Sandbox, waiting: list[dict[str, Any]]) -> None:
 
 
 def promotions_running_in(sandbox: Sandbox, api: str, worker: int) -> dict[int, str]:
-    """The promotions (id -> flow run) that processes of `worker` run right now, once each of its pipeline runs has
+    """The promotions (id -> flow run) that `worker` and its processes run right now, once each of its pipeline runs has
     claimed its promotion and no pipeline run is being handed to a worker (Pending): the moment to kill it so that
     what dies is promotions at work (a run killed before it claimed its promotion is carried on only after
     TAKE_OVER_SECONDS; one killed between two environments is not carried on: see the README)."""
-    children = {pid: run for pid in descendants(worker) if (run := flow_run_of(pid))}
-    if not children:
+    children = descendants(worker)
+    runs = {run for pid in children if (run := flow_run_of(pid))}
+    # pipelines run in the worker's own process (deployments/worker.py), which Prefect names as their process
+    running = {"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}}
+    answer = httpx.post(f"{api}/flow_runs/filter", json=running, timeout=10).json()
+    runs |= {r["id"] for r in answer if r["infrastructure_pid"] == str(worker)}
+    if not runs:
         return {}
     host = socket.gethostname()
     active = sandbox.db().active_promotions()
-    claimed = {p.id: p.flow_run_id for p in active if p.runner in {f"{host}:{pid}" for pid in children}}
+    claimed = {p.id: p.flow_run_id for p in active if p.runner in {f"{host}:{pid}" for pid in [worker, *children]}}
     working = {pid: run for pid, run in claimed.items() if sandbox.db().promotion(pid).state != "awaiting_approval"}
-    for run in set(children.values()) - set(claimed.values()):
+    for run in runs - set(claimed.values()):
         if "app" in _run(api, run)["parameters"]:  # a pipeline's (not a watch's or a reconcile's) not claimed yet
             return {}  # starting up, or between two environments
     pending = {"flow_runs": {"state": {"type": {"any_": ["PENDING"]}}}}
