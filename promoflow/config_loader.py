@@ -1,11 +1,11 @@
 """Load promotions.yaml with errors that say FILE:LINE:COL, where and what.
 
-A valid file is parsed by libyaml (PyYAML's C parser, with YAML 1.2's scalars as ruamel.yaml reads them) and
+A valid file is read by `promoflow.yaml12` (libyaml, reading YAML 1.2 exactly as ruamel.yaml does) and
 validated: a few hundredths of a second for 200 apps, paid by every flow run's process. Anything else (a
-problem, or YAML outside the plain subset of mappings, lists and scalars: aliases, merge keys, tags,
-directives, tabs, duplicate keys) takes the located path: `load()` parses again with ruamel.yaml's
-round-trip loader, which remembers the line and column of every mapping key, value and sequence item,
-validates the data with the pydantic models of `promoflow.config`, and turns every validation error into a
+problem, or YAML outside the plain subset: aliases, merge keys, tags, directives, tabs, duplicate keys) takes
+the located path: `load()` parses again with ruamel.yaml's round-trip loader, which remembers the line and
+column of every mapping key, value and sequence item, validates the data with the pydantic models of
+`promoflow.config`, and turns every validation error into a
 `Problem` located at the most precise node:
 
 * wrong type / bad value   -> the value
@@ -30,12 +30,10 @@ import os
 import re
 import stat
 import types
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 
-import yaml as libyaml
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer
@@ -43,11 +41,10 @@ from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTr
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from ruamel.yaml.reader import Reader, ReaderError
-from ruamel.yaml.resolver import implicit_resolvers
+from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
-from yaml._yaml import CParser
 
+from promoflow import yaml12
 from promoflow.config import NAME_PATTERN, NameIssue, NameIssues, Promotions, format_loc, name_issues
 from promoflow.errors import TerminalError
 
@@ -401,13 +398,6 @@ class _Loader:
 # --------------------------------------------------------------------------- the fast path
 
 
-_IMPLICIT = "implicit "
-
-
-class _NotPlain(Exception):
-    """The file is outside the subset the fast path reads exactly as ruamel.yaml does: take the located path."""
-
-
 def _fast(text: str) -> Promotions | None:
     """The valid config, parsed by libyaml; None when the file has a problem or anything unusual (the located
     path then reads it, and reports what is wrong)."""
@@ -423,86 +413,11 @@ def _fast(text: str) -> Promotions | None:
 def plain_data(text: str) -> dict[str, Any] | None:
     """The file's data as libyaml reads it with YAML 1.2's scalars (exactly what the located path reads); None
     when it is not a mapping of plain YAML."""
-    if "\t" in text or re.search(r"^%", text, re.MULTILINE) or Reader.NON_PRINTABLE.search(text):
-        return None  # tabs, directives (`%YAML 1.1` changes the scalars) and unprintables: ruamel's reading decides
-    loader = _PlainLoader(text)
     try:
-        data = loader.get_single_data()
-    except (libyaml.YAMLError, _NotPlain, ValueError, OverflowError, RecursionError):
+        data = yaml12.read(text)
+    except yaml12.NotPlain:
         return None
-    finally:
-        loader.dispose()
     return data if isinstance(data, dict) else None
-
-
-def _mapping(loader: _PlainLoader, node: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, str) or key in result:
-            raise _NotPlain("a key that is not text, or a duplicate")
-        result[key] = loader.construct_object(value_node)
-    return result
-
-
-def _int(loader: _PlainLoader, node: Any) -> int:
-    """As ruamel.yaml reads a YAML 1.2 integer: `0b`, `0o`, `0x` prefixes, `_` ignored, leading zeros decimal."""
-    text = str(node.value).replace("_", "")
-    sign = -1 if text.startswith("-") else 1
-    text = text.lstrip("+-")
-    for prefix, base in (("0b", 2), ("0o", 8), ("0x", 16)):
-        if text.startswith(prefix):
-            return sign * int(text[2:], base)
-    return sign * int(text)
-
-
-def _float(loader: _PlainLoader, node: Any) -> float:
-    text = str(node.value).replace("_", "").lower()
-    sign = -1 if text.startswith("-") else 1
-    text = text.lstrip("+-")
-    if text == ".nan":
-        return float("nan")
-    return sign * (float("inf") if text == ".inf" else float(text))
-
-
-def _not_plain(loader: _PlainLoader, node: Any) -> None:
-    raise _NotPlain(str(node.tag))
-
-
-class _PlainLoader(CParser, libyaml.constructor.BaseConstructor, libyaml.resolver.BaseResolver):
-    """libyaml's parser; YAML 1.2's implicit scalars, from ruamel.yaml's own table; only untagged mappings with
-    string keys, lists, strings, numbers, booleans and nulls, each node once (an alias is not plain)."""
-
-    yaml_constructors: ClassVar[dict[str | None, Callable[[_PlainLoader, Any], object]]] = {
-        _IMPLICIT + "tag:yaml.org,2002:map": _mapping,
-        _IMPLICIT + "tag:yaml.org,2002:seq": lambda loader, node: [loader.construct_object(n) for n in node.value],
-        _IMPLICIT + "tag:yaml.org,2002:str": lambda loader, node: str(node.value),
-        _IMPLICIT + "tag:yaml.org,2002:int": _int,
-        _IMPLICIT + "tag:yaml.org,2002:float": _float,
-        _IMPLICIT + "tag:yaml.org,2002:bool": lambda loader, node: str(node.value).lower() == "true",
-        _IMPLICIT + "tag:yaml.org,2002:null": lambda loader, node: None,
-        None: _not_plain,  # timestamps, merge keys, `=`, and every explicit tag
-    }
-
-    def __init__(self, stream: str) -> None:
-        CParser.__init__(self, stream)
-        libyaml.constructor.BaseConstructor.__init__(self)
-        libyaml.resolver.BaseResolver.__init__(self)
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        # libyaml asks only about nodes without a tag: an explicit one (`!!str 12`) keeps its own, which has no
-        # constructor here (ruamel.yaml keeps such a value tagged).
-        return _IMPLICIT + super().resolve(kind, value, implicit)
-
-    def construct_object(self, node: Any, deep: bool = False) -> Any:
-        if node in self.constructed_objects:
-            raise _NotPlain("an alias")
-        return super().construct_object(node, deep=True)
-
-
-for _versions, _tag, _regexp, _first in implicit_resolvers:
-    if (1, 2) in _versions:
-        _PlainLoader.add_implicit_resolver(_tag, _regexp, _first)
 
 
 # --------------------------------------------------------------------------- helpers
