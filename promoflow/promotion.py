@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from promoflow import releases
 from promoflow.config import App, Group
 from promoflow.errors import NotFound, TerminalError
-from promoflow.gitops.manifests import find_images
+from promoflow.gitops.manifests import ImageUse, find_images
+from promoflow.gitops.workspace import REQUEST_BRANCHES
 from promoflow.project import Project
 from promoflow.records import Bundle, Promotion, Release
 from promoflow.releases import AppSources
@@ -39,7 +41,7 @@ def newest_allowed(project: Project, app: App, environment: str, origin: str) ->
 def request_branch(promotion: Promotion, release: Release) -> str:
     """`promoflow/<env>/<app>/<release>`, suffixed with the promotion: a release promoted again later (a
     rollback to it) gets its own branch instead of finding the old, merged one."""
-    return f"promoflow/{promotion.environment}/{promotion.app}/{release.label}-{release.id[:7]}-p{promotion.id}"
+    return f"{REQUEST_BRANCHES}{promotion.environment}/{promotion.app}/{release.label}-{release.id[:7]}-p{promotion.id}"
 
 
 def runner_id() -> str:
@@ -215,9 +217,12 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
     if app_config.git is not None:
         return None  # which config commit a branch runs cannot be told from its files
     env = project.config.environment(environment)
-    with project.workspace.checkout(env.branch) as tree:
+
+    def images(tree: Path) -> list[ImageUse]:
         app_dir = tree / app_config.directory(env)
-        uses = find_images(app_dir, tree, app_config.helm_values()) if app_dir.is_dir() else []
+        return find_images(app_dir, tree, app_config.helm_values()) if app_dir.is_dir() else []
+
+    uses = project.workspace.on_branch(env.branch, images)
     pins = releases.from_manifests(app_config, uses, sources(project, app_config))
     if pins is None:
         return None

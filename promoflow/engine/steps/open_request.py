@@ -27,7 +27,7 @@ class OpenRequest:
         prepared = ctx.output(Prepare.name, Prepared)
         assert prepared is not None
         release = p.db.get_release(promotion.release_id)
-        diff = p.workspace.diff(prepared.base, prepared.head)
+        diff = p.workspace.diff(prepared.base, prepared.branch, prepared.head)
         pins = releases.pins_of(release)
         description = local.describe(promotion, release, pins, prepared.branch, diff, links.run_url(promotion))
         request = ctx.forge.open(
