@@ -716,6 +716,12 @@ class Group(Strict):
         pattern=NAME_PATTERN, description="Group name, e.g. `shop`; it must differ from every app's name."
     )
     apps: list[str] = Field(min_length=2, description="Member apps, by name; an app belongs to one group at most.")
+    concurrency: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="How many members are promoted into an environment at once (1: one after another, in order).",
+    )
 
 
 class Promotions(Strict):

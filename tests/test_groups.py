@@ -3,9 +3,12 @@ through the real flows, git repositories and Prefect."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conftest import Sandbox
+from tests.helpers import start_cli, wait_for
 from tests.test_git_sources import GROUP, REQUESTER, ConfigRepo, env_files, history, status
 
 # the group of test_git_sources, and an app outside it
@@ -19,6 +22,15 @@ UNHEALTHY_WEB = SHOP.replace(
     "        source: {oci_layout: .promoflow/demo/oci/web}\n"
     "    health_checks:\n      - {url: 'http://127.0.0.1:9/down', attempts: 1, timeout_seconds: 1}\n",
 )
+
+STAGING_APPROVED = SHOP.replace(
+    "  - {name: staging, branch: env/staging}\n", "  - {name: staging, branch: env/staging, approval: {required: 1}}\n"
+)
+
+
+def both_waiting(sandbox: Sandbox) -> list[dict[str, Any]]:
+    staged = history(sandbox, "shop", "--env", "staging")
+    return staged if len(staged) == 2 and all(p["state"] == "awaiting_approval" for p in staged) else []
 
 
 def label_of(sandbox: Sandbox, bundle_id: str) -> str:
@@ -130,3 +142,36 @@ def test_a_failing_member_rolls_back_the_members_already_changed_in_that_environ
     rows = status(sandbox)
     assert rows[("conf", "dev")]["current_release"]["label"] == conf_label
     assert rows[("conf", "dev")]["bundle"]["id"] == before  # the whole group is back on the earlier bundle
+
+
+@pytest.mark.prefect
+def test_members_go_side_by_side_and_wait_for_their_approvals_at_once(sandbox: Sandbox, prefect_api: str) -> None:
+    sandbox.config.write_text(STAGING_APPROVED)
+    ConfigRepo(sandbox.base / "config-src").commit("conf 1", {"conf/a.yaml": "a: 1\n"})
+    sandbox.publish("1.2.0")
+    to_dev = sandbox.cli("promote", "shop", "--to", "dev", env=REQUESTER)
+    assert to_dev.returncode == 0, to_dev.stderr
+    (bundle_id,) = {p["bundle_id"] for p in history(sandbox, "shop") if p["kind"] == "promotion"}
+
+    run = start_cli(sandbox, "promote", "shop", "--to", "staging", "--release", bundle_id)
+    try:
+        # One after another, web would not start before conf's approval: both requests are open and wait at once.
+        waiting = wait_for(lambda: both_waiting(sandbox), timeout=180, what="both members to wait for approval at once")
+        for promotion in sorted(waiting, key=lambda p: p["app"], reverse=True):  # web's wait is not held yet
+            approved = sandbox.cli("approve", str(promotion["id"]), "--as", "uma")
+            assert approved.returncode == 0, approved.stderr
+        _, stderr = run.communicate(timeout=240)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, stderr
+    staged = history(sandbox, "shop", "--env", "staging")
+    assert sorted((p["app"], p["state"], len(p["approvals"])) for p in staged) == [
+        ("conf", "succeeded", 1),
+        ("web", "succeeded", 1),
+    ]
+    merges = sandbox.git("log", "--merges", "--format=%s", "env/staging").splitlines()
+    assert len(merges) == 2 and {p["request_branch"] for p in staged} == {
+        b for b in sandbox.git("branch", "--list", "promoflow/staging/*").split() if b != "*"
+    }
