@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -449,20 +450,17 @@ def many_apps(apps: int) -> str:
 
 def test_a_valid_file_of_200_apps_loads_many_times_faster_than_the_located_path(tmp_path: Path) -> None:
     """Every flow run's process loads promotions.yaml first (goal: <= 0.1 s for 200 apps; the located path, which
-    every load took before, needs about 0.7 s on an idle machine). Both timed here, under the same load."""
+    every load took before, needs about 0.7 s on an idle machine). Both timed here, taking turns so that a burst of
+    load on the shared machine falls on both, the best of five each."""
     path = write(tmp_path, many_apps(200))
 
-    def best(read: object) -> float:
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            assert callable(read)
-            read()
-            times.append(time.perf_counter() - started)
-        return min(times)
+    def timed(read: Callable[[], object]) -> float:
+        started = time.perf_counter()
+        read()
+        return time.perf_counter() - started
 
-    fast = best(lambda: load(path))
-    located = best(lambda: located_data(path.read_text()))
+    turns = [(timed(lambda: load(path)), timed(lambda: located_data(path.read_text()))) for _ in range(5)]
+    fast, located = min(f for f, _ in turns), min(s for _, s in turns)
     assert len(load(path).apps) == 201
     assert fast < located / 4 and fast < 0.5, (fast, located)
 
