@@ -181,8 +181,10 @@ def _record(ctx: Context, answer: ApprovalForm) -> None:
 
 
 def _snapshot(db: Database, promotion_id: int) -> tuple[bool, int]:
-    """What changes when someone decides, or another process ends the promotion (not the steps' own moves)."""
-    return PromotionState(db.promotion(promotion_id).state).ended, len(db.approvals(promotion_id))
+    """What changes when someone decides (on any member's promotion, for a bundle's one request), or another process
+    ends the promotion (not the steps' own moves)."""
+    promotion = db.promotion(promotion_id)
+    return PromotionState(promotion.state).ended, len(db.request_approvals(promotion))
 
 
 def _far_future() -> datetime:

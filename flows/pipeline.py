@@ -16,7 +16,15 @@ from promoflow.config import Environment, Group
 from promoflow.engine.states import UNMERGED, PromotionState
 from promoflow.errors import TerminalError
 from promoflow.project import Project
-from promoflow.promotion import check_bundle_order, newest_allowed, resolve_bundle, runs, sources
+from promoflow.promotion import (
+    bundle_request_branch,
+    check_bundle_order,
+    newest_allowed,
+    resolve_bundle,
+    runs,
+    sources,
+    start,
+)
 from promoflow.records import Bundle
 from tasks._shared import label_run, project
 from tasks.steps import mark
@@ -163,6 +171,8 @@ def promote_bundle_into(
             raise TerminalError(f"promotion {pid} {state.words}")
         return pid
 
+    if group.bundle_request and todo:
+        _share_request(p, todo, bundle, env, requested_by, reason)
     pids, failed = side_by_side(todo, lambda app: promote(app, hold_waits=False), group.concurrency)
     for app in todo:
         if failed:
@@ -178,6 +188,20 @@ def promote_bundle_into(
         why = "; ".join(f"{app} failed ({error})" for app, error in failed.items())
         raise TerminalError(f"Bundle {bundle.id} of group {group.name} stopped in {env.name}: {why}. {undone}")
     return [pids[app] for app in todo]
+
+
+def _share_request(
+    p: Project, apps: list[str], bundle: Bundle, env: Environment, requested_by: str, reason: str
+) -> None:
+    """Start the members' promotions and give them one request, named after the first (a run carrying them on after
+    a crash keeps the name they have)."""
+    members = bundle.members()
+    started = [start(p, app, env.name, members[app], requested_by, reason=reason, bundle_id=bundle.id) for app in apps]
+    branch = bundle_request_branch(started[0])
+    for promotion in started:
+        if promotion.request_branch is None:
+            assert promotion.id is not None
+            p.db.update_promotion(promotion.id, request_branch=branch)
 
 
 def side_by_side(

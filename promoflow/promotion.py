@@ -44,6 +44,29 @@ def request_branch(promotion: Promotion, release: Release) -> str:
     return f"{REQUEST_BRANCHES}{promotion.environment}/{promotion.app}/{release.label}-{release.id[:7]}-p{promotion.id}"
 
 
+def shared_request(project: Project, promotion: Promotion) -> Bundle | None:
+    """The bundle whose one request this promotion shares with the other members (`bundle_request`), if any."""
+    if promotion.kind != "promotion" or promotion.bundle_id is None:
+        return None
+    group = project.config.group_of(promotion.app)
+    return project.db.get_bundle(promotion.bundle_id) if group is not None and group.bundle_request else None
+
+
+def bundle_releases(project: Project, bundle: Bundle, promotion: Promotion) -> list[Release]:
+    """The releases a bundle's one request into the promotion's environment brings, in the group's order."""
+    members = bundle.members()
+    group = project.config.group(bundle.group)
+    assert group is not None, "a shared request's group"
+    env = project.config.environment(promotion.environment)
+    return [project.db.get_release(members[app]) for app in group.apps if env in project.config.route(app)]
+
+
+def bundle_request_branch(lead: Promotion) -> str:
+    """`promoflow/<env>/bundle-<bundle>-p<lead>`: the one request of a bundle's promotion into an environment, named
+    after its first member's promotion (promoted again later, the bundle gets a new one)."""
+    return f"{REQUEST_BRANCHES}{lead.environment}/bundle-{lead.bundle_id}-p{lead.id}"
+
+
 def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

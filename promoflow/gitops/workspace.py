@@ -279,7 +279,7 @@ class Workspace:
                     f"Environment branch {base!r} does not exist in {redact(self.url)}: "
                     "create it or fix the environment's branch in promotions.yaml."
                 )
-            existing = batch.remote_head(branch)
+            existing = batch.tip(branch)  # prepared earlier in this batch too (a bundle's one request)
             if existing is None and prepared and _contains(repo, base_head, prepared):
                 existing = prepared
             if existing:
