@@ -76,7 +76,7 @@ def stop(config: str, promotion_id: int, why: str, merged: bool) -> None:
     publish(ctx)
 
 
-def hold(ctx: Context, waiting: Waiting, seen: tuple[bool, int]) -> None:
+def hold(ctx: Context, waiting: Waiting, seen: tuple[object, ...]) -> None:
     """Wait until something may have changed for this promotion (returns), or suspend the run (never returns)."""
     run = _flow_run()
     now = datetime.now(UTC)
@@ -108,7 +108,7 @@ def _suspend(ctx: Context, waiting: Waiting) -> None:
         suspend_flow_run(key=key)
 
 
-def _wait_here(ctx: Context, waiting: Waiting, before: tuple[bool, int]) -> None:
+def _wait_here(ctx: Context, waiting: Waiting, before: tuple[object, ...]) -> None:
     """Look again when a decision is recorded, the form is answered, the run is cancelled, an event of the forge
     arrives, or the wait's time comes."""
     db = ctx.project.db
@@ -180,11 +180,12 @@ def _record(ctx: Context, answer: ApprovalForm) -> None:
     receive(ctx.project, ctx.promotion_id, policy, answer.approver, answer.decision, answer.comment)
 
 
-def _snapshot(db: Database, promotion_id: int) -> tuple[bool, int]:
-    """What changes when someone decides (on any member's promotion, for a bundle's one request), or another process
-    ends the promotion (not the steps' own moves)."""
+def _snapshot(db: Database, promotion_id: int) -> tuple[object, ...]:
+    """What changes when someone decides (on any member's promotion, for a bundle's one request), freezes or
+    unfreezes its environment, or another process ends the promotion (not the steps' own moves)."""
     promotion = db.promotion(promotion_id)
-    return PromotionState(promotion.state).ended, len(db.request_approvals(promotion))
+    freezes = [(f.id, f.lifted_at) for f in db.freezes(promotion.environment)]
+    return PromotionState(promotion.state).ended, len(db.request_approvals(promotion)), freezes
 
 
 def _far_future() -> datetime:

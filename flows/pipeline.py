@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 
 from flows.driver import stop
 from flows.promote import finished, run_promotion
+from flows.resume import claim
 from promoflow import releases, settings
 from promoflow.config import Environment, Group
 from promoflow.engine.states import UNMERGED, PromotionState
@@ -26,7 +27,7 @@ from promoflow.promotion import (
     start,
 )
 from promoflow.records import Bundle
-from tasks._shared import label_run, project
+from tasks._shared import hold_until_scheduled, label_run, project
 from tasks.steps import mark
 
 
@@ -36,6 +37,8 @@ def pipeline(
 ) -> list[int]:
     """Promote into every environment on the route whose `auto_promote` allows it. `app` may name a group:
     then `release` names one of its bundles."""
+    hold_until_scheduled()
+    claim(config)
     p = project(config)
     group = p.config.group(app)
     if group is not None:

@@ -7,13 +7,14 @@ from typing import TypeVar, cast
 from prefect import flow, get_run_logger
 from prefect.states import Cancelled
 
+from flows.resume import claim
 from promoflow import settings
 from promoflow.clusters.targets import VerificationFailed
 from promoflow.engine.results import Wait
 from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError
 from promoflow.promotion import runner_id, start
-from tasks._shared import label_run, project
+from tasks._shared import hold_until_scheduled, label_run, project
 
 T = TypeVar("T")
 
@@ -28,12 +29,29 @@ def promote(
     config: str = settings.FROM_ENVIRONMENT,
     kind: str = "promotion",
     rollback_of: int | None = None,
+    override_freeze: bool = False,
+    skip_order: bool = False,
 ) -> int:
     """Promote `release` (id, label or tag; newest by policy if omitted) of `app` into `environment`.
+    `override_freeze`: the requester, one of the environment's `override_by`, lets it through freezes and windows;
+    `skip_order`: past the environments before that the release has not been through (a hotfix), for `reason`.
 
     Re-running it after a crash resumes the same promotion: every step finds what it already did.
     """
-    pid = run_promotion(app, environment, release, requested_by, reason, config, kind, rollback_of)
+    hold_until_scheduled()
+    claim(config)
+    pid = run_promotion(
+        app,
+        environment,
+        release,
+        requested_by,
+        reason,
+        config,
+        kind,
+        rollback_of,
+        override_freeze=override_freeze,
+        skip_order=skip_order,
+    )
     return finished(config, [pid], pid)
 
 
@@ -63,6 +81,8 @@ def run_promotion(
     bundle_id: str | None = None,
     rename_run: bool = True,
     hold_waits: bool = True,
+    override_freeze: bool = False,
+    skip_order: bool = False,
 ) -> int:
     """One promotion, inside whichever flow run calls it (`promote`, or `pipeline` for each environment: one run
     for the whole walk, its waits suspending or pausing that run). Returns the promotion's id; raises when it
@@ -73,7 +93,9 @@ def run_promotion(
     p = project(config)
     db = p.db
     requester = requested_by or settings.current_user()
-    promotion = start(p, app, environment, release, requester, kind, reason, rollback_of, bundle_id)
+    promotion = start(
+        p, app, environment, release, requester, kind, reason, rollback_of, bundle_id, override_freeze, skip_order
+    )
     pid = promotion.id
     assert pid is not None
     db.update_promotion(pid, flow_run_id=_flow_run_id(), runner=runner_id())

@@ -24,6 +24,7 @@ from promoflow import settings
 from promoflow.engine.context import Context
 from promoflow.engine.results import Waiting, expiry
 from promoflow.engine.runner import end
+from promoflow.engine.states import PromotionState
 from promoflow.forges import forge_for
 from tasks._shared import project
 from tasks.steps import PrefectEvents
@@ -37,9 +38,12 @@ def reconcile(config: str = settings.FROM_ENVIRONMENT, woken_by: str = "") -> li
     logger = get_run_logger()
     forge_event = any(woken_by.startswith(prefix) for prefix in forge_for(p).wake_events) if woken_by else False
     done: list[str] = []
-    for promotion in p.db.active_promotions():
-        assert promotion.id is not None
-        pid = promotion.id
+    for listed in p.db.active_promotions():
+        assert listed.id is not None
+        pid = listed.id
+        promotion = p.db.promotion(pid)  # as it is now: the list is seconds old when its turn comes
+        if PromotionState(promotion.state).ended:
+            continue
         with get_client(sync_client=True) as client:
             found = status(client, promotion)
         waiting = Waiting.model_validate_json(promotion.waiting) if promotion.waiting else None

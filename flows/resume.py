@@ -13,18 +13,21 @@ from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import DeploymentStatus, FlowRun, StateType
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Scheduled
+from prefect.states import Crashed, Scheduled
 
 from promoflow.engine.states import PromotionState
 from promoflow.project import Project
 from promoflow.promotion import process_alive, runner_alive, runner_id
 from promoflow.records import Promotion
+from tasks._shared import project as load_project
 
 # What a runner writes on the runs it stops when it shuts down (SIGTERM): those promotions carry on elsewhere.
 RUNNER_STOPPED = "shutting down"
-# A run woken or started for a promotion names its process on the promotion within seconds of running; one that
-# has not by then died first.
+# A run woken or started for a promotion names its process on the promotion within seconds of starting (`claim`);
+# one still pending or unclaimed after this long died first (its worker killed while starting it: Prefect leaves
+# such a run Pending or Running for ever).
 TAKE_OVER_SECONDS = 300
 
 
@@ -42,11 +45,11 @@ def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
     if run is None or run.state is None:
         return RunStatus(run, "gone", "its flow run no longer exists")
     state = run.state
-    if state.type in (StateType.SCHEDULED, StateType.PENDING, StateType.CANCELLING):
+    if state.type in (StateType.SCHEDULED, StateType.CANCELLING):
         return RunStatus(run, "busy", f"its run is {state.name}")
     if state.type == StateType.PAUSED and state.state_details.pause_reschedule:
         return RunStatus(run, "suspended", "its run is suspended")
-    if state.type in (StateType.PAUSED, StateType.RUNNING):
+    if state.type in (StateType.PAUSED, StateType.RUNNING, StateType.PENDING):
         host = run.infrastructure_pid
         if run.deployment_id is None and host:  # hosted by `webhook --watch-here`, which carries on what it left
             if host != runner_id() and process_alive(host) is False:
@@ -57,10 +60,11 @@ def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
                     "`promoflow webhook --watch-here` starts again",
                 )
             return RunStatus(run, "busy", f"its run is {state.name}")
-        if promotion.runner is None and state.type == StateType.RUNNING:  # a new process takes it over
+        # a new process takes it over: a worker starts it (Pending), or it runs and has not claimed it yet
+        if state.type == StateType.PENDING or (promotion.runner is None and state.type == StateType.RUNNING):
             taking = (datetime.now(UTC) - state.timestamp).total_seconds()
             if taking > TAKE_OVER_SECONDS:
-                return RunStatus(run, "gone", f"its run started {taking:.0f} s ago and never took the promotion")
+                return RunStatus(run, "gone", f"its run went {state.name} {taking:.0f} s ago and never took it over")
             return RunStatus(run, "busy", f"its run is {state.name}")
         if promotion.runner != runner_id() and runner_alive(promotion) is False:  # this process runs it: busy
             return RunStatus(run, "gone", f"the process running it ({promotion.runner}) ended")
@@ -68,6 +72,14 @@ def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
     if state.type == StateType.CANCELLED and RUNNER_STOPPED not in (state.message or ""):
         return RunStatus(run, "cancelled", f"its run was cancelled ({state.message or 'no reason given'})")
     return RunStatus(run, "gone", f"its run ended {state.name} ({state.message or 'no message'})")
+
+
+def claim(config: str) -> None:
+    """Name this process on the unfinished promotions of the flow run it now runs (woken, or started to carry them
+    on), first thing: from then on its death is seen at once, not only after TAKE_OVER_SECONDS."""
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        load_project(config).db.claim_promotions(str(context.flow_run.id), runner_id())
 
 
 def wake(project: Project, promotion_id: int, here: bool = False) -> str:
@@ -103,10 +115,15 @@ def carry_on(project: Project, promotion_id: int, found: RunStatus, here: bool =
     with get_client(sync_client=True) as client:
         deployment, parameters = _deployment_for(client, project, promotion, found.run, here)
         if deployment is not None:
+            # Two processes carrying it on at once (reconcile runs, `promoflow approve`) get the same new run.
             new = client.create_flow_run_from_deployment(
-                deployment, parameters=parameters, tags=list(found.run.tags) if found.run else None
+                deployment,
+                parameters=parameters,
+                tags=list(found.run.tags) if found.run else None,
+                idempotency_key=f"promoflow-carry-on-{promotion_id}-{found.run.id if found.run else 'gone'}",
             )
             project.db.update_promotion(promotion_id, flow_run_id=str(new.id), runner=None)
+            _abandon(client, found.run, f"{found.why}: promotion {promotion_id} carries on in flow run {new.id}")
             return f"{found.why}: it carries on in flow run {new.id}"
     if not here:
         return (
@@ -117,6 +134,13 @@ def carry_on(project: Project, promotion_id: int, found: RunStatus, here: bool =
 
     promote(**_promote_parameters(project, promotion))
     return "it carried on in this process"
+
+
+def _abandon(client: SyncPrefectClient, run: FlowRun | None, why: str) -> None:
+    """A run whose process died stays Pending, Running or Paused in Prefect for ever: end it, saying where its work
+    went. Crashed by type, named apart so that it does not wake the reconcile deployment for what was just done."""
+    if run is not None and run.state is not None and not run.state.is_final():
+        client.set_flow_run_state(run.id, Crashed(name="Abandoned", message=why[:500]), force=True)
 
 
 def cancel(project: Project, promotion_id: int, why: str) -> None:

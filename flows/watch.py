@@ -78,7 +78,9 @@ def _hand_off(app_or_group: str, release: str, config: str) -> None:
         return
     parameters = {"app": app_or_group, "release": release, "requested_by": REQUESTER, "config": config}
     if _served(PIPELINE_DEPLOYMENT):
-        run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=0)
+        # Not a subflow of this watch: Prefect refuses to suspend subflows, and the pipeline waits for approvals
+        # suspended (its run must also outlive this watch's process and be woken on its own).
+        run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=False)
     else:
         pipeline(app_or_group, release=release, requested_by=REQUESTER, config=config)
 

@@ -23,6 +23,8 @@ from promoflow import settings, tables
 from promoflow.errors import PromoflowError, TerminalError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from promoflow.config import Group
     from promoflow.project import Project
     from promoflow.records import Bundle, Database, Promotion
@@ -249,13 +251,21 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """What runs where: current and last known good release per app and environment (and a release being merged
     there, whose merge is not recorded yet), and for each group the bundle an environment runs (when every member
     there runs that bundle's release); and what waits: each unfinished promotion, what it waits for (approvals n
-    of m, checks), since when, who may approve, and the command or link that decides it."""
+    of m, checks, a freeze, a window), since when, who may approve, and the command or link that decides it; and
+    each freeze holding an environment now, with its reason and end."""
+    from datetime import UTC, datetime
+
+    from promoflow.holds import freezes
     from promoflow.waits import waits
 
     with _user_errors():
         project = _project(config)
         db = project.db
         running = _bundles_running(project)
+        now = datetime.now(UTC)
+        frozen = {
+            env.name: [f.as_dict() for f in freezes(project, env.name, now)] for env in project.config.environments
+        }
         rows: list[dict[str, Any]] = []
         for app_config in project.config.apps:
             group = project.config.group_of(app_config.name)
@@ -277,6 +287,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                         "group": group.name if group else None,
                         "bundle": {"id": bundle.id, "label": bundle.label} if bundle else None,
                         "waiting": [w.as_dict() for w in waits(project, app_config.name, env.name)],
+                        "freezes": frozen[env.name],
                         "merging": {"promotion": merging.id, "release": _release_ref(db, merging.release_id)}
                         if merging
                         else None,
@@ -303,6 +314,13 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             str(len(row["rejected_releases"]) or ""),
         )
     tables.show(out, table)
+    if any(frozen.values()):
+        table = tables.table("frozen", *("environment", "reason", "by", "since", "until"), whole=("environment",))
+        for name, active in frozen.items():
+            for f in active:
+                until = _short_time(f["until"]) if f["until"] else "until lifted"
+                table.add_row(name, f["reason"], f["by"], _short_time(f["since"]), until)
+        tables.show(out, table)
     waiting = [(row, wait) for row in rows for wait in row["waiting"]]
     if waiting:
         table = tables.table(
@@ -398,13 +416,21 @@ def history(
             e["environment"],
             e["release"]["label"],
             *([e["bundle_id"] or "-"] if bundles else []),
-            _kind_and_state(e["kind"], e["state"]),
+            _kind_and_state(e["kind"], e["state"]) + _overridden(e),
             e["requested_by"],
             approved,
             _short_time(e["created_at"]),
             _took(e["duration_seconds"]),
         )
     tables.show(out, table)
+    for e in entries:
+        if e["overridden_by"]:
+            what = " and ".join(
+                w
+                for w, given in (("freezes and windows", e["override_freeze"]), ("the order", e["skip_order"]))
+                if given
+            )
+            out.print(Text.assemble((f"{e['id']}:", "dim"), f" {e['overridden_by']} overrode {what}: {e['reason']}"))
     failed = [e for e in entries if e["error"]]
     for e in failed[:5]:
         out.print(Text.assemble((f"{e['id']}:", "dim"), f" {e['error']}"))
@@ -503,26 +529,78 @@ def promote(
         ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the records).")] = "",
+    override_freeze: Annotated[
+        bool,
+        typer.Option(
+            "--override-freeze",
+            help="Go through the environment's freezes and closed windows (only its `override_by` people; needs "
+            "--reason; recorded and shown in `promoflow history`).",
+        ),
+    ] = False,
+    skip_order: Annotated[
+        bool,
+        typer.Option(
+            "--skip-order",
+            help="A hotfix: take the release past environments before this one that it has not been through (only "
+            "the environment's `override_by` people; needs --reason; recorded and shown in `promoflow history`).",
+        ),
+    ] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="Promote at this time and not before: ISO 8601 with a zone (2026-12-05T10:00:00+01:00) or from now "
+            "(+2h). A scheduled run of the served `promote` deployment, visible in the Prefect UI; the release is "
+            "chosen now. `promoflow scheduled` lists such runs, `promoflow cancel RUN` cancels one.",
+        ),
+    ] = None,
     no_wait: NoWaitOption = False,
     as_user: AsOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Promote a release of APP (or every member of a GROUP's bundle) into one environment (waits for
-    approvals if the policy needs them). When a member of a group fails, the members already changed there
-    are rolled back."""
+    """Promote a release of APP (or every member of a GROUP's bundle) into one environment, now or --at a time
+    (waits for approvals if the policy needs them, and while the environment is frozen, outside its windows or
+    the release still soaks in the environment before). When a member of a group fails, the members already
+    changed there are rolled back."""
     with _user_errors():
         project = _project(config)
         group = project.config.group_or_app(app_name)
+        requester = as_user or settings.current_user()
+        overrides = {"override_freeze": override_freeze, "skip_order": skip_order}
+        for flag, given in (("--override-freeze", override_freeze), ("--skip-order", skip_order)):
+            if given:
+                from promoflow.holds import check_override
+
+                if group is not None:
+                    raise TerminalError(f"{flag} takes one app: promote the group's members one by one.")
+                check_override(project.config.environment(to), requester, reason, flag)
         if group is not None:
+            if at is not None:
+                raise TerminalError("--at schedules one app's promotion: schedule the members one by one.")
             _promote_group(project, group, to, release, reason, as_user)
             return
-        chosen = _check_promotable(project, app_name, to, release)
+        chosen = _check_promotable(project, app_name, to, release, skip_order)
+        if at is not None:
+            parameters: dict[str, Any] = {"app": app_name, "environment": to, "release": chosen}
+            parameters |= {"requested_by": requester}
+            parameters |= {"reason": reason, "config": str(project.config_path), **overrides}
+            _schedule(project, parameters, at, as_json)
+            return
         if no_wait:
             from promoflow.promotion import start
 
-            requester = as_user or settings.current_user()
-            promotion = start(project, app_name, to, chosen, requester, reason=reason)
+            promotion = start(
+                project,
+                app_name,
+                to,
+                chosen,
+                requester,
+                reason=reason,
+                override_freeze=override_freeze,
+                skip_order=skip_order,
+            )
             parameters = {"app": app_name, "environment": to, "release": promotion.release_id}
             _submit(
                 project, "promote", parameters | {"requested_by": requester, "reason": reason}, as_json, promotion.id
@@ -535,12 +613,81 @@ def promote(
                 "app": app_name,
                 "environment": to,
                 "release": chosen,
-                "requested_by": as_user or settings.current_user(),
+                "requested_by": requester,
                 "reason": reason,
                 "config": str(project.config_path),
+                **overrides,
             },
         )
         _print_outcome(project, pid)
+
+
+def _schedule(project: Project, parameters: dict[str, Any], at: str, as_json: bool) -> None:
+    """`promote --at`: a scheduled run of the served `promote` deployment."""
+    from datetime import UTC, datetime
+
+    from promoflow import links
+    from promoflow.holds import stamp
+
+    now = datetime.now(UTC)
+    when = _moment(at, now, "--at")
+    if when <= now:
+        raise TerminalError(f"--at {at} has passed: give a time from now on, or leave --at out to promote now.")
+    label = project.db.get_release(parameters["release"]).label
+    what = f"{parameters['app']} {label} into {parameters['environment']}"
+    _connect_prefect(project, start=False)
+    from flows.schedule import schedule
+
+    run = schedule("promote", parameters, when, f"promote {what.replace(' into ', ' to ')} at {stamp(when)}")
+    if as_json:
+        out.print_json(json.dumps({"flow_run": str(run.id), "at": when.isoformat(), "url": links.run_link(run.id)}))
+        return
+    url = links.run_link(run.id)
+    out.print(
+        f"Scheduled {what} for {stamp(when)} as flow run {run.id}" + (f" ({url})" if url else "") + f"; "
+        f"`promoflow cancel {run.id}` cancels it."
+    )
+
+
+@app.command()
+def scheduled(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Promotions and pipelines waiting for their time: scheduled runs of the served deployments (`promote --at`),
+    soonest first, with what they will promote and the run id that `promoflow cancel` takes."""
+    with _user_errors():
+        project = _project(config)
+        _connect_prefect(project, start=False)
+        from flows.schedule import scheduled as waiting_runs
+
+        runs = [r.as_dict() for r in waiting_runs()]
+    if as_json:
+        out.print_json(json.dumps(runs))
+        return
+    if not runs:
+        out.print("Nothing is scheduled: `promoflow promote APP --to ENV --at TIME` schedules a promotion.")
+        return
+    table = tables.table("scheduled", *("at (UTC)", "flow run", "what", "by"), whole=("flow run",))
+    for r in runs:
+        table.add_row(
+            r["at"][:16].replace("T", " "), r["flow_run"], r["name"], r["parameters"].get("requested_by") or "-"
+        )
+    tables.show(out, table)
+
+
+@app.command()
+def cancel(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Flow run id (see `promoflow scheduled`).")],
+    as_user: AsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Cancel a promoflow flow run: a scheduled one never starts; a running one cancels its promotion (as Cancel
+    in the Prefect UI: its request closed, nothing more merged)."""
+    with _user_errors():
+        project = _project(config)
+        _connect_prefect(project, start=False)
+        from flows.schedule import cancel as cancel_run
+
+        said = cancel_run(run, as_user or settings.current_user())
+    out.print(said)
 
 
 def _result(flow: Any, parameters: dict[str, Any]) -> Any:
@@ -668,8 +815,9 @@ def webhook(
         webhooks.serve(settings.config_path(config), host, port, secret, watch_here=watch_here)
 
 
-def _check_promotable(project: Project, app_name: str, env: str, release: str | None) -> str:
-    """Settle every user mistake before a flow starts: unknown app, environment, release, order."""
+def _check_promotable(project: Project, app_name: str, env: str, release: str | None, skip_order: bool = False) -> str:
+    """Settle every user mistake before a flow starts: unknown app, environment, release, order (unless a hotfix
+    skips it)."""
     from promoflow import releases
     from promoflow.promotion import check_order, newest_allowed, sources
     from promoflow.records import Promotion
@@ -682,7 +830,10 @@ def _check_promotable(project: Project, app_name: str, env: str, release: str | 
         chosen, skipped = newest_allowed(project, app_config, env, "oci-layout")
         for sentence in skipped:
             err.print(sentence)
-    check_order(project, Promotion(app=app_name, environment=env, release_id=chosen.id, requested_by=""))
+    check_order(
+        project,
+        Promotion(app=app_name, environment=env, release_id=chosen.id, requested_by="", skip_order=skip_order),
+    )
     return chosen.id
 
 
@@ -783,6 +934,108 @@ def _decide(
         who = as_user or settings.current_user()
         _, woken = send_decision(project, promotion_id, who, decision, comment)
     out.print(f"{'Approved' if decision == 'approve' else 'Rejected'} promotion {promotion_id} as {who}: {woken}.")
+
+
+@app.command()
+def freeze(
+    env: Annotated[str, typer.Argument(metavar="ENV", help="Environment to freeze.")],
+    reason: Annotated[str, typer.Option(help="Why (shown by `promoflow status`, kept in the records).")],
+    until: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="When it ends by itself: ISO 8601 with a zone (2026-12-24T18:00:00+01:00) or from now (+2h, +1d) "
+            "(default: until `promoflow unfreeze`).",
+        ),
+    ] = None,
+    as_user: AsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Freeze an environment: promotions into it wait before their merge (nothing is merged) until it is lifted
+    with `promoflow unfreeze ENV` or --until passes. Rollbacks still go through; the environment's `override_by`
+    people may promote with --override-freeze."""
+    from datetime import UTC, datetime
+
+    from promoflow.holds import stamp
+    from promoflow.records import Freeze
+
+    with _user_errors():
+        project = _project(config)
+        project.config.environment(env)
+        now = datetime.now(UTC)
+        end = _moment(until, now, "--until") if until else None
+        if end is not None and end <= now:
+            raise TerminalError(f"--until {until} has passed: give a time from now on.")
+        if not reason.strip() or len(reason) > 500:
+            raise TerminalError("Give a --reason of 1 to 500 characters: it tells people why they wait.")
+        who = as_user or settings.current_user()
+        project.db.freeze(Freeze(environment=env, reason=reason, frozen_by=who, since=now, until=end))
+    ends = f"until {stamp(end)}" if end else f"until `promoflow unfreeze {env}`"
+    out.print(f"Froze {env} as {who} ({reason}), {ends}: promotions into it wait before their merge.")
+
+
+def _moment(text: str, now: datetime, option: str) -> datetime:
+    from promoflow import timing
+
+    try:
+        return timing.moment(text, now)
+    except ValueError as error:
+        raise TerminalError(f"{option}: {error}.") from None
+
+
+@app.command()
+def unfreeze(
+    env: Annotated[str, typer.Argument(metavar="ENV", help="Environment to unfreeze.")],
+    as_user: AsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Lift the freezes `promoflow freeze` put on an environment; the promotions they held go on (their runs are
+    woken). A freeze planned in promotions.yaml ends at its end, or when it is removed from the file."""
+    from datetime import UTC, datetime
+
+    from promoflow import holds
+
+    with _user_errors():
+        project = _project(config)
+        project.config.environment(env)
+        now = datetime.now(UTC)
+        who = as_user or settings.current_user()
+        lifted = project.db.lift_freezes(env, who, now)
+        planned = holds.freezes(project, env, now)
+        if not lifted and not planned:
+            out.print(f"{env} is not frozen: nothing to lift.")
+            return
+        if not lifted:
+            raise TerminalError(
+                f"{env} is frozen by promotions.yaml ({'; '.join(f.describe() for f in planned)}): remove that freeze "
+                "from the file to lift it, or promote with --override-freeze."
+            )
+        out.print(f"Lifted {len(lifted)} freeze{'s' if len(lifted) > 1 else ''} of {env} as {who}.")
+        if planned:
+            out.print(f"{env} stays frozen by promotions.yaml: {'; '.join(f.describe() for f in planned)}.")
+            return
+        for pid, said in _wake_held(project, env):
+            out.print(f"Promotion {pid}: {said}.")
+
+
+def _wake_held(project: Project, env: str) -> list[tuple[int, str]]:
+    """Wake the promotions into `env` that a freeze held (a process holding one in place sees the records)."""
+    from promoflow.engine.results import Gate, Waiting
+
+    held = [
+        p.id
+        for p in project.db.active_promotions()
+        if p.environment == env and p.waiting and Waiting.model_validate_json(p.waiting).gate == Gate.FREEZE
+    ]
+    if not held:
+        return []
+    try:
+        _connect_prefect(project, start=False)
+        from flows.resume import wake
+
+        return [(pid, wake(project, pid)) for pid in held if pid is not None]
+    except PromoflowError as error:
+        return [(pid, f"not woken ({error}); the reconcile deployment carries it on") for pid in held if pid]
 
 
 @app.command()
@@ -1257,6 +1510,11 @@ def _took(seconds: float | None) -> str:
 
 def _state(state: str) -> str:
     return state.replace("_", " ")
+
+
+def _overridden(entry: dict[str, Any]) -> str:
+    """` (hotfix)` past the order, ` (override)` through freezes and windows."""
+    return " (hotfix)" if entry["skip_order"] else " (override)" if entry["override_freeze"] else ""
 
 
 def _kind_and_state(kind: str, state: str) -> str:

@@ -12,13 +12,24 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from promoflow import forges, references
+from promoflow import forges, references, timing
 from promoflow.clusters import targets
 from promoflow.errors import NotFound
 
@@ -89,6 +100,15 @@ def _registered(kind: str, known: list[str]) -> object:
 
 ForgeName = _registered("forge", forges.known())
 TargetName = _registered("cluster target", targets.known())
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(timing.duration),
+    WithJsonSchema({"type": ["string", "number"], "examples": ["90s", "30m", "24h", "2d", "1h30m"]}),
+]
+TimeZone = Annotated[str, AfterValidator(lambda name: timing.zone(name) and name)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class Strict(BaseModel):
@@ -209,7 +229,9 @@ class ClusterTarget(Strict):
     )
     sync: bool = Field(True, description="Ask the controller to sync now rather than at its next poll.")
     kubeconfig: str | None = Field(
-        None, description="kubeconfig file (relative to promotions.yaml) [default: $KUBECONFIG or ~/.kube/config]."
+        None,
+        description="kubeconfig file (relative to promotions.yaml) [default: $KUBECONFIG or ~/.kube/config; with "
+        "neither, in a Kubernetes pod, the pod's ServiceAccount].",
     )
     context: str | None = Field(None, description="kubeconfig context of this environment's cluster.")
     force: bool = Field(False, description="Take over fields another field manager owns (server-side apply force).")
@@ -367,6 +389,65 @@ def metric_check_issues(promotions: object) -> list[NameIssue]:
     return issues
 
 
+class Window(Strict):
+    """When promotions may enter an environment (merge into it): on `days` between `hours`, or for `duration` from
+    each time `cron` fires; in `timezone`. Outside every window of its environment a promotion waits for the next
+    opening. Rollbacks are never held."""
+
+    days: list[Weekday] | None = Field(
+        None, min_length=1, description="Weekdays it opens, e.g. [mon, tue, wed, thu] [every day, with `hours`]."
+    )
+    hours: Annotated[str, AfterValidator(lambda value: timing.hours(value) and value)] | None = Field(
+        None, description="Local hours it is open, `HH:MM-HH:MM` (`22:00-06:00` runs past midnight) [all day]."
+    )
+    cron: Annotated[str, AfterValidator(timing.cron)] | None = Field(
+        None, description="When it opens, as a five-field cron expression, e.g. `0 10 * * 1-5` (with `duration`)."
+    )
+    duration: Duration | None = Field(None, description="How long it stays open after each `cron` start, e.g. 2h.")
+    timezone: TimeZone = Field("UTC", description="The IANA time zone of `days`, `hours` and `cron`.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Window:
+        weekly = self.days is not None or self.hours is not None
+        if weekly == (self.cron is not None):
+            raise ValueError("a window is either `days`/`hours` or `cron` with `duration`")
+        if (self.cron is None) != (self.duration is None):
+            raise ValueError("`cron` and `duration` go together: when it opens and for how long")
+        return self
+
+    def opening(self) -> timing.Opening:
+        where = timing.zone(self.timezone)
+        if self.cron is not None:
+            return timing.Opening(where, cron=self.cron, length=self.duration)
+        return timing.Opening(where, self.days or timing.DAYS, timing.hours(self.hours or "00:00-24:00"))
+
+    def describe(self) -> str:
+        """`mon,tue 09:00-17:00 Europe/Berlin`, `` `0 10 * * 1-5` for 2h UTC ``."""
+        if self.cron is not None:
+            return f"`{self.cron}` for {timing.words(self.duration)} {self.timezone}"  # type: ignore[arg-type]
+        days = ",".join(self.days) if self.days else "every day"
+        return f"{days} {self.hours or 'all day'} {self.timezone}"
+
+
+class Schedule(Strict):
+    """When the environment takes the newest eligible release of each app by itself: a schedule of the served
+    `tick` deployment (visible and pausable in the Prefect UI)."""
+
+    cron: Annotated[str, AfterValidator(timing.cron)] | None = Field(
+        None, description="A five-field cron expression, e.g. `0 10 * * 1-5` (weekdays at 10:00)."
+    )
+    rrule: Annotated[str, AfterValidator(timing.rrule)] | None = Field(
+        None, description="Or an iCalendar recurrence rule, e.g. `FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=10;BYMINUTE=0`."
+    )
+    timezone: TimeZone = Field("UTC", description="The IANA time zone it is read in.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.cron is None) == (self.rrule is None):
+            raise ValueError("a schedule is either a `cron` expression or an `rrule`")
+        return self
+
+
 class Environment(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="Environment name, e.g. `staging`.")
     branch: BranchName = Field(
@@ -391,6 +472,34 @@ class Environment(Strict):
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     soak_seconds: float = Field(
         0, ge=0, le=86400, description="How long health checks must keep passing after the merge."
+    )
+    schedule: Schedule | None = Field(
+        None,
+        description="Promote into it by itself at these times: at each tick the newest release of each app that "
+        "succeeded in the environment before (soaked, not rejected); nothing eligible is a skipped tick.",
+    )
+    verified_for: Duration | None = Field(
+        None,
+        description="How long a release must have been good in the environment before this one (on the app's "
+        "route) before it may enter, e.g. 24h (soak time; Kargo's verified-for). Counted from its promotion "
+        "there succeeding; meanwhile the promotion waits before its merge.",
+    )
+    windows: list[Window] = Field(
+        default_factory=list,
+        description="When promotions may enter (merge); outside them a promotion waits for the next opening [always].",
+    )
+    supersede: Literal["waiting", "queued", "never"] = Field(
+        "waiting",
+        description="What a newer release's promotion does to an older one of the same app: `waiting` ends it "
+        "while it waits (for approvals, checks, a freeze, a window, soak) or is queued, `queued` only while it is "
+        "queued behind another, `never` queues behind it. The older one is recorded superseded, its request closed "
+        "naming the newer.",
+    )
+    override_by: list[str] = Field(
+        default_factory=list,
+        description="People who may promote into it through a freeze or outside its windows "
+        "(`promoflow promote --override-freeze --reason TEXT`), or take a release into it past environments it has "
+        "not been through (`--skip-order`, a hotfix); nobody if empty.",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
@@ -730,6 +839,21 @@ class Group(Strict):
     )
 
 
+class Freeze(Strict):
+    """A planned freeze: no promotion enters `environment` from `start` until `end` (rollbacks still do)."""
+
+    environment: str = Field(description="The environment frozen, by name.")
+    start: AwareDatetime = Field(description="When it begins: ISO 8601 with a zone, e.g. 2026-12-20T00:00:00+01:00.")
+    end: AwareDatetime = Field(description="When it ends (promotions held by it go on then).")
+    reason: str = Field(min_length=1, max_length=500, description="Why, as `promoflow status` shows it.")
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Freeze:
+        if self.end <= self.start:
+            raise ValueError("`end` must be after `start`")
+        return self
+
+
 class Promotions(Strict):
     """promotions.yaml: where releases come from and the environments they pass through."""
 
@@ -743,6 +867,11 @@ class Promotions(Strict):
         default_factory=list,
         description="Apps promoted together as one release (a bundle): `promoflow pipeline GROUP`, "
         "`promoflow promote GROUP --to ENV`.",
+    )
+    freezes: list[Freeze] = Field(
+        default_factory=list,
+        description="Planned freezes: promotions into the environment wait while one lasts (`promoflow freeze` "
+        "adds one from the command line).",
     )
 
     @model_validator(mode="before")
@@ -1003,17 +1132,20 @@ def promotions_name_issues(promotions: object) -> list[NameIssue]:
             else:
                 member_of[member] = loc
     known = list(dict.fromkeys(n for n in (_get(env, "name") for env in environments) if isinstance(n, str)))
-    for a, app in enumerate(apps):
-        for r, name in enumerate(_items(app, "environments")):
-            if isinstance(name, str) and name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                issues.append(
-                    NameIssue(
-                        ("apps", a, "environments", r),
-                        f"unknown environment {name!r}{hint} (defined: {', '.join(known) or 'none'})",
-                    )
-                )
+    named: list[tuple[Loc, object]] = [
+        (("apps", a, "environments", r), name)
+        for a, app in enumerate(apps)
+        for r, name in enumerate(_items(app, "environments"))
+    ]
+    named += [
+        (("freezes", f, "environment"), _get(freeze, "environment"))
+        for f, freeze in enumerate(_items(promotions, "freezes"))
+    ]
+    for loc, name in named:
+        if isinstance(name, str) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            issues.append(NameIssue(loc, f"unknown environment {name!r}{hint} (defined: {', '.join(known) or 'none'})"))
     return issues
 
 

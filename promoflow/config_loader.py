@@ -638,6 +638,10 @@ def _message(kind: str, error: Any) -> str:
         return f"expected a number, got {got}"
     if kind == "finite_number":
         return f"expected a finite number, got {got}"
+    if kind == "timezone_aware":
+        return f"expected a time with a zone (2026-12-20T00:00:00+01:00, or Z for UTC), got {got}"
+    if kind.startswith("datetime_"):
+        return f"expected a date and time with a zone, e.g. 2026-12-20T00:00:00+01:00, got {got}"
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false, got {got}"
     if kind == "string_type":

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
-from promoflow import releases
+from promoflow import holds, releases
 from promoflow.config import App, Group
 from promoflow.errors import NotFound, TerminalError
 from promoflow.gitops.manifests import ImageUse, find_images
@@ -81,21 +82,34 @@ def start(
     reason: str = "",
     rollback_of: int | None = None,
     bundle_id: str | None = None,
+    override_freeze: bool = False,
+    skip_order: bool = False,
 ) -> Promotion:
     """The promotion to run: the unfinished one of this release (resumed after a crash), or a new one.
+    `override_freeze`: the requester lets it through the environment's freezes and windows; `skip_order`: past the
+    environments before that its release has not been through (a hotfix); both for `reason`.
 
-    Raises a terminal error, changing nothing, for unknown apps, environments and releases.
+    Raises a terminal error, changing nothing, for unknown apps, environments and releases, and for an override
+    the requester may not give.
     """
     config = project.config
     app_config = config.app(app)
     config.previous(app, environment)  # validates the environment is on the app's route
+    override: dict[str, Any] = {}
+    for flag, field, given in (
+        ("--override-freeze", "override_freeze", override_freeze),
+        ("--skip-order", "skip_order", skip_order),
+    ):
+        if given:
+            holds.check_override(config.environment(environment), requested_by, reason, flag)
+            override |= {"overridden_by": requested_by, field: True}
     release = releases.resolve(project.db, app_config, sources(project, app_config), release_ref, "oci-layout")
     existing = project.db.open_promotion(app, environment, release.id)
     if existing and existing.id is not None:
         _refuse_if_running_elsewhere(existing)
         if existing.runner and existing.runner != runner_id():
             project.db.interrupt_steps(existing.id, f"the process running it ({existing.runner}) ended first")
-        return existing
+        return project.db.update_promotion(existing.id, reason=reason, **override) if override else existing
     return project.db.create_promotion(
         Promotion(
             app=app,
@@ -106,6 +120,7 @@ def start(
             reason=reason,
             rollback_of=rollback_of,
             bundle_id=bundle_id,
+            **override,
         )
     )
 
@@ -158,7 +173,8 @@ def process_alive(runner: str | None) -> bool | None:
 
 
 def check_order(project: Project, promotion: Promotion) -> None:
-    """A release enters an environment only after it succeeded in the one before, and if not rejected."""
+    """A release enters an environment only after it succeeded in the one before (unless a hotfix skips the
+    order), and if not rejected."""
     if promotion.kind == "rollback":
         return
     db = project.db
@@ -171,7 +187,11 @@ def check_order(project: Project, promotion: Promotion) -> None:
             f"{promotion.release_id} --env {promotion.environment}` to promote it again."
         )
     previous = project.config.previous(promotion.app, promotion.environment)
-    if previous is not None and not _succeeded_in(project, promotion.app, previous.name, promotion.release_id):
+    if (
+        previous is not None
+        and not promotion.skip_order
+        and not _succeeded_in(project, promotion.app, previous.name, promotion.release_id)
+    ):
         raise TerminalError(
             f"Release {release} of {promotion.app} has not succeeded in {previous.name} yet: "
             f"promote it there first (`promoflow promote {promotion.app} --to {previous.name}`)."

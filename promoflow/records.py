@@ -101,6 +101,11 @@ class Promotion(SQLModel, table=True):
     merge_commit: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None)
     waiting: str | None = Field(default=None, description="JSON of promoflow.engine.results.Waiting while it waits")
+    # One of the environment's `override_by` let it through freezes and windows, or past environments its
+    # release had not been through (a hotfix); `reason` says why.
+    overridden_by: str | None = Field(default=None, max_length=255)
+    override_freeze: bool = False
+    skip_order: bool = False
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
     ended_at: datetime | None = _timestamp(nullable=True)
@@ -173,6 +178,25 @@ class MetricSample(SQLModel, table=True):
     outcome: str = Field(max_length=16, description="pass, fail, no_data, or error (Prometheus did not answer)")
     message: str = Field(default="", max_length=2000, description="why a look is an error")
     taken_at: datetime = _timestamp()
+
+
+class Freeze(SQLModel, table=True):
+    """An environment frozen from the command line (`promoflow freeze`): by whom, since when, until when, why;
+    and who lifted it when (`promoflow unfreeze`)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    environment: str = Field(index=True, max_length=63)
+    reason: str = Field(max_length=500)
+    frozen_by: str = Field(max_length=255)
+    since: datetime = _timestamp()
+    until: datetime | None = _timestamp(nullable=True)
+    lifted_by: str | None = Field(default=None, max_length=255)
+    lifted_at: datetime | None = _timestamp(nullable=True)
+
+    def holds(self, at: datetime) -> bool:
+        """Whether it holds promotions at `at`."""
+        since, until, lifted = _utc(self.since), _utc(self.until), _utc(self.lifted_at)
+        return since is not None and since <= at and all(t is None or at < t for t in (until, lifted))
 
 
 class Database:
@@ -356,6 +380,21 @@ class Database:
                 s.rollback()
                 return s.exec(select(Promotion).where(Promotion.slot == slot)).first()
         return None
+
+    def claim_promotions(self, flow_run_id: str, runner: str) -> None:
+        """The process `runner` now runs the flow run `flow_run_id` (woken, or started to carry its promotions on):
+        it runs the unfinished promotions that name the run."""
+        left: list[tuple[int, str]] = []  # promotions another process ran before it ended
+        with self.session() as s:
+            query = select(Promotion).where(Promotion.flow_run_id == flow_run_id)
+            for row in s.exec(query.where(col(Promotion.state).not_in(TERMINAL_STATES))):
+                if row.runner and row.runner != runner and row.id is not None:
+                    left.append((row.id, row.runner))
+                row.runner, row.updated_at = runner, now()
+                s.add(row)
+            s.commit()
+        for promotion_id, before in left:
+            self.interrupt_steps(promotion_id, f"the process running it ({before}) ended first")
 
     def active_promotions(self) -> list[Promotion]:
         """Every promotion that has not ended, oldest first."""
@@ -644,6 +683,35 @@ class Database:
                 s.add(row)
             s.commit()
         return bool(rows)
+
+    # -- freezes -----------------------------------------------------------------------------
+    def freeze(self, freeze: Freeze) -> Freeze:
+        with self.session() as s:
+            s.add(freeze)
+            s.commit()
+            s.refresh(freeze)
+        return freeze
+
+    def freezes(self, environment: str | None = None, at: datetime | None = None) -> list[Freeze]:
+        """The freezes of one environment (or all), oldest first; with `at`, those holding promotions then."""
+        query = select(Freeze).order_by(col(Freeze.id))
+        if environment is not None:
+            query = query.where(Freeze.environment == environment)
+        with self.session() as s:
+            rows = list(s.exec(query).all())
+        return [f for f in rows if at is None or f.holds(at)]
+
+    def lift_freezes(self, environment: str, by: str, at: datetime) -> list[Freeze]:
+        """End the freezes holding `environment` at `at`, recording who lifted them; returns them."""
+        with self.session() as s:
+            rows = [f for f in s.exec(select(Freeze).where(Freeze.environment == environment)) if f.holds(at)]
+            for row in rows:
+                row.lifted_by, row.lifted_at = by, at
+                s.add(row)
+            s.commit()
+            for row in rows:
+                s.refresh(row)
+        return rows
 
 
 def as_dict(row: SQLModel) -> dict[str, Any]:

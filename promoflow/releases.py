@@ -12,7 +12,7 @@ from datetime import datetime
 from promoflow.config import App, Image
 from promoflow.errors import NotFound, TerminalError
 from promoflow.gitops.manifests import ImagePin, ImageUse
-from promoflow.records import Bundle, Database, Release
+from promoflow.records import Bundle, Database, Release, _utc
 from promoflow.sources import Source, build_times, policy
 from promoflow.sources.git import GitSource
 
@@ -69,6 +69,20 @@ def bundle(group: str, members: list[Release], origin: str) -> Bundle:
 
 def pins_of(release: Release) -> list[ImagePin]:
     return [ImagePin(**image) for image in json.loads(release.images)]
+
+
+def newer(app: App, one: Release, other: Release) -> bool:
+    """Whether `one` is a newer release of `app` than `other`: by its first image's tag policy where their tags
+    differ and the policy ranks them, else by when their content was made (or recorded)."""
+    made = [_utc(r.built_at or r.created_at) for r in (one, other)]
+    if app.images:
+        mine, theirs = pins_of(one)[0].tag, pins_of(other)[0].tag
+        # `order: created` ranks by build time, which the records keep (no registry is asked here).
+        built = {mine: made[0], theirs: made[1]}.get
+        best = policy.ranked([mine, theirs], app.images[0].policy, 1, built) if mine != theirs else []
+        if best:
+            return best == [mine]
+    return made[0] is not None and made[1] is not None and made[0] > made[1]
 
 
 def discover(app: App, sources: AppSources, origin: str) -> Release:

@@ -18,6 +18,8 @@ from promoflow.engine.states import PromotionState
 from promoflow.project import Project
 from promoflow.records import Promotion, _utc
 
+HELD_AT_THE_DOOR = frozenset({Gate.FREEZE, Gate.WINDOW, Gate.SOAK})
+
 
 @dataclass
 class Wait:
@@ -32,11 +34,12 @@ class Wait:
     checks: dict[str, str] = field(default_factory=dict)  # context -> state, of the request's head
     may_approve: str | None = None
     expires_at: datetime | None = None
+    until: datetime | None = None  # a freeze's end, a window's opening: when it goes on by itself
     decide: list[str] = field(default_factory=list)  # commands and links
 
     def as_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
-        for key in ("since", "expires_at"):
+        for key in ("since", "expires_at", "until"):
             data[key] = _utc(data[key]).isoformat() if data[key] else None  # type: ignore[union-attr]
         return data
 
@@ -64,6 +67,8 @@ def _wait(project: Project, promotion: Promotion) -> Wait:
     waiting = Waiting.model_validate_json(promotion.waiting)
     wait.gate, wait.waiting_for, wait.since = waiting.gate.value, waiting.summary, waiting.since
     wait.checks, wait.decide, wait.expires_at = waiting.checks, waiting.decide, waiting.expires_at
+    if waiting.gate in HELD_AT_THE_DOOR:
+        wait.until = waiting.wake_at
     if waiting.gate in (Gate.APPROVAL, Gate.CHECKS) and waiting.required:
         policy = project.config.environment(promotion.environment).approval
         wait.approvals = {"counted": len(waiting.approved_by), "required": waiting.required}

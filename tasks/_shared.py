@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -17,6 +18,8 @@ from promoflow.project import Project
 
 # A server asking for a longer pause than this is not coming back soon: the step fails and says so.
 MAX_RETRY_AFTER_SECONDS = 600.0
+# More early than this is not Prefect's rounding but a run started by hand ("Run now" on a scheduled run): go on.
+MAX_EARLY_START_SECONDS = 2.0
 
 
 @cache
@@ -62,6 +65,19 @@ def retry_options(environment: Environment) -> dict[str, Any]:
         "retry_delay_seconds": delays or 0,
         "retry_condition_fn": _transient,
     }
+
+
+def hold_until_scheduled() -> None:
+    """Start nothing before the current flow run's scheduled time. Prefect's server lets a scheduled run start up
+    to half a second early (it rounds the wait it asks for to whole seconds); `--at` promises "not before"."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None or context.flow_run.expected_start_time is None:
+        return
+    early = (context.flow_run.expected_start_time - datetime.now(UTC)).total_seconds()
+    if 0 < early <= MAX_EARLY_START_SECONDS:
+        time.sleep(early)
 
 
 def label_run(name: str | None, app: str, environment: str | None, release: str) -> None:

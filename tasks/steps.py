@@ -28,6 +28,12 @@ class PrefectEvents:
         self.project = p
 
     def emit(self, promotion: Promotion, state: PromotionState) -> None:
+        self._announce(promotion, state.event, {"state": state.value})
+
+    def notice(self, promotion: Promotion, event: str, said: str) -> None:
+        self._announce(promotion, f"promoflow.promotion.{event}", {"state": promotion.state, "said": said})
+
+    def _announce(self, promotion: Promotion, event: str, extra: dict[str, Any]) -> None:
         release = self.project.db.get_release(promotion.release_id).label
         related: list[dict[str, str]] = [
             {"prefect.resource.id": f"promoflow.app.{promotion.app}", "prefect.resource.role": "app"},
@@ -51,14 +57,14 @@ class PrefectEvents:
             "environment": promotion.environment,
             "release": promotion.release_id,
             "release_label": release,
-            "state": state.value,
+            **extra,
             "requested_by": promotion.requested_by,
             "error": promotion.error,
             "run_url": links.run_url(promotion),
             "request_branch": promotion.request_branch,
         }
         emit_event(
-            event=state.event,
+            event=event,
             resource={
                 "prefect.resource.id": f"promoflow.promotion.{promotion.id}",
                 "prefect.resource.name": f"{promotion.app} {release} to {promotion.environment}",

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,6 +89,7 @@ class Served:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Served:
+        self.started = datetime.now(UTC)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "deployments.serve"],
@@ -105,7 +107,12 @@ class Served:
         if self.process.poll() is not None:
             raise AssertionError(f"deployments.serve exited {self.process.returncode}: {self.log.read_text()[-3000:]}")
         answer = httpx.get(f"{os.environ['PREFECT_API_URL']}/deployments/name/promote/promote", timeout=10)
-        return answer.status_code == 200 and answer.json().get("status") == "READY"
+        if answer.status_code != 200 or answer.json().get("status") != "READY":
+            return False
+        # Polled by this process, which registered every deployment first: a serve process of an earlier test
+        # leaves the deployments READY (and as it registered them, e.g. `tick` without schedules) for a minute.
+        polled = answer.json().get("last_polled")
+        return polled is not None and datetime.fromisoformat(polled) >= self.started
 
     def idle(self) -> bool:
         """No run's process is left under it (a suspended run's process has exited and been reaped)."""
@@ -120,16 +127,18 @@ class Served:
 
 class Receiving:
     """`promoflow webhook --watch-here` for a sandbox on 127.0.0.1:`port`, as an operator runs it: the receiver that
-    runs the watch of a push and hosts the pipelines it starts."""
+    runs the watch of a push and hosts the pipelines it starts; without `watch_here`, the receiver that hands each
+    push to Prefect as an event (the `watch` deployment's trigger)."""
 
-    def __init__(self, sandbox: Sandbox, port: int, secret: str, log: Path) -> None:
+    def __init__(self, sandbox: Sandbox, port: int, secret: str, log: Path, watch_here: bool = True) -> None:
         self.sandbox, self.port, self.secret, self.log = sandbox, port, secret, log
+        self.mode = ["--watch-here"] if watch_here else []
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Receiving:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "promoflow", "webhook", "--watch-here", "--port", str(self.port)],
+                [sys.executable, "-m", "promoflow", "webhook", *self.mode, "--port", str(self.port)],
                 cwd=self.sandbox.base,
                 env={**os.environ, "PROMOFLOW_WEBHOOK_SECRET": self.secret},
                 stdout=log,
@@ -185,9 +194,11 @@ def served(sandbox: Sandbox, log: Path, env: dict[str, str] | None = None) -> It
 
 
 def drop_interval_runs() -> None:
-    """What the served `watch` and `reconcile` (one run at a time each) leave on the session's Prefect server for the
-    next test that serves them: their interval runs, due while nothing serves them, are dropped; a run killed with
-    the serve process is marked crashed, or it would hold the deployment's one slot until its lease (300 s) ends."""
+    """What the served `watch` (one run at a time) and `reconcile` leave on the session's Prefect server for the next
+    test that serves them: their runs due while nothing serves them (interval and triggered ones) are dropped, or
+    they would all start at once with the next serve process; a run killed with the serve process is ended (named
+    apart from Crashed: that would trigger yet another reconcile), or a watch's would hold the deployment's one slot
+    until its lease (300 s) ends."""
     api = os.environ["PREFECT_API_URL"]
     query = {
         "deployments": {"name": {"any_": ["watch", "reconcile"]}},
@@ -195,9 +206,9 @@ def drop_interval_runs() -> None:
     }
     for run in httpx.post(f"{api}/flow_runs/filter", json=query, timeout=30).json():
         if run["state_type"] != "SCHEDULED":
-            state = {"type": "CRASHED", "name": "Crashed", "message": "its serve process was killed"}
+            state = {"type": "CRASHED", "name": "Killed", "message": "its serve process was killed"}
             httpx.post(f"{api}/flow_runs/{run['id']}/set_state", json={"state": state, "force": True}, timeout=30)
-        elif run["auto_scheduled"]:
+        else:
             httpx.delete(f"{api}/flow_runs/{run['id']}", timeout=30)
 
 

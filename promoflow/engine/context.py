@@ -34,6 +34,11 @@ class Events(Protocol):
 
     def emit(self, promotion: Promotion, state: PromotionState) -> None: ...
 
+    def notice(self, promotion: Promotion, event: str, said: str) -> None:
+        """Announce what is not a state: `held` at the door of an environment, `overridden` through a freeze, a
+        window or the order; as `promoflow.promotion.<event>`, `said` in words."""
+        ...
+
     def stop_run(self, promotion: Promotion, message: str) -> None:
         """End the run of another promotion this one ended (a rollback superseding it): suspended, paused or
         running elsewhere, it must not stay waiting."""
@@ -42,6 +47,9 @@ class Events(Protocol):
 
 class NoEvents:
     def emit(self, promotion: Promotion, state: PromotionState) -> None:
+        return None
+
+    def notice(self, promotion: Promotion, event: str, said: str) -> None:
         return None
 
     def stop_run(self, promotion: Promotion, message: str) -> None:

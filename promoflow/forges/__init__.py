@@ -107,6 +107,11 @@ class Forge(Protocol):
         """Tell the forge how the promotion is going (a commit status); best effort."""
         ...
 
+    def hold(self, promotion: Promotion, request: Request, why: str | None) -> None:
+        """Show on the request that it is held before its merge (a freeze, a window, soak: `why`), or no longer
+        (None); best effort."""
+        ...
+
     def comment(self, request: Request, text: str) -> None: ...
 
     def close(self, request: Request, comment: str) -> None:

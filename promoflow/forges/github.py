@@ -49,6 +49,7 @@ GITHUB_API = "https://api.github.com"
 # Prefect events the webhook receiver emits for reviews, statuses and check runs of a repository (resource
 # `promoflow.github.OWNER/NAME`); a promotion waiting on that repository looks again when one arrives.
 EVENT_PREFIX = "promoflow.github."
+HOLD_CONTEXT = "promoflow/window"  # the commit status of a pull request held by a freeze, a window or soak
 
 # What the token needs, for the message when GitHub refuses it.
 PERMISSIONS = (
@@ -449,6 +450,11 @@ class PullRequests:
         if promotion.merge_commit:
             context = f"promoflow/{promotion.environment}"
             self.client.set_commit_status(promotion.merge_commit, state, context, text, links.run_url(promotion))
+
+    def hold(self, promotion: Promotion, request: Request, why: str | None) -> None:
+        state: StatusState = "pending" if why else "success"
+        said = why or f"{promotion.environment} takes it now"
+        self.client.set_commit_status(request.head, state, HOLD_CONTEXT, said, links.run_url(promotion))
 
     def comment(self, request: Request, text: str) -> None:
         self.client.comment(_number(request), text)

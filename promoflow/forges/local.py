@@ -37,6 +37,9 @@ class LocalForge:
     def report(self, promotion: Promotion, request: Request | None, state: StatusState, text: str) -> None:
         return None  # the records say it all
 
+    def hold(self, promotion: Promotion, request: Request, why: str | None) -> None:
+        return None  # `promoflow status` shows it
+
     def comment(self, request: Request, text: str) -> None:
         return None
 

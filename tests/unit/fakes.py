@@ -34,6 +34,10 @@ class EventLog:
         assert promotion.id is not None
         self.seen.append((promotion.id, state.event))
 
+    def notice(self, promotion: Promotion, event: str, said: str) -> None:
+        assert promotion.id is not None
+        self.seen.append((promotion.id, f"promoflow.promotion.{event}"))
+
     def stop_run(self, promotion: Promotion, message: str) -> None:
         assert promotion.id is not None
         self.seen.append((promotion.id, "run stopped"))
@@ -54,6 +58,7 @@ class FakeForge:
     reviews: list[ReviewDecision] = field(default_factory=list)
     checks: dict[str, str] = field(default_factory=dict)  # context -> success | pending | failure
     head: str | None = None  # what the request's head is now (None: as prepared)
+    holds: list[str | None] = field(default_factory=list)  # why it was held, None once it may go
 
     def open(self, promotion: Promotion, branch: str, base: str, head: str, title: str, description: str) -> Request:
         if branch not in self.opened:
@@ -79,6 +84,9 @@ class FakeForge:
 
     def report(self, promotion: Promotion, request: Request | None, state: StatusState, text: str) -> None:
         self.statuses.append((state, text))
+
+    def hold(self, promotion: Promotion, request: Request, why: str | None) -> None:
+        self.holds.append(why)
 
     def comment(self, request: Request, text: str) -> None:
         self.comments.append(text)

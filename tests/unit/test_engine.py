@@ -152,6 +152,7 @@ def test_a_step_killed_midway_is_taken_again_and_nothing_is_done_twice(world: Wo
 
 
 def test_one_promotion_per_app_and_environment_at_a_time(world: World) -> None:
+    world.configure("    branch: env/staging\n", "    branch: env/staging\n    supersede: queued\n")
     oci_layout.publish(world.project.base_dir / ".promoflow" / "demo" / "oci" / "web", "1.3.0")
     first = staging(world)
     assert isinstance(advance(first), Wait)

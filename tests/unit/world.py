@@ -26,8 +26,27 @@ class World:
         self.forge = FakeForge()
         self.target = FakeTarget()
 
-    def promote(self, env: str, release: str = "1.2.0", requester: str = "rita", kind: str = "promotion") -> Context:
-        promotion = start(self.project, "web", env, release, requester, kind)
+    def promote(
+        self,
+        env: str,
+        release: str = "1.2.0",
+        requester: str = "rita",
+        kind: str = "promotion",
+        reason: str = "",
+        override_freeze: bool = False,
+        skip_order: bool = False,
+    ) -> Context:
+        promotion = start(
+            self.project,
+            "web",
+            env,
+            release,
+            requester,
+            kind,
+            reason,
+            override_freeze=override_freeze,
+            skip_order=skip_order,
+        )
         assert promotion.id is not None
         return self.context(promotion.id)
 
@@ -75,6 +94,12 @@ class World:
         )
         path = self.project.config_path
         path.write_text(re.sub(r"sources: \[ui, cli\].*", "sources: [forge]", path.read_text()))
+        self.project = Project.load(path)
+
+    def extend(self, text: str) -> None:
+        """Add top-level sections to promotions.yaml and load it again."""
+        path = self.project.config_path
+        path.write_text(path.read_text() + text)
         self.project = Project.load(path)
 
     def configure(self, old: str, new: str) -> None:

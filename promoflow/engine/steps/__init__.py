@@ -32,7 +32,7 @@ class Step(Protocol):
 
 
 REGISTRY: dict[str, Step] = {}
-ORDER = ("preflight", "prepare", "open_request", "approval", "merge", "apply", "verify", "finalize")
+ORDER = ("preflight", "prepare", "open_request", "approval", "entry", "merge", "apply", "verify", "finalize")
 
 
 def register(step: type[Step]) -> type[Step]:

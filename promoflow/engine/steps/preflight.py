@@ -15,6 +15,7 @@ from promoflow.errors import PromoflowError
 from promoflow.forges import Request
 from promoflow.promotion import adopt_baseline, check_order, culprit, runner_alive
 from promoflow.records import Promotion
+from promoflow.releases import newer
 
 if TYPE_CHECKING:
     from promoflow.engine.context import Context
@@ -40,6 +41,7 @@ class Preflight:
         p, promotion = ctx.project, ctx.promotion
         db = p.db
         check_order(p, promotion)
+        policy = p.config.environment(promotion.environment).supersede
         baseline = adopt_baseline(p, promotion.app, promotion.environment)
         superseded: list[int] = []
         while (holder := db.try_claim_slot(ctx.promotion_id, promotion.app, promotion.environment)) is not None:
@@ -53,10 +55,16 @@ class Preflight:
                 )
                 continue
             if promotion.kind == "rollback" and holder.state == PromotionState.AWAITING_APPROVAL:
-                _supersede(ctx, holder)  # an emergency does not wait for days of approvals
+                why = f"rollback {ctx.promotion_id} took {holder.environment}: {promotion.reason or 'rolled back'}"
+                _supersede(ctx, holder, why)  # an emergency does not wait for days of approvals
                 superseded.append(holder.id)
                 continue
-            if promotion.kind == "promotion" and _newer_request_queued(ctx):
+            if policy == "waiting" and _outdates(ctx, holder):
+                release = p.db.get_release(promotion.release_id).display_name
+                _supersede(ctx, holder, f"promotion {ctx.promotion_id} of the newer release {release} took its place")
+                superseded.append(holder.id)
+                continue
+            if promotion.kind == "promotion" and policy != "never" and _newer_request_queued(ctx):
                 return Terminal("a newer request of this app was queued", PromotionState.SUPERSEDED)
             now = ctx.clock.now()
             return Wait(
@@ -82,15 +90,26 @@ class Preflight:
         )
 
 
-def _supersede(ctx: Context, waiting: Promotion) -> None:
-    """End a promotion that waits for approval so that a rollback takes its environment now: recorded as
-    superseded (which frees the slot), its run ended, its request closed with a comment."""
+def _outdates(ctx: Context, holder: Promotion) -> bool:
+    """Whether this promotion's release is newer than that of `holder`, a promotion that waits before its merge."""
+    promotion = ctx.promotion
+    if promotion.kind != "promotion" or holder.kind != "promotion" or holder.waiting is None:
+        return False
+    if holder.state not in UNMERGED or holder.release_id == promotion.release_id:
+        return False
+    db = ctx.project.db
+    app = ctx.project.config.app(promotion.app)
+    return newer(app, db.get_release(promotion.release_id), db.get_release(holder.release_id))
+
+
+def _supersede(ctx: Context, waiting: Promotion, why: str) -> None:
+    """End a promotion that waits before its merge so that this one takes its environment now: recorded as
+    superseded (which frees the slot), its run ended, its request closed with a comment saying `why`."""
     assert waiting.id is not None
-    why = f"rollback {ctx.promotion_id} took {waiting.environment}: {ctx.promotion.reason or 'rolled back'}"
     message = f"Promotion {waiting.id} was superseded ({why}): nothing was merged."
     ended = ctx.move(PromotionState.SUPERSEDED, waiting.id, error=message, waiting=None)
     ctx.project.db.interrupt_steps(waiting.id, f"superseded: {why}", ("running", "waiting"))
-    ctx.log.warning("Promotion %s, waiting for approval, is superseded by rollback %s", waiting.id, ctx.promotion_id)
+    ctx.log.warning("Promotion %s, waiting, is superseded by promotion %s: %s", waiting.id, ctx.promotion_id, why)
     ctx.events.stop_run(ended, message)
     request = step_output(ctx.project.db, waiting.id, "open_request", Request)
     if request is not None:

@@ -1,0 +1,409 @@
+"""The multi-machine topology of docker-compose.yml, natively: PostgreSQL, a Prefect server on it, a process work pool
+with the deployments of deployments/prefect.yaml, two `prefect worker start` processes, the webhook receiver.
+
+Ten apps take one release through dev -> staging -> prod at once, with approvals; one worker dies with its flow
+runs (SIGKILL to it and to every process it started, as when its machine dies) while promotions run. Every
+promotion still finishes, on the other worker, none twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from deployments import heartbeats
+from promoflow.server import free_port
+from tests.conftest import ROOT, Sandbox
+from tests.helpers import Receiving, history, stop, wait_for
+from tests.kube_servers import StandIn
+from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
+
+pytestmark = [pytest.mark.prefect, pytest.mark.postgres]
+
+APPS = [f"svc{n}" for n in range(10)]
+ENVIRONMENTS = ("dev", "staging", "prod")
+IMAGE, REPOSITORY = "registry.example.com/fleet/app", "fleet/app"
+BASELINE, RELEASE = "0.9.0", "1.0.0"  # what the branches name at first (never published); what is pushed
+APPROVER = "uma"
+# docker-compose.yml's worker settings of Prefect (how often it polls the pool, the runs' heartbeats)
+WORKER_ENVIRONMENT = {
+    key: str(value)
+    for key, value in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["worker"][
+        "environment"
+    ].items()
+    if key.startswith(("PREFECT_WORKER_", "PREFECT_FLOWS_"))
+}
+WEBHOOK_SECRET = "workers-webhook-secret-5b0e1d"
+STAGING_ROLLOUT_SECONDS = 20
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {app}
+  labels: {{app: {app}}}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: {app}}}
+  template:
+    metadata:
+      labels: {{app: {app}}}
+    spec:
+      containers:
+        - name: app
+          image: {image}:{tag}
+"""
+
+
+def config_text(registry: str) -> str:
+    lines = [
+        "version: 1",
+        "repository: {url: .promoflow/demo/repo.git, forge: local, layout: branches}",
+        "environments:",
+    ]
+    for env in ENVIRONMENTS:
+        approval = "{required: 0}" if env == "dev" else "{required: 1, sources: [ui, cli]}"
+        lines += [
+            f"  - name: {env}",
+            f"    branch: env/{env}",
+            f"    cluster: {{target: kubernetes, kubeconfig: kube-{env}.yaml, context: {env}}}",
+            f"    approval: {approval}",
+        ]
+    lines.append("apps:")
+    for app in APPS:
+        lines += [
+            f"  - name: {app}",
+            f"    path: apps/{app}",
+            f"    images: [{{name: {IMAGE}, source: {{registry: '{registry}', repository: {REPOSITORY}}}}}]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def git(*args: str, cwd: Path | None = None) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def build_repository(bare: Path, work: Path) -> None:
+    """A bare repository with env/dev, env/staging and env/prod, each holding every app's Deployment at BASELINE."""
+    git("init", "--quiet", "--bare", str(bare))
+    git("init", "--quiet", "-b", "env/dev", str(work))
+    for app in APPS:
+        (work / "apps" / app).mkdir(parents=True)
+        (work / "apps" / app / "deployment.yaml").write_text(DEPLOYMENT.format(app=app, image=IMAGE, tag=BASELINE))
+    git("add", "-A", cwd=work)
+    git("-c", "user.name=ops", "-c", "user.email=ops@example.com", "commit", "-qm", "the fleet", cwd=work)
+    for env in ENVIRONMENTS[1:]:
+        git("branch", f"env/{env}", cwd=work)
+    git("push", "--quiet", str(bare), "--all", cwd=work)
+
+
+@dataclass
+class Topology:
+    """The processes of the topology, each started in its own session and stopped by PID."""
+
+    base: Path
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, *argv: str, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with open(self.base / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                list(argv),
+                cwd=self.base,
+                env={**os.environ, **self.env, **(extra or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.base / f"{name}.log").read_text(errors="replace")[-4000:]
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            for pid in descendants(process.pid):
+                _kill(pid)
+            stop(process, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process `pid` started and those they started, still running (flow runs start in their own session)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:  # it ended meanwhile
+            continue
+        for task in tasks:
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def _kill(pid: int) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def flow_run_of(pid: int) -> str | None:
+    """The flow run a process of a worker runs (Prefect hands it over in the environment)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:  # it ended meanwhile
+        return None
+    for item in environ:
+        if item.startswith(b"PREFECT__FLOW_RUN_ID="):
+            return item.split(b"=", 1)[1].decode()
+    return None
+
+
+@pytest.fixture
+def prefect_on_postgres(postgres_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Prefect server of this test's own, its database in PostgreSQL; stopped by PID at the end."""
+    import sqlalchemy
+
+    from promoflow import server
+
+    name = "prefect_workers"
+    engine = sqlalchemy.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    state = tmp_path / "prefect-server"
+    with monkeypatch.context() as scoped:
+        database = postgres_server.replace("postgresql+psycopg", "postgresql+asyncpg")
+        scoped.setenv("PREFECT_API_DATABASE_CONNECTION_URL", f"{database}/{name}")
+        running = server.start(state, port=free_port(0))
+    try:
+        yield running.api_url
+    finally:
+        server.stop(state)
+
+
+def test_ten_apps_through_three_environments_survive_a_killed_worker(
+    tmp_path: Path, prefect_on_postgres: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = time.monotonic()
+    api = prefect_on_postgres
+    sandbox = Sandbox(tmp_path)
+    build_repository(sandbox.repo, tmp_path / "work")
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # prefect and python of this venv
+        "PREFECT_API_URL": api,
+        "PREFECT_HOME": str(tmp_path / "prefect-client"),
+        "PROMOFLOW_DATABASE_URL": postgres_url,
+        "PROMOFLOW_CONFIG": str(sandbox.config),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    topology = Topology(tmp_path, env)
+    cluster = StandIn()
+    images: Counter[tuple[str, str]] = Counter()  # image changes of each Deployment, by (namespace, name)
+
+    def count(event: Any) -> None:
+        if event.resource != "deployments.apps" or event.type == "DELETED":
+            return
+        image = event.obj["spec"]["template"]["spec"]["containers"][0]["image"]
+        before = event.old["spec"]["template"]["spec"]["containers"][0]["image"] if event.old else None
+        if image != before:
+            images[event.obj["metadata"]["namespace"], event.obj["metadata"]["name"]] += 1
+
+    cluster.server.cluster.subscribe(count)
+    namespaces = {}
+    for env_name in ENVIRONMENTS:
+        namespaces[env_name] = cluster.namespace(env_name)
+        cluster.write_kubeconfig(tmp_path / f"kube-{env_name}.yaml", context=env_name, namespace=namespaces[env_name])
+    # staging's rollouts take a while: promotions are running there, on both workers, when one is killed
+    cluster.behave(f"{namespaces['staging']}/*", "slow", seconds=STAGING_ROLLOUT_SECONDS)
+    port = free_port(0)
+    registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, WEBHOOK_SECRET))
+    sandbox.config.write_text(config_text(registry.url))
+
+    with ExitStack() as stack:
+        stack.callback(cluster.close)
+        stack.callback(registry.stop)
+        stack.callback(topology.stop_all)
+        registered = subprocess.run(  # what docker-compose.yml's `deploy` service runs
+            ["sh", str(ROOT / "deploy" / "register-deployments.sh")],
+            cwd=tmp_path,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert registered.returncode == 0, registered.stdout + registered.stderr
+        automations = httpx.post(f"{api}/automations/filter", json={}, timeout=10).json()
+        assert heartbeats.NAME in [a["name"] for a in automations]
+        print(f"deployed after {time.monotonic() - started:.1f} s")
+        workers = {
+            name: topology.start(
+                name,
+                str(Path(sys.executable).parent / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                "promoflow",
+                "--name",
+                name,
+                extra=WORKER_ENVIRONMENT,
+            )
+            for name in ("worker-a", "worker-b")
+        }
+        receiver = Receiving(sandbox, port, WEBHOOK_SECRET, tmp_path / "receiver.log", watch_here=False).start()
+        stack.callback(receiver.stop, signal.SIGKILL)
+        wait_for(lambda: _online_workers(api) >= 2, timeout=120, what="both workers to poll the pool")
+        print(f"up after {time.monotonic() - started:.1f} s")
+
+        with httpx.Client(base_url=registry.url, timeout=10) as http:
+            push_index(http, REPOSITORY, RELEASE, ["linux/amd64"], Pushed())
+
+        def promotions() -> list[dict[str, Any]]:
+            return [p for p in history(sandbox) if p["kind"] == "promotion"]
+
+        def waiting_in(env_name: str) -> list[dict[str, Any]]:
+            found = [p for p in promotions() if p["environment"] == env_name and p["state"] == "awaiting_approval"]
+            return found if len(found) == len(APPS) else []
+
+        staging = wait_for(lambda: waiting_in("staging"), timeout=240, what="every app to wait in staging", every=1)
+        print(f"staging waits after {time.monotonic() - started:.1f} s")
+        approve(sandbox, staging)
+        victim = workers["worker-a"]
+        killed = wait_for(
+            lambda: promotions_running_in(sandbox, api, victim.pid), timeout=240, what="worker-a to run promotions"
+        )
+        for pid in [victim.pid, *descendants(victim.pid)]:
+            _kill(pid)
+        victim.wait(timeout=30)
+        killed_at = datetime.now(UTC)
+        print(f"killed worker-a running promotions {sorted(killed)} after {time.monotonic() - started:.1f} s")
+
+        prod = wait_for(lambda: waiting_in("prod"), timeout=300, what="every app to wait in prod", every=1)
+        print(f"prod waits after {time.monotonic() - started:.1f} s")
+        approve(sandbox, prod)
+        done = wait_for(
+            lambda: (
+                (ps := promotions()) and len(ps) == 3 * len(APPS) and all(p["state"] == "succeeded" for p in ps) and ps
+            ),
+            timeout=300,
+            what="every promotion to succeed",
+            every=1,
+        )
+        print(f"all done after {time.monotonic() - started:.1f} s")
+
+        carried: list[int] = []
+        for p in done:
+            run = _run(api, p["flow_run_id"])
+            # prod ends each app's pipeline: its run completed. An earlier promotion's run may have died after it
+            # (with a later promotion of its pipeline, carried on elsewhere): Crashed, by the heartbeat automation,
+            # or Abandoned, by the reconcile that carried it on first.
+            allowed = {"COMPLETED"} if p["environment"] == "prod" else {"COMPLETED", "CRASHED"}
+            assert run["state"]["type"] in allowed, (p, run["state"])
+            if p["id"] in killed and datetime.fromisoformat(p["ended_at"]) > killed_at:
+                # carried on in a run that started after the kill: on the other worker
+                assert p["flow_run_id"] != killed[p["id"]] and datetime.fromisoformat(run["start_time"]) > killed_at
+                carried.append(p["id"])
+        assert carried, "the kill caught no promotion at work"
+        for killed_run in set(killed.values()):  # ended in Prefect too
+            assert _run(api, killed_run)["state"]["name"] in ("Abandoned", "Crashed")
+        unfinished = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "PAUSED", "SCHEDULED"]}}}}
+        left = [r for r in httpx.post(f"{api}/flow_runs/filter", json=unfinished, timeout=10).json()]
+        # no promotion's run is left unfinished (watch's and reconcile's next runs may be: scheduled, or triggered)
+        assert [r["name"] for r in left if "app" in r["parameters"]] == []
+
+    by = Counter((p["app"], p["environment"]) for p in done)
+    assert by == Counter({(app, env_name): 1 for app in APPS for env_name in ENVIRONMENTS})
+    for p in done:
+        applies = [s for s in p["steps"] if s["name"] == "apply" and s["outcome"] == "succeeded"]
+        merges = [s for s in p["steps"] if s["name"] == "merge" and s["outcome"] == "succeeded"]
+        assert len(applies) == 1 and len(merges) == 1, p
+    board = sandbox.cli_json("status")  # `promoflow status --json`, read from PostgreSQL
+    assert isinstance(board, list)
+    rows = {(row["app"], row["environment"]): row for row in board}
+    for env_name in ENVIRONMENTS:
+        merged = sandbox.git("log", "--merges", "--format=%s", f"env/{env_name}").splitlines()
+        assert len(merged) == len(APPS), merged
+        branches = [b for b in sandbox.git("branch", "--list", f"promoflow/{env_name}/*").split() if b != "*"]
+        assert len(branches) == len(APPS), branches
+        for app in APPS:
+            assert images[namespaces[env_name], app] == 1, (env_name, app, images)
+            row = rows[app, env_name]
+            assert row["current_release"]["label"] == RELEASE and row["waiting"] == []
+    print(f"test took {time.monotonic() - started:.1f} s")
+
+
+def approve(sandbox: Sandbox, waiting: list[dict[str, Any]]) -> None:
+    """`promoflow approve` for each, several at once (as several people would)."""
+    pending = [
+        subprocess.Popen(
+            [sys.executable, "-m", "promoflow", "approve", str(p["id"]), "--as", APPROVER],
+            cwd=sandbox.base,
+            env={**os.environ, "COLUMNS": "200"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in waiting
+    ]
+    for process in pending:
+        out, err = process.communicate(timeout=180)
+        assert process.returncode == 0, out + err
+
+
+def promotions_running_in(sandbox: Sandbox, api: str, worker: int) -> dict[int, str]:
+    """The promotions (id -> flow run) that processes of `worker` run right now, once each of its pipeline runs has
+    claimed its promotion and no pipeline run is being handed to a worker (Pending): the moment to kill it so that
+    what dies is promotions at work (a run killed before it claimed its promotion is carried on only after
+    TAKE_OVER_SECONDS; one killed between two environments is not carried on: see the README)."""
+    children = {pid: run for pid in descendants(worker) if (run := flow_run_of(pid))}
+    if not children:
+        return {}
+    host = socket.gethostname()
+    active = sandbox.db().active_promotions()
+    claimed = {p.id: p.flow_run_id for p in active if p.runner in {f"{host}:{pid}" for pid in children}}
+    working = {pid: run for pid, run in claimed.items() if sandbox.db().promotion(pid).state != "awaiting_approval"}
+    for run in set(children.values()) - set(claimed.values()):
+        if "app" in _run(api, run)["parameters"]:  # a pipeline's (not a watch's or a reconcile's) not claimed yet
+            return {}  # starting up, or between two environments
+    pending = {"flow_runs": {"state": {"type": {"any_": ["PENDING"]}}}}
+    if any(
+        "app" in run["parameters"] for run in httpx.post(f"{api}/flow_runs/filter", json=pending, timeout=10).json()
+    ):
+        return {}
+    return {pid: run for pid, run in working.items() if pid is not None and run is not None}
+
+
+def _online_workers(api: str) -> int:
+    answer = httpx.post(f"{api}/work_pools/promoflow/workers/filter", json={}, timeout=10)
+    return sum(1 for w in answer.json() if w["status"] == "ONLINE")
+
+
+def _run(api: str, run_id: str) -> dict[str, Any]:
+    answer = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10)
+    answer.raise_for_status()
+    data: dict[str, Any] = answer.json()
+    return data
