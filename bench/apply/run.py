@@ -307,6 +307,11 @@ def markdown(r: dict[str, Any]) -> str:
         f"kubernetes client {m['kubernetes_client']}, Kubernetes {m['kubernetes']}, "
         f"load average at start {m['load_average_at_start']}.",
         "",
+        *(
+            [f"The table below was measured earlier, {r['clusters_date']} (`--pipeline-only` kept it).", ""]
+            if "clusters_date" in r
+            else []
+        ),
         "| | " + " | ".join(CLUSTER_TITLES[name] for name in clusters) + " | goal |",
         "|---" * (len(clusters) + 2) + "|",
         *[f"| {label} | {cells(fn)} | {goal} |" for label, fn, goal in rows],
@@ -437,10 +442,22 @@ def main() -> None:
     parser.add_argument(
         "--pipeline-releases", type=int, default=2, choices=(1, 2), help="pipeline runs (1: create; 2: then update)"
     )
+    parser.add_argument(
+        "--pipeline-only",
+        action="store_true",
+        help="measure the pipeline part only; keep the other parts of results.json as measured then (their date kept)",
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
     results["clusters"], results["pipeline"] = {}, {}
-    for name, cluster in CLUSTERS.items():
+    if args.pipeline_only:
+        earlier = json.loads((HERE / "results.json").read_text())
+        results["clusters"], results["clusters_date"] = (
+            earlier["clusters"],
+            earlier.get("clusters_date", earlier["date"]),
+        )
+        results["machine"]["kubernetes"] = earlier["machine"]["kubernetes"]
+    for name, cluster in [] if args.pipeline_only else CLUSTERS.items():
         with tempfile.TemporaryDirectory(prefix="promoflow-bench-apply-") as tmp:
             root = Path(tmp)
             load = [round(x, 2) for x in os.getloadavg()]
