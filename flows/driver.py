@@ -44,8 +44,9 @@ SUSPEND_BEYOND_SECONDS = 10.0
 LOOK_SECONDS = 1.0
 
 
-def drive(config: str, promotion_id: int) -> Terminal | None:
-    """Run the promotion's steps until it ends; None when it succeeded, else how it ended."""
+def drive(config: str, promotion_id: int, hold_waits: bool = True) -> Terminal | Wait | None:
+    """Run the promotion's steps until it ends; None when it succeeded, else how it ended. With `hold_waits` False
+    a wait ends the drive too, returned (a group's member promoted beside others: its wait is held after theirs)."""
     p = project(config)
     ctx = Context(p, promotion_id, events=PrefectEvents(p), log=get_run_logger())
     run = as_task(config)
@@ -61,7 +62,18 @@ def drive(config: str, promotion_id: int) -> Terminal | None:
         publish(ctx)
         if not isinstance(result, Wait):
             return cast("Terminal | None", result)  # as_task turns a last RetryAfter into a Terminal
+        if not hold_waits:
+            return result
         hold(ctx, result.waiting, seen)
+
+
+def stop(config: str, promotion_id: int, why: str, merged: bool) -> None:
+    """End a promotion that waits: cancelled, or failed once its change is merged (a rollback undoes it then)."""
+    p = project(config)
+    ctx = Context(p, promotion_id, events=PrefectEvents(p), log=get_run_logger())
+    p.db.interrupt_steps(promotion_id, why, ("running", "waiting"))
+    end(ctx, Terminal(why, PromotionState.FAILED if merged else PromotionState.CANCELLED))
+    publish(ctx)
 
 
 def hold(ctx: Context, waiting: Waiting, seen: tuple[object, ...]) -> None:
@@ -169,11 +181,11 @@ def _record(ctx: Context, answer: ApprovalForm) -> None:
 
 
 def _snapshot(db: Database, promotion_id: int) -> tuple[object, ...]:
-    """What changes when someone decides, freezes or unfreezes its environment, or another process ends the
-    promotion (not the steps' own moves)."""
+    """What changes when someone decides (on any member's promotion, for a bundle's one request), freezes or
+    unfreezes its environment, or another process ends the promotion (not the steps' own moves)."""
     promotion = db.promotion(promotion_id)
     freezes = [(f.id, f.lifted_at) for f in db.freezes(promotion.environment)]
-    return PromotionState(promotion.state).ended, len(db.approvals(promotion_id)), freezes
+    return PromotionState(promotion.state).ended, len(db.request_approvals(promotion)), freezes
 
 
 def _far_future() -> datetime:

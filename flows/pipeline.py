@@ -3,16 +3,29 @@ bundle of a group, every member into each environment before the next; and one b
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 from prefect import flow, get_run_logger
 
+from flows.driver import stop
 from flows.promote import finished, run_promotion
 from flows.resume import claim
 from promoflow import releases, settings
 from promoflow.config import Environment, Group
-from promoflow.engine.states import PromotionState
+from promoflow.engine.states import UNMERGED, PromotionState
 from promoflow.errors import TerminalError
 from promoflow.project import Project
-from promoflow.promotion import check_bundle_order, newest_allowed, resolve_bundle, runs, sources
+from promoflow.promotion import (
+    bundle_request_branch,
+    check_bundle_order,
+    newest_allowed,
+    resolve_bundle,
+    runs,
+    sources,
+    start,
+)
 from promoflow.records import Bundle
 from tasks._shared import hold_until_scheduled, label_run, project
 from tasks.steps import mark
@@ -131,36 +144,109 @@ def _rejected(p: Project, group: Group, bundle: Bundle, env: Environment) -> lis
 def promote_bundle_into(
     p: Project, group: Group, bundle: Bundle, env: Environment, requested_by: str, reason: str, config: str
 ) -> list[int]:
-    """Every member on `env`'s route, in the group's order, into `env`; members already running their release
-    there are skipped. When one fails, the members this call changed are put back, and it raises saying so."""
+    """Every member on `env`'s route into `env`, `group.concurrency` of them at once; members already running
+    their release there are skipped. A member that waits (for an approval, a gate) has its wait held once the others
+    are done or waiting, one member after another in the group's order. When one fails, no other starts, those
+    still waiting are stopped, the members this call changed are put back, and it raises saying so."""
     logger = get_run_logger()
     members = bundle.members()
-    changed: list[tuple[str, int]] = []
+    todo: list[str] = []
     for app in [app for app in group.apps if env in p.config.route(app)]:
         if runs(p, app, env.name, members[app]):
             logger.info("%s already runs %s in %s", app, members[app], env.name)
-            continue
+        else:
+            todo.append(app)
+
+    def promote(app: str, hold_waits: bool) -> int:
+        pid = run_promotion(
+            app,
+            env.name,
+            release=members[app],
+            requested_by=requested_by,
+            reason=reason,
+            config=config,
+            bundle_id=bundle.id,
+            rename_run=False,
+            hold_waits=hold_waits,
+        )
+        state = PromotionState(p.db.promotion(pid).state)
+        if state.ended and state != PromotionState.SUCCEEDED:
+            raise TerminalError(f"promotion {pid} {state.words}")
+        return pid
+
+    if group.bundle_request and todo:
+        _share_request(p, todo, bundle, env, requested_by, reason)
+    pids, failed = side_by_side(todo, lambda app: promote(app, hold_waits=False), group.concurrency)
+    for app in todo:
+        if failed:
+            break
+        if app in pids and not PromotionState(p.db.promotion(pids[app]).state).ended:
+            try:
+                pids[app] = promote(app, hold_waits=True)
+            except Exception as error:
+                failed[app] = error
+    if failed:
+        changed = _stop(p, [(app, pids[app]) for app in todo if app in pids], bundle, env.name, config)
+        undone = _roll_back(p, bundle, env.name, changed, ", ".join(failed), config)
+        why = "; ".join(f"{app} failed ({error})" for app, error in failed.items())
+        raise TerminalError(f"Bundle {bundle.id} of group {group.name} stopped in {env.name}: {why}. {undone}")
+    return [pids[app] for app in todo]
+
+
+def _share_request(
+    p: Project, apps: list[str], bundle: Bundle, env: Environment, requested_by: str, reason: str
+) -> None:
+    """Start the members' promotions and give them one request, named after the first (a run carrying them on after
+    a crash keeps the name they have)."""
+    members = bundle.members()
+    started = [start(p, app, env.name, members[app], requested_by, reason=reason, bundle_id=bundle.id) for app in apps]
+    branch = bundle_request_branch(started[0])
+    for promotion in started:
+        if promotion.request_branch is None:
+            assert promotion.id is not None
+            p.db.update_promotion(promotion.id, request_branch=branch)
+
+
+def side_by_side(
+    apps: list[str], promote: Callable[[str], int], concurrency: int
+) -> tuple[dict[str, int], dict[str, Exception]]:
+    """`promote` every app, `concurrency` at a time, each in a thread of this flow run (its steps are this run's
+    tasks); once one fails, no other starts. The promotions by app, and the failures."""
+    pids: dict[str, int] = {}
+    failed: dict[str, Exception] = {}
+
+    def one(app: str) -> None:
+        if failed:
+            return
         try:
-            pid = run_promotion(
-                app,
-                env.name,
-                release=members[app],
-                requested_by=requested_by,
-                reason=reason,
-                config=config,
-                bundle_id=bundle.id,
-                rename_run=False,
-            )
-            state = PromotionState(p.db.promotion(pid).state)
-            if state != PromotionState.SUCCEEDED:
-                raise TerminalError(f"promotion {pid} {state.words}")
+            pids[app] = promote(app)
         except Exception as error:
-            undone = _roll_back(p, bundle, env.name, changed, app, config)
-            raise TerminalError(
-                f"Bundle {bundle.id} of group {group.name} stopped in {env.name}: {app} failed ({error}). {undone}"
-            ) from None
-        changed.append((app, pid))
-    return [pid for _, pid in changed]
+            failed[app] = error
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="promote") as pool:
+        for app in apps:
+            pool.submit(contextvars.copy_context().run, one, app)
+    return pids, {app: failed[app] for app in apps if app in failed}
+
+
+def _stop(
+    p: Project, started: list[tuple[str, int]], bundle: Bundle, environment: str, config: str
+) -> list[tuple[str, int]]:
+    """End the members still waiting when the bundle stops: cancelled before their merge, failed after it. Returns
+    the members this bundle changed the environment with, in order: those that succeeded, and those stopped after
+    their merge."""
+    changed = []
+    for app, pid in started:
+        state = PromotionState(p.db.promotion(pid).state)
+        if state.ended:
+            if state == PromotionState.SUCCEEDED:
+                changed.append((app, pid))
+            continue
+        merged = state not in UNMERGED
+        stop(config, pid, f"bundle {bundle.id} stopped in {environment}", merged)
+        if merged:
+            changed.append((app, pid))
+    return changed
 
 
 def _roll_back(

@@ -10,6 +10,7 @@ from prefect.states import Cancelled
 from flows.resume import claim
 from promoflow import settings
 from promoflow.clusters.targets import VerificationFailed
+from promoflow.engine.results import Wait
 from promoflow.engine.states import PromotionState
 from promoflow.errors import TerminalError
 from promoflow.promotion import runner_id, start
@@ -79,12 +80,14 @@ def run_promotion(
     rollback_of: int | None = None,
     bundle_id: str | None = None,
     rename_run: bool = True,
+    hold_waits: bool = True,
     override_freeze: bool = False,
     skip_order: bool = False,
 ) -> int:
     """One promotion, inside whichever flow run calls it (`promote`, or `pipeline` for each environment: one run
     for the whole walk, its waits suspending or pausing that run). Returns the promotion's id; raises when it
-    failed (a rejection, an expiry or a supersession is a decision, not a failure: the run completes)."""
+    failed (a rejection, an expiry or a supersession is a decision, not a failure: the run completes). With
+    `hold_waits` False it returns when the promotion waits, too (it has not ended then)."""
     from flows.driver import drive
 
     p = project(config)
@@ -103,13 +106,16 @@ def run_promotion(
     release_name = db.get_release(promotion.release_id).display_name
     logger.info("Promotion %s: %s of %s into %s", pid, kind, release_name, environment)
     try:
-        outcome = drive(config, pid)
+        outcome = drive(config, pid, hold_waits)
     except Exception as error:  # a bug or an unforeseen failure must not hold the slot forever
         if not PromotionState(db.promotion(pid).state).ended:
             db.update_promotion(pid, state="failed", error=f"unexpected {type(error).__name__}: {error}")
         raise
     if outcome is None:
         logger.info("Promotion %s succeeded", pid)
+        return pid
+    if isinstance(outcome, Wait):
+        logger.info("Promotion %s waits for %s", pid, outcome.waiting.summary)
         return pid
     if outcome.state != PromotionState.FAILED:
         logger.warning("Promotion %s %s: %s", pid, outcome.state.words, outcome.message)

@@ -870,12 +870,15 @@ def diff(
         chosen = (
             releases.resolve(project.db, app_config, sources(project, app_config), release, "diff") if release else None
         )
-        with project.workspace.checkout(environment.branch) as tree:
-            if chosen:  # the throwaway worktree only
+
+        def rendered(tree: Path) -> list[dict[str, Any]]:
+            if chosen:  # in the workspace's working tree only: thrown away after
                 pin_images(
                     tree / app_config.directory(environment), releases.pins_of(chosen), tree, app_config.helm_values()
                 )
-            objects = render(tree / app_config.directory(environment), tree, app_config.values_files())
+            return render(tree / app_config.directory(environment), tree, app_config.values_files())
+
+        objects = project.workspace.on_branch(environment.branch, rendered)
         before = project.db.last_outcome(app_name, env, "apply") or {}
         previous = [ObjectRef.from_dict(r) for r in before.get("applied", [])]
         with project.cluster(environment) as cluster:

@@ -825,6 +825,18 @@ class Group(Strict):
         pattern=NAME_PATTERN, description="Group name, e.g. `shop`; it must differ from every app's name."
     )
     apps: list[str] = Field(min_length=2, description="Member apps, by name; an app belongs to one group at most.")
+    concurrency: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="How many members are promoted into an environment at once (1: one after another, in order).",
+    )
+    bundle_request: bool = Field(
+        False,
+        description="One promotion request per environment for the whole bundle: one branch with every member's "
+        "change, one pull request, one approval, one merge. Each member is still applied, verified and recorded "
+        "on its own.",
+    )
 
 
 class Freeze(Strict):
@@ -1042,6 +1054,15 @@ def layout_issues(promotions: object) -> list[NameIssue]:
                 "`promote: branch` merges environment branches: it needs `layout: branches`",
             )
         )
+    for index, group in enumerate(_items(promotions, "groups")):
+        if _get(group, "bundle_request") is True and _get(repository, "promote") == "branch":
+            issues.append(
+                NameIssue(
+                    ("groups", index, "bundle_request"),
+                    "with `promote: branch` every request already merges a whole environment branch: remove "
+                    "`bundle_request`",
+                )
+            )
     if not directories and _get(repository, "branch") is not None:
         issues.append(
             NameIssue(

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 from promoflow import holds, releases
 from promoflow.config import App, Group
 from promoflow.errors import NotFound, TerminalError
-from promoflow.gitops.manifests import find_images
+from promoflow.gitops.manifests import ImageUse, find_images
+from promoflow.gitops.workspace import REQUEST_BRANCHES
 from promoflow.project import Project
 from promoflow.records import Bundle, Promotion, Release
 from promoflow.releases import AppSources
@@ -40,7 +42,30 @@ def newest_allowed(project: Project, app: App, environment: str, origin: str) ->
 def request_branch(promotion: Promotion, release: Release) -> str:
     """`promoflow/<env>/<app>/<release>`, suffixed with the promotion: a release promoted again later (a
     rollback to it) gets its own branch instead of finding the old, merged one."""
-    return f"promoflow/{promotion.environment}/{promotion.app}/{release.label}-{release.id[:7]}-p{promotion.id}"
+    return f"{REQUEST_BRANCHES}{promotion.environment}/{promotion.app}/{release.label}-{release.id[:7]}-p{promotion.id}"
+
+
+def shared_request(project: Project, promotion: Promotion) -> Bundle | None:
+    """The bundle whose one request this promotion shares with the other members (`bundle_request`), if any."""
+    if promotion.kind != "promotion" or promotion.bundle_id is None:
+        return None
+    group = project.config.group_of(promotion.app)
+    return project.db.get_bundle(promotion.bundle_id) if group is not None and group.bundle_request else None
+
+
+def bundle_releases(project: Project, bundle: Bundle, promotion: Promotion) -> list[Release]:
+    """The releases a bundle's one request into the promotion's environment brings, in the group's order."""
+    members = bundle.members()
+    group = project.config.group(bundle.group)
+    assert group is not None, "a shared request's group"
+    env = project.config.environment(promotion.environment)
+    return [project.db.get_release(members[app]) for app in group.apps if env in project.config.route(app)]
+
+
+def bundle_request_branch(lead: Promotion) -> str:
+    """`promoflow/<env>/bundle-<bundle>-p<lead>`: the one request of a bundle's promotion into an environment, named
+    after its first member's promotion (promoted again later, the bundle gets a new one)."""
+    return f"{REQUEST_BRANCHES}{lead.environment}/bundle-{lead.bundle_id}-p{lead.id}"
 
 
 def runner_id() -> str:
@@ -235,9 +260,12 @@ def adopt_baseline(project: Project, app: str, environment: str) -> Release | No
     if app_config.git is not None:
         return None  # which config commit a branch runs cannot be told from its files
     env = project.config.environment(environment)
-    with project.workspace.checkout(env.branch) as tree:
+
+    def images(tree: Path) -> list[ImageUse]:
         app_dir = tree / app_config.directory(env)
-        uses = find_images(app_dir, tree, app_config.helm_values()) if app_dir.is_dir() else []
+        return find_images(app_dir, tree, app_config.helm_values()) if app_dir.is_dir() else []
+
+    uses = project.workspace.on_branch(env.branch, images)
     pins = releases.from_manifests(app_config, uses, sources(project, app_config))
     if pins is None:
         return None

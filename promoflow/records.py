@@ -563,6 +563,23 @@ class Database:
                 s.exec(select(Approval).where(Approval.promotion_id == promotion_id).order_by(col(Approval.id))).all()
             )
 
+    def request_approvals(self, promotion: Promotion) -> list[Approval]:
+        """The decisions on the promotion's request: its own, and, when its bundle shares one request, those
+        recorded on the other members' promotions of it."""
+        if promotion.bundle_id is None or promotion.request_branch is None:
+            assert promotion.id is not None
+            return self.approvals(promotion.id)
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(Approval)
+                    .join(Promotion, col(Approval.promotion_id) == col(Promotion.id))
+                    .where(Promotion.bundle_id == promotion.bundle_id, Promotion.environment == promotion.environment)
+                    .where(Promotion.request_branch == promotion.request_branch)
+                    .order_by(col(Approval.id))
+                ).all()
+            )
+
     # -- metric samples -----------------------------------------------------------------------
     def add_metric_sample(self, sample: MetricSample) -> MetricSample:
         sample.query, sample.message = redact(sample.query), redact(sample.message)[:2000]

@@ -3,10 +3,15 @@ through the real flows, git repositories and Prefect."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from promoflow.sandbox.github import GitHubStandIn
 from tests.conftest import Sandbox
+from tests.helpers import start_cli, wait_for
 from tests.test_git_sources import GROUP, REQUESTER, ConfigRepo, env_files, history, status
+from tests.test_github_flow import PEOPLE, REPO, TOKENS, github_section, pulls
 
 # the group of test_git_sources, and an app outside it
 SHOP = GROUP.replace(
@@ -19,6 +24,20 @@ UNHEALTHY_WEB = SHOP.replace(
     "        source: {oci_layout: .promoflow/demo/oci/web}\n"
     "    health_checks:\n      - {url: 'http://127.0.0.1:9/down', attempts: 1, timeout_seconds: 1}\n",
 )
+
+STAGING_APPROVED = SHOP.replace(
+    "  - {name: staging, branch: env/staging}\n", "  - {name: staging, branch: env/staging, approval: {required: 1}}\n"
+)
+
+
+def staging_members(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """The members' promotions into staging (not the baseline adopted from what the branch ran)."""
+    return [p for p in history(sandbox, "shop", "--env", "staging") if p["kind"] == "promotion"]
+
+
+def both_waiting(sandbox: Sandbox) -> list[dict[str, Any]]:
+    members = staging_members(sandbox)
+    return members if len(members) == 2 and all(p["state"] == "awaiting_approval" for p in members) else []
 
 
 def label_of(sandbox: Sandbox, bundle_id: str) -> str:
@@ -130,3 +149,108 @@ def test_a_failing_member_rolls_back_the_members_already_changed_in_that_environ
     rows = status(sandbox)
     assert rows[("conf", "dev")]["current_release"]["label"] == conf_label
     assert rows[("conf", "dev")]["bundle"]["id"] == before  # the whole group is back on the earlier bundle
+
+
+@pytest.mark.prefect
+def test_members_go_side_by_side_and_wait_for_their_approvals_at_once(sandbox: Sandbox, prefect_api: str) -> None:
+    sandbox.config.write_text(STAGING_APPROVED)
+    ConfigRepo(sandbox.base / "config-src").commit("conf 1", {"conf/a.yaml": "a: 1\n"})
+    sandbox.publish("1.2.0")
+    to_dev = sandbox.cli("promote", "shop", "--to", "dev", env=REQUESTER)
+    assert to_dev.returncode == 0, to_dev.stderr
+    (bundle_id,) = {p["bundle_id"] for p in history(sandbox, "shop") if p["kind"] == "promotion"}
+
+    run = start_cli(sandbox, "promote", "shop", "--to", "staging", "--release", bundle_id)
+    try:
+        # One after another, web would not start before conf's approval: both requests are open and wait at once.
+        waiting = wait_for(lambda: both_waiting(sandbox), timeout=180, what="both members to wait for approval at once")
+        for promotion in sorted(waiting, key=lambda p: p["app"], reverse=True):  # web's wait is not held yet
+            approved = sandbox.cli("approve", str(promotion["id"]), "--as", "uma")
+            assert approved.returncode == 0, approved.stderr
+        _, stderr = run.communicate(timeout=240)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, stderr
+    promoted = staging_members(sandbox)
+    assert sorted((p["app"], p["state"], len(p["approvals"])) for p in promoted) == [
+        ("conf", "succeeded", 1),
+        ("web", "succeeded", 1),
+    ]
+    merges = sandbox.git("log", "--merges", "--format=%s", "env/staging").splitlines()
+    assert len(merges) == 2 and {p["request_branch"] for p in promoted} == {
+        b for b in sandbox.git("branch", "--list", "promoflow/staging/*").split() if b != "*"
+    }
+
+
+ONE_REQUEST = STAGING_APPROVED.replace("    apps: [conf, web]\n", "    apps: [conf, web]\n    bundle_request: true\n")
+
+
+@pytest.mark.prefect
+def test_a_bundle_request_is_one_branch_one_approval_and_one_merge_per_environment(
+    sandbox: Sandbox, prefect_api: str
+) -> None:
+    sandbox.config.write_text(ONE_REQUEST)
+    ConfigRepo(sandbox.base / "config-src").commit("conf 1", {"conf/a.yaml": "a: 1\n"})
+    sandbox.publish("1.2.0")
+    to_dev = sandbox.cli("promote", "shop", "--to", "dev", env=REQUESTER)
+    assert to_dev.returncode == 0, to_dev.stderr
+    dev = [p for p in history(sandbox, "shop", "--env", "dev") if p["kind"] == "promotion"]
+    (bundle_id,) = {p["bundle_id"] for p in dev}
+    (branch,) = {p["request_branch"] for p in dev}
+    (merge,) = {p["merge_commit"] for p in dev}
+    assert len(dev) == 2 and branch.startswith(f"promoflow/dev/bundle-{bundle_id}-p") and merge
+    assert sandbox.git("log", "--merges", "--format=%H %s", "env/dev").splitlines() == [
+        f"{merge} Merge request: Promote shop {label_of(sandbox, bundle_id)} to dev"
+    ]
+    changed = sandbox.git("diff", "--name-only", f"{merge}^1", merge).split()
+    assert {path.split("/")[1] for path in changed} == {"conf", "web"}  # both members', one branch, one commit
+    assert sandbox.git("rev-list", "--count", f"{merge}^1..{merge}^2").strip() == "1"
+    assert [b for b in sandbox.git("branch", "--list", "promoflow/dev/*").split() if b != "*"] == [branch]
+
+    run = start_cli(sandbox, "promote", "shop", "--to", "staging", "--release", bundle_id)
+    try:
+        waiting = wait_for(lambda: both_waiting(sandbox), timeout=180, what="both members to wait for approval")
+        # One decision, on either member's promotion, decides the one request.
+        web = next(p for p in waiting if p["app"] == "web")
+        approved = sandbox.cli("approve", str(web["id"]), "--as", "uma")
+        assert approved.returncode == 0, approved.stderr
+        _, stderr = run.communicate(timeout=240)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, stderr
+    promoted = staging_members(sandbox)
+    assert sorted((p["app"], p["state"]) for p in promoted) == [("conf", "succeeded"), ("web", "succeeded")]
+    assert len({p["request_branch"] for p in promoted}) == len({p["merge_commit"] for p in promoted}) == 1
+    assert len(sandbox.git("log", "--merges", "--format=%s", "env/staging").splitlines()) == 1
+    assert env_files(sandbox, "env/staging", "apps/conf") == {"a.yaml": "a: 1"}
+    assert 'newTag: "1.2.0"' in sandbox.git("show", "env/staging:apps/web/kustomization.yaml")
+
+
+@pytest.mark.prefect
+def test_a_bundle_request_is_one_pull_request_merged_once_on_github(sandbox: Sandbox, prefect_api: str) -> None:
+    ConfigRepo(sandbox.base / "config-src").commit("conf 1", {"conf/a.yaml": "a: 1\n"})
+    sandbox.publish("1.2.0")
+    with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
+        sandbox.config.write_text(
+            ONE_REQUEST.replace(
+                "repository: {url: .promoflow/demo/repo.git}\n",
+                f"repository:\n  url: .promoflow/demo/repo.git{github_section(github.url)}",
+            )
+        )
+        result = sandbox.cli("promote", "shop", "--to", "dev", env=PEOPLE)
+        assert result.returncode == 0, result.stdout + result.stderr
+        (pull,) = pulls(github)  # the members opened it side by side: the second found the first's
+        assert pull.merged and pull.title.startswith("Promote shop ")
+        assert pull.head.ref.startswith("promoflow/dev/bundle-")
+        merge_commit = pull.merge_commit_sha
+    dev = [p for p in history(sandbox, "shop", "--env", "dev") if p["kind"] == "promotion"]
+    assert sorted((p["app"], p["state"], p["merge_commit"]) for p in dev) == [
+        ("conf", "succeeded", merge_commit),
+        ("web", "succeeded", merge_commit),
+    ]
+    assert env_files(sandbox, "env/dev", "apps/conf") == {"a.yaml": "a: 1"}
+    assert 'newTag: "1.2.0"' in sandbox.git("show", "env/dev:apps/web/kustomization.yaml")

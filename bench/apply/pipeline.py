@@ -220,6 +220,43 @@ def cluster_check(kubeconfig: str, apps: list[str], release: str, digests: dict[
     return {"deployments": sum(seen.values()), "all_run_the_release_and_rolled_out": True}
 
 
+def config_load(root: Path, apps: int = 200, rounds: int = 5) -> dict[str, Any]:
+    """Loading a promotions.yaml of `apps` apps, as every flow run's process does first (bench/watch's: the demo's
+    environments, each app a registry source with a semver policy): median (min-max) of `rounds`, and the located
+    (ruamel.yaml) path's parse alone, which every load took before, for comparison."""
+    from promoflow import config_loader, demo
+
+    (root / "many-apps").mkdir()
+    config = demo.write_config(root / "many-apps")
+    text = config.read_text()
+    config.write_text(
+        text[: text.index("apps:\n")]
+        + "apps:\n"
+        + "".join(
+            f"  - name: app{n:03d}\n    path: apps/app{n:03d}\n    images:\n"
+            f"      - name: registry.example.com/bench/app{n:03d}\n"
+            f"        source: {{registry: http://127.0.0.1:5000, repository: bench/app{n:03d}}}\n"
+            "        policy: {semver: '*'}\n"
+            for n in range(apps)
+        )
+    )
+
+    def timed(load: Callable[[], object]) -> dict[str, float]:
+        seconds = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            load()
+            seconds.append(time.perf_counter() - started)
+        return stats(seconds)
+
+    located = config_loader._Loader(config)
+    return {
+        "apps": apps,
+        "load_s": timed(lambda: config_loader.load(config)),
+        "located_path_s": timed(lambda: located._plain_top(located._parse(located._read()))),
+    }
+
+
 def measure(
     root: Path,
     apps: int,
@@ -255,7 +292,7 @@ def measure(
             }
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "records"}), flush=True)
-    return {"apps": apps, "objects_per_app": OBJECTS_PER_APP, "runs": runs}
+    return {"apps": apps, "objects_per_app": OBJECTS_PER_APP, "runs": runs, "config_load": config_load(root)}
 
 
 def main() -> None:

@@ -144,6 +144,8 @@ class KubernetesTarget:
         self._api: Any = None
         self._default_namespace = "default"
         self._requests = 0
+        # Each kind's resource, once found: the client searches its discovery on every lookup (50 objects, 50 times).
+        self._resources: dict[tuple[str, str], Any] = {}
         self._cache_dir = tempfile.mkdtemp(prefix="promoflow-discovery-")  # never another cluster's discovery
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._cache_dir, True)
 
@@ -153,6 +155,7 @@ class KubernetesTarget:
         if self._api is not None:
             self._api.close()
             self._api = self._client = None
+            self._resources.clear()
         self._finalizer()
 
     def __enter__(self) -> KubernetesTarget:
@@ -489,14 +492,18 @@ class KubernetesTarget:
     def _resource(self, api_version: str, kind: str, what: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+        if (api_version, kind) in self._resources:
+            return self._resources[api_version, kind]
         client = self._dynamic()
         try:
-            return self._call(what, lambda: client.resources.get(api_version=api_version, kind=kind), count=False)
+            found = self._call(what, lambda: client.resources.get(api_version=api_version, kind=kind), count=False)
         except ResourceNotFoundError:
             raise TerminalError(
                 f"{what}: the cluster ({self.where}) does not serve kind {kind} in {api_version}: "
                 "fix the apiVersion or install the CRD first"
             ) from None
+        self._resources[api_version, kind] = found
+        return found
 
     def _call(self, what: str, request: Callable[[], T], *, count: bool = True, reraise: type | None = None) -> T:
         """Run one API request, turning its failure into a TerminalError or TransientError that says what to do."""

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from promoflow.forges import Look, Request, StatusState, register
 from promoflow.gitops.manifests import ImagePin
-from promoflow.records import Promotion, Release
+from promoflow.records import Bundle, Promotion, Release
 
 if TYPE_CHECKING:
     from promoflow.config import ApprovalPolicy
@@ -67,11 +67,31 @@ def commit_message(promotion: Promotion, release: Release, pins: list[ImagePin])
     return "\n".join(lines) + "\n"
 
 
-def merge_message(promotion: Promotion, release: Release, branch: str, approvers: list[str]) -> str:
+def bundle_title(bundle: Bundle, environment: str) -> str:
+    return f"Promote {bundle.group} {bundle.label} to {environment}"
+
+
+def bundle_commit_message(promotion: Promotion, bundle: Bundle, members: list[Release]) -> str:
+    """The commit of a bundle's one request: every member's release."""
+    from promoflow.releases import pins_of
+
+    lines = [bundle_title(bundle, promotion.environment), "", f"Bundle: {bundle.id} ({bundle.label})"]
+    for release in members:
+        lines.append(f"Release: {release.app} {release.id} ({release.label})")
+        lines += [f"Image: {p.name}:{p.tag}@{p.digest}" for p in pins_of(release)]
+        lines += [f"Config-commit: {release.commit}"] if release.commit else []
+    lines.append(f"Requested-by: {promotion.requested_by}")
+    if promotion.reason:
+        lines.append(f"Reason: {promotion.reason}")
+    return "\n".join(lines) + "\n"
+
+
+def merge_message(promotion: Promotion, request: Request, approvers: list[str], shared: bool) -> str:
+    """`shared`: the one request of a bundle, merged once for every member."""
     lines = [
-        f"Merge promotion {promotion.id}: {title(promotion, release)}",
+        f"Merge {'request' if shared else f'promotion {promotion.id}'}: {request.title}",
         "",
-        f"Branch: {branch}",
+        f"Branch: {request.branch}",
         f"Requested-by: {promotion.requested_by}",
         *[f"Approved-by: {name}" for name in approvers],
     ]
@@ -80,21 +100,25 @@ def merge_message(promotion: Promotion, release: Release, branch: str, approvers
 
 def describe(
     promotion: Promotion,
-    release: Release,
-    pins: list[ImagePin],
+    heading: str,
+    of: list[Release],
     branch: str,
     diff: str,
     run_url: str | None = None,
 ) -> str:
-    """Markdown for the request (a Prefect artifact, the approval form, a pull request's body)."""
-    images = "\n".join(f"| `{p.name}` | `{p.tag}` | `{p.digest}` |" for p in pins)
+    """Markdown for the request (a Prefect artifact, the approval form, a pull request's body): `of` the release
+    promoted, or every member's of a bundle's one request."""
+    from promoflow.releases import pins_of
+
+    images = "\n".join(f"| `{p.name}` | `{p.tag}` | `{p.digest}` |" for release in of for p in pins_of(release))
     reason = f"\n**Reason:** {promotion.reason}\n" if promotion.reason else ""
     run = f" [Prefect run]({run_url})." if run_url else ""
-    table = f"| image | tag | digest |\n|---|---|---|\n{images}\n\n" if pins else ""
-    config = f"Config commit: `{release.commit}`.\n\n" if release.commit else ""
+    table = f"| image | tag | digest |\n|---|---|---|\n{images}\n\n" if images else ""
+    config = "".join(f"Config commit: `{release.commit}`.\n\n" for release in of if release.commit)
+    what = f"bundle `{promotion.bundle_id}`" if len(of) > 1 else f"release `{of[0].id}`"
     return (
-        f"## {title(promotion, release)}\n\n"
-        f"Promotion **{promotion.id}** of release `{release.id}`, requested by **{promotion.requested_by}**, "
+        f"## {heading}\n\n"
+        f"Promotion **{promotion.id}** of {what}, requested by **{promotion.requested_by}**, "
         f"branch `{branch}`.{run}\n{reason}\n"
         f"{table}{config}"
         f"```diff\n{diff.strip()[:6000]}\n```\n"

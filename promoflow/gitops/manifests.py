@@ -56,7 +56,7 @@ from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
-from promoflow import references
+from promoflow import references, yaml12
 from promoflow.errors import TerminalError
 from promoflow.gitops.links import refuse_links_leaving
 
@@ -298,6 +298,8 @@ class _Piece:
     is_doc: bool
     data: Any = None
     changed: bool = False
+    unread: bool = False  # a document that cannot hold an image reference: only checked to be YAML, data None
+    before: str | None = None  # ruamel's dump of the document before its edit, in its guessed style
 
 
 @dataclass
@@ -364,13 +366,38 @@ def _load_file(app_dir: Path, path: Path, is_kustomization: bool, is_template: b
     f = _File(path, rel, is_kustomization, is_template, raw, text, bom, crlf, _split_documents(text))
     try:
         for piece in f.pieces:
-            if piece.is_doc:
+            if not piece.is_doc:
+                continue
+            # ruamel.yaml reads a document as slowly as it writes one: only those that can name an image
+            piece.unread = not is_kustomization and not _may_name_images(piece.text) and _well_formed(piece.text)
+            if not piece.unread:
                 piece.data = _parse(f, piece)
     except ManifestError:
         if is_template:
             return None
         raise
     return f
+
+
+def _may_name_images(text: str) -> bool:
+    """Whether a document can hold an `image:`: without a backslash escape, YAML spells that key only as itself."""
+    return "image" in text or "\\" in text
+
+
+def _well_formed(text: str) -> bool:
+    """Whether libyaml reads the document as ruamel.yaml would (else ruamel.yaml reads it, and says what is wrong)."""
+    try:
+        yaml12.read(text)
+    except yaml12.NotPlain:
+        return False
+    return True
+
+
+def _read(f: _File, piece: _Piece) -> Any:
+    """The document's data, read now if it was left unread (a values file names its own paths)."""
+    if piece.unread:
+        piece.data, piece.unread = _parse(f, piece), False
+    return piece.data
 
 
 def _parse(f: _File, piece: _Piece, text: str | None = None) -> Any:
@@ -584,7 +611,7 @@ def _helm_refs(app_dir: Path, files: list[_File], helm: Mapping[str, HelmValues]
 
 def _helm_place(f: _File, piece: _Piece, path: str, image: str, field: str) -> tuple[Any, str]:
     """(mapping, key) of the value at the dotted `path`; refused when the file lacks it or it is no value."""
-    node, line = piece.data, 0
+    node, line = _read(f, piece), 0
     keys = path.split(".")
     for depth, key in enumerate(keys):
         if not isinstance(node, dict) or key not in node:
@@ -712,7 +739,47 @@ def _render_piece(f: _File, piece: _Piece) -> str:
     missing_newline = not body.endswith("\n")
     if missing_newline:
         body += "\n"
-    pristine = _parse(f, piece, body)  # fresh, unmodified copy to measure ruamel's normalisation
+    expected = _plain(piece.data)
+    # The guessed style nearly always lines ruamel's dump up with the text, if not exactly (`[{a: 1}]` comes out as
+    # `[a: 1]`): then the changed lines merge onto the text, and no other style needs dumping (each costs as much as
+    # the parse).
+    text = _line_merge(f, piece, body, expected)
+    if text is None:
+        pristine = _parse(f, piece, body)  # fresh, unmodified copy to measure ruamel's normalisation
+        text = _closest_style(f, piece, body, pristine, expected)
+    if missing_newline and text.endswith("\n"):
+        text = text[:-1]
+    return text
+
+
+def _before_edit(piece: _Piece) -> None:
+    """Keep ruamel's dump of the document as it is, in its guessed style, before the first edit changes it."""
+    if piece.before is None:
+        piece.before = _dump(piece.data, _guess_style(piece.text))
+
+
+def _line_merge(f: _File, piece: _Piece, body: str, expected: Any) -> str | None:
+    """The edit as ruamel dumps it in the guessed style, its changed lines applied onto `body`; None unless that
+    re-parses as intended."""
+    assert piece.before is not None
+    base, new = piece.before, _dump(piece.data, _guess_style(body))
+    text = new if base == body else _merge_changes(body, base, new)
+    return text if text is not None and _reads_as(f, piece, text, expected) else None
+
+
+def _reads_as(f: _File, piece: _Piece, text: str, expected: Any) -> bool:
+    """Whether `text` reads as the `_plain` data `expected` (libyaml first: it reads plain YAML as ruamel.yaml does,
+    ten times faster; ruamel.yaml when libyaml cannot tell)."""
+    try:
+        if _plain(yaml12.read(text)) == expected:
+            return True
+    except yaml12.NotPlain:
+        pass
+    return bool(_plain(_parse(f, piece, text)) == expected)
+
+
+def _closest_style(f: _File, piece: _Piece, body: str, pristine: Any, expected: Any) -> str:
+    """The edit in the style whose dump is closest to `body`, merged onto it, or else re-serialised whole."""
     best: tuple[float, _Style, str] | None = None
     for style in _candidate_styles(body):
         base = _dump(pristine, style)
@@ -725,7 +792,6 @@ def _render_piece(f: _File, piece: _Piece) -> str:
     assert best is not None
     _ratio, style, base = best
     new = _dump(piece.data, style)
-    expected = _plain(piece.data)
     candidates: list[str] = []
     if base == body:
         candidates.append(new)
@@ -735,15 +801,13 @@ def _render_piece(f: _File, piece: _Piece) -> str:
             candidates.append(merged)
         candidates.append(new)
     for index, text in enumerate(candidates):
-        if _plain(_parse(f, piece, text)) == expected:
+        if _reads_as(f, piece, text, expected):
             if index > 0:
                 log.warning(
                     "%s: could not limit the edit to the changed lines; the edited document "
                     "was re-serialised by ruamel.yaml (formatting may be normalised)",
                     f.where(piece, 0),
                 )
-            if missing_newline and text.endswith("\n"):
-                text = text[:-1]
             return text
     raise ManifestError(f"{f.where(piece, 0)}: internal error: edited document does not re-parse as intended")
 
@@ -824,11 +888,13 @@ def pin_images(
 
     for ref in refs:
         for name, pin in by_name.items():
-            if _matches(ref, name) and _apply_pin(ref, pin):
-                ref.piece.changed = True
+            if _matches(ref, name):
+                _before_edit(ref.piece)
+                ref.piece.changed |= _apply_pin(ref, pin)
     for helm_ref in helm_refs:
-        if helm_ref.image in by_name and _apply_helm_pin(helm_ref, by_name[helm_ref.image]):
-            helm_ref.piece.changed = True
+        if helm_ref.image in by_name:
+            _before_edit(helm_ref.piece)
+            helm_ref.piece.changed |= _apply_helm_pin(helm_ref, by_name[helm_ref.image])
 
     changes: list[tuple[_File, bytes]] = []
     for f in files:

@@ -27,9 +27,10 @@ class KubernetesApply:
         p, env = self.project, self.environment
         promotion = ctx.promotion
         app = p.config.app(promotion.app)
-        with p.workspace.checkout(env.branch) as tree:
-            # no link may lead out of the worktree
-            objects = render(tree / app.directory(env), tree, app.values_files())
+        # no link may lead out of the working tree
+        objects = p.workspace.on_branch(
+            env.branch, lambda tree: render(tree / app.directory(env), tree, app.values_files())
+        )
         before = p.db.last_outcome(promotion.app, promotion.environment, "apply")
         previous = [o.ref() for o in Applied.model_validate(before).applied] if before else []
         with p.cluster(env) as cluster:

@@ -56,7 +56,8 @@ class AwaitApproval:
                 "Close it and re-run the promotion."
             )
         _record_reviews(p.db, pid, look.reviews)
-        people = [a for a in p.db.approvals(pid) if a.source != "forge" and a.counted]
+        # a bundle's one request: a decision on any member's promotion decides it for all of them
+        people = [a for a in p.db.request_approvals(promotion) if a.source != "forge" and a.counted]
         rejection = next((a for a in people if a.decision == "reject"), None)
         if rejection is not None:
             return Terminal(f"Promotion {pid} was rejected by {rejection.approver}.", PromotionState.REJECTED)

@@ -15,6 +15,7 @@ from promoflow.engine.steps.approval import Approved, AwaitApproval
 from promoflow.engine.steps.prepare import changed
 from promoflow.errors import PromoflowError
 from promoflow.forges import Request, local
+from promoflow.promotion import shared_request
 
 if TYPE_CHECKING:
     from promoflow.engine.context import Context
@@ -47,7 +48,8 @@ class Merge:
             return Terminal(
                 promotion.error or f"promotion {promotion.id} ended before its merge", PromotionState(promotion.state)
             )
-        commit = forge.merge(promotion, request, local.merge_message(promotion, release, request.branch, approvers))
+        shared = shared_request(p, promotion) is not None  # the first member merges it; the others find that merge
+        commit = forge.merge(promotion, request, local.merge_message(promotion, request, approvers, shared))
         failpoints.hit("merge-pushed")  # merged on the forge, not recorded yet: a re-run finds it
         promotion = ctx.move(PromotionState.MERGED, merge_commit=commit)
         p.db.set_current(promotion.app, promotion.environment, release.id, ctx.promotion_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Literal
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from promoflow import releases
-from promoflow.config import App
+from promoflow.config import App, Environment
 from promoflow.engine.results import Done, StepResult
 from promoflow.engine.steps import register
 from promoflow.errors import TerminalError
@@ -21,7 +22,7 @@ from promoflow.forges import local
 from promoflow.gitops.links import refuse_links_leaving
 from promoflow.gitops.manifests import ManifestError, pin_images
 from promoflow.project import Project
-from promoflow.promotion import request_branch
+from promoflow.promotion import bundle_releases, bundle_request_branch, request_branch, shared_request
 from promoflow.records import Promotion, Release
 
 if TYPE_CHECKING:
@@ -65,12 +66,45 @@ def changed(ctx: Context) -> bool:
 
 
 def _edited_branch(p: Project, promotion: Promotion) -> Prepared:
+    """The request branch: the environment with the release pinned; for a member of a bundle that shares one
+    request, with every member's release pinned (the members' promotions all prepare the same branch)."""
     release = p.db.get_release(promotion.release_id)
-    app = p.config.app(promotion.app)
     env = p.config.environment(promotion.environment)
+    bundle = shared_request(p, promotion)
+    if bundle is None:
+        changes = [(p.config.app(promotion.app), release)]
+        branch = request_branch(promotion, release)
+        message = local.commit_message(promotion, release, releases.pins_of(release))
+    else:
+        changes = [(p.config.app(member.app), member) for member in bundle_releases(p, bundle, promotion)]
+        branch = promotion.request_branch or bundle_request_branch(promotion)
+        message = local.bundle_commit_message(promotion, bundle, [member for _, member in changes])
+    with TemporaryDirectory() as tmp:
+        # The config is exported before the environment's workspace is locked: both may be one repository.
+        edits = [
+            _edit(app, env, release, _export_config(p, app, release, Path(tmp) / app.name)) for app, release in changes
+        ]
+        change = p.workspace.prepare(
+            env.branch,
+            branch,
+            lambda tree: sorted({f for edit in edits for f in edit(tree)}),
+            message,
+            promotion.request_head,
+        )
+    return Prepared(
+        branch=branch,
+        base=env.branch,
+        head=change.head,
+        files=list(change.files),
+        reused=not change.created,
+        config_commit=release.commit,
+    )
+
+
+def _edit(app: App, env: Environment, release: Release, config_dir: Path | None) -> Callable[[Path], list[str]]:
+    """What the release changes in the app's directory: its config commit's files (git-sourced), its images pinned."""
     directory = app.directory(env)
     pins = releases.pins_of(release)
-    branch = request_branch(promotion, release)
 
     def pin(tree: Path) -> list[str]:
         if not (tree / directory).is_dir():
@@ -81,28 +115,15 @@ def _edited_branch(p: Project, promotion: Promotion) -> Prepared:
         try:
             pinned = pin_images(tree / directory, pins, tree, app.helm_values())
             return [f"{directory}/{name}" for name in pinned]
-        except ManifestError as error:  # name files as `branch:path`, not by the throwaway worktree
+        except ManifestError as error:  # name files as `branch:path`, not by the working tree
             raise ManifestError(str(error).replace(f"{tree}/", f"{env.branch}:")) from None
 
-    with TemporaryDirectory() as tmp:
-        # The config is exported before the environment's workspace is locked: both may be one repository.
-        config_dir = _export_config(p, app, release, Path(tmp) / "config")
+    def edit(tree: Path) -> list[str]:
+        refuse_links_leaving(tree, tree / directory)  # before the copy below reads or removes anything there
+        copied = replace_tree(tree / directory, config_dir) if config_dir else []
+        return sorted({*(f"{directory}/{name}" for name in copied), *pin(tree)})
 
-        def edit(tree: Path) -> list[str]:
-            refuse_links_leaving(tree, tree / directory)  # before the copy below reads or removes anything there
-            copied = replace_tree(tree / directory, config_dir) if config_dir else []
-            return sorted({*(f"{directory}/{name}" for name in copied), *pin(tree)})
-
-        message = local.commit_message(promotion, release, pins)
-        change = p.workspace.prepare(env.branch, branch, edit, message, promotion.request_head)
-    return Prepared(
-        branch=branch,
-        base=env.branch,
-        head=change.head,
-        files=list(change.files),
-        reused=not change.created,
-        config_commit=release.commit,
-    )
+    return edit
 
 
 def _from_previous_branch(p: Project, promotion: Promotion, previous: str) -> Prepared:
