@@ -181,3 +181,72 @@ def test_a_clone_of_an_unknown_host_fails_once_in_one_sentence_and_leaves_nothin
     assert list((p.state_dir / "workspaces").iterdir()) == [] or all(
         path.suffix == ".lock" for path in (p.state_dir / "workspaces").iterdir()
     )
+
+
+URL_TOKEN = "glpat-OnlyAToken0123456789abcd"  # `https://TOKEN@host/...`: the token as the user, no password
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "user", "password"),
+    [(f"{URL_USER}:{URL_SECRET}", URL_USER, URL_PASSWORD), (URL_TOKEN, URL_TOKEN, "")],
+    ids=["user and password", "token alone"],
+)
+def test_url_credentials_of_either_form_go_as_a_header_and_are_masked(
+    tmp_path: Path, root: Path, userinfo: str, user: str, password: str
+) -> None:
+    """A clone, a fetch and a push with credentials in repository.url: sent at once as the header git would send,
+    in no file of the state directory, masked in what promoflow says."""
+    from promoflow.redact import redact
+
+    with serve_git(root, password, user=user) as (url, seen):
+        p = Project.load(
+            local_project(
+                tmp_path / "work", url.replace("http://", f"http://{userinfo}@") + "/deploy.git", tmp_path / "oci"
+            )
+        )
+        head = p.workspace.branch_head("env/dev")
+        change = p.workspace.prepare(
+            "env/dev", "promoflow/dev/web/test", lambda tree: [_touch(tree / "apps/web/note.txt")], "a change\n"
+        )
+    assert change.created and change.head != head
+    assert seen and all(header.startswith("Basic ") for header in seen)  # never a 401 and a prompt first
+    basic = base64.b64encode(f"{user}:{password}".encode())
+    secret = (password or user).encode()
+    for path in p.state_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret not in data and basic not in data, path
+    assert (password or user) not in redact(f"cloning {url} as {userinfo}: {basic.decode()}")
+
+
+def test_a_user_name_alone_stays_in_the_url_and_is_not_masked(tmp_path: Path) -> None:
+    from promoflow.gitops.workspace import split_credentials
+
+    assert split_credentials("https://deployer@git.example.com/deploy.git") == (
+        "https://deployer@git.example.com/deploy.git",
+        None,
+    )
+    assert split_credentials("ssh://git@git.example.com/deploy.git")[1] is None
+
+
+def test_credentials_in_an_app_s_git_url_are_sent_as_a_header_and_stored_nowhere(tmp_path: Path, root: Path) -> None:
+    """A git config source (`apps[].git.url`) with credentials in its URL: its clone reads the commits and exports
+    the config, and the state directory holds neither the password nor the header."""
+    from promoflow.config import ConfigSource
+    from promoflow.sources.git import GitSource
+
+    with serve_git(root, URL_PASSWORD, user=URL_USER) as (url, seen):
+        credentialed = url.replace("http://", f"http://{URL_USER}:{URL_SECRET}@") + "/deploy.git"
+        state = tmp_path / "state"
+        source = GitSource(
+            "web", ConfigSource(url=credentialed, branch="env/dev", directory="apps/web"), credentialed, state
+        )
+        commit = source.newest()
+        source.export(commit, tmp_path / "exported")
+    assert (tmp_path / "exported" / "kustomization.yaml").is_file()
+    assert seen and all(header.startswith("Basic ") for header in seen)
+    basic = base64.b64encode(f"{URL_USER}:{URL_PASSWORD}".encode())
+    for path in state.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert URL_PASSWORD.encode() not in data and URL_SECRET.encode() not in data and basic not in data, path

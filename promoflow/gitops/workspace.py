@@ -60,22 +60,35 @@ class Credentials:
     source: str  # where a person fixes them, for the message when the remote refuses them
 
 
-def split_credentials(url: str) -> tuple[str, Credentials | None]:
-    """`https://user:password@host/...` as the URL without them and the header carrying them (None if it has none).
+# A user name alone is no secret, but forges also take an access token as the user (`https://TOKEN@host/...`,
+# GitHub's and GitLab's documented form): their token prefixes, or a long run of letters and digits, are tokens.
+_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "glptt-", "glcbt-")
+_TOKEN_LIKE = re.compile(r"(?=.*[0-9])(?=.*[A-Za-z])[A-Za-z0-9_\-]{20,}")
 
-    Both forms of the password are masked from then on; a user name alone is no secret and stays in the URL.
+
+def split_credentials(url: str) -> tuple[str, Credentials | None]:
+    """`https://user:password@host/...` (or `https://TOKEN@host/...`) as the URL without them and the header
+    carrying them (None if it has none).
+
+    Every form of the password or token is masked from then on; a user name alone is no secret and stays in the URL.
     """
     parts = urlsplit(url)
     userinfo, at, host = parts.netloc.rpartition("@")
-    if parts.scheme not in ("http", "https") or not at or ":" not in userinfo:
+    if parts.scheme not in ("http", "https") or not at:
         return url, None
-    user, _, password = (unquote(part) for part in userinfo.partition(":"))
+    if ":" in userinfo:
+        user, _, password = (unquote(part) for part in userinfo.partition(":"))
+        secrets, source = [password, userinfo.partition(":")[2]], "the user and password in the URL"
+    elif unquote(userinfo).startswith(_TOKEN_PREFIXES) or _TOKEN_LIKE.fullmatch(unquote(userinfo)):
+        # as git sends a user without a password: the token as the user, the password empty
+        user, password = unquote(userinfo), ""
+        secrets, source = [user, userinfo], "the token in the URL"
+    else:
+        return url, None
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-    for secret in (password, userinfo.partition(":")[2], basic):
+    for secret in (*secrets, basic):
         register(secret)
-    return urlunsplit(parts._replace(netloc=host)), Credentials(
-        f"Authorization: Basic {basic}", "the user and password in the URL"
-    )
+    return urlunsplit(parts._replace(netloc=host)), Credentials(f"Authorization: Basic {basic}", source)
 
 
 class Workspace:
