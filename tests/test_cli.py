@@ -177,6 +177,28 @@ def test_init_takes_the_branches_the_repository_has_and_the_github_repository_fr
     assert run_cli("validate", cwd=tmp_path).returncode == 0
 
 
+def test_init_with_layout_directories_writes_one_branch_and_no_environment_branches(tmp_path: Path) -> None:
+    """`--layout directories`: the repository's own main branch (here `master`), no branch per environment, each
+    environment's directory the default clusters/<name>; `validate` accepts it."""
+    bare = tmp_path / "deploy.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True, capture_output=True)
+    git = ["git", "-C", str(work), "-c", "user.name=a", "-c", "user.email=a@example.com"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True)
+    subprocess.run([*git, "push", "-q", "origin", "HEAD:refs/heads/master"], check=True, capture_output=True)
+    result = run_cli(
+        "init", "--repo", "deploy.git", "--layout", "directories", "--envs", "dev,prod", "--app", "web=apps/web",
+        "--image", "ghcr.io/acme/web", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load((tmp_path / "promotions.yaml").read_text())
+    assert data["repository"]["layout"] == "directories" and data["repository"]["branch"] == "master"
+    assert [set(e) for e in data["environments"]] == [{"name", "approval"}] * 2  # no branch per environment
+    validated = run_cli("validate", cwd=tmp_path)
+    assert validated.returncode == 0 and "valid (2 environments, 1 apps)" in validated.stdout, validated.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
