@@ -33,6 +33,8 @@ from tests.registry_fixtures import Pushed, push_index
 pytestmark = pytest.mark.xdist_group("served")
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from prefect.events import Event
     from starlette.applications import Starlette
 
@@ -489,6 +491,50 @@ def test_a_review_status_or_check_delivery_is_acted_on_only_with_a_good_signatur
     assert signed.status_code == 200, signed.text
     (event,) = receiver.events
     assert event.event == f"promoflow.github.{kind}" and event.payload["repository"] == "acme/deploy"
+
+
+def test_deliveries_past_the_unverified_limit_are_a_503_and_the_others_go_through(receiver: Receiver) -> None:
+    """While UNVERIFIED_IN_FLIGHT signed deliveries are still sending their bodies, one more is asked to come back
+    later (503: GitHub redelivers) before a byte of it is read; the slow ones then arrive whole."""
+    from promoflow.webhooks import UNVERIFIED_IN_FLIGHT
+
+    body = json.dumps(package_event()).encode()
+
+    async def scenario() -> tuple[list[int], httpx.Response]:
+        gate = asyncio.Event()
+
+        async def slow() -> AsyncIterator[bytes]:
+            yield body[:10]
+            await gate.wait()
+            yield body[10:]
+
+        transport = httpx.ASGITransport(app=receiver.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+            held = [
+                asyncio.create_task(
+                    client.post("/hooks/github", content=slow(), headers=github_headers(body, delivery=f"d-{n}"))
+                )
+                for n in range(UNVERIFIED_IN_FLIGHT)
+            ]
+            await asyncio.sleep(0.2)  # each is past the signature check, reading its body
+            refused = await client.post("/hooks/github", content=body, headers=github_headers(body, delivery="more"))
+            gate.set()
+            return [answer.status_code for answer in await asyncio.gather(*held)], refused
+
+    answered, refused = asyncio.run(scenario())
+    assert refused.status_code == 503
+    assert refused.json() == {"error": "Too many deliveries at once; deliver again later."}
+    assert answered == [200] * UNVERIFIED_IN_FLIGHT
+    assert len(receiver.events) == UNVERIFIED_IN_FLIGHT  # each its own delivery; the refused one none
+
+
+def test_a_github_delivery_without_a_delivery_id_is_keyed_by_its_body(receiver: Receiver) -> None:
+    """No X-GitHub-Delivery header (a proxy dropped it): two different pushes are two events, a repeat is one."""
+    first, second = (json.dumps(package_event(tag=tag)).encode() for tag in ("2.0.0", "2.1.0"))
+    for body in (first, second, first):
+        headers = {k: v for k, v in github_headers(body).items() if k != "X-GitHub-Delivery"}
+        assert receiver.post("/hooks/github", body, headers).status_code == 200
+    assert [event.payload["tag"] for event in receiver.events] == ["2.0.0", "2.1.0"]
 
 
 def test_deeply_nested_json_is_a_400(receiver: Receiver) -> None:
