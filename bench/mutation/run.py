@@ -76,7 +76,7 @@ MODULES: dict[str, Target] = {
     ),
     "apply-conflicts": Target(
         "promoflow/clusters/kubernetes.py",
-        ["tests/test_clusters_kubernetes.py", "-k", "not real"],
+        ["tests/unit/test_api_errors.py", "tests/test_clusters_kubernetes.py", "-k", "not real"],
         functions=("_api_error", "_apply_one", "apply"),
     ),
 }
