@@ -355,6 +355,8 @@ def test_rollout_status_healthy_slow_and_never_ready(
     # rolled back: a real controller keeps reporting the deadline until the broken pod is gone; not a failure
     back = target.apply("roll", "dev", [deployment("fine", "shop/fine:1"), deployment("slow-one", "shop/slow:1", 3)])
     assert list(back.stale_deadlines) == [applied[0]]
+    # the condition's own time, to tell it from a newer deadline
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", back.stale_deadlines[applied[0]])
     [fine, _] = rollout_status(
         target, applied, timeout_seconds=60, poll_seconds=0.05, stale_deadlines=back.stale_deadlines
     )
