@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,7 @@ from tests.helpers import (
     wait_for,
 )
 
-# Served deployments are named the same in every test: tests that serve them share one xdist worker.
-pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
+pytestmark = pytest.mark.prefect
 
 
 @pytest.fixture(autouse=True)
@@ -107,6 +106,9 @@ def test_a_freeze_holds_a_served_promotion_without_a_process_until_unfreeze_or_i
         until = datetime.fromisoformat(staging(sandbox)["freezes"][0]["until"])
         submitted = sandbox.cli("promote", "web", "--to", "staging", "--no-wait", "--json", env=REQUESTER)
         second = json.loads(submitted.stdout)["promotion"]
+        # The run must reach the freeze before its end for the hold to be tested (at load 40 it once did not).
+        wait_for(lambda: (w := held(sandbox)) is not None and w["promotion"] == second, timeout=90, what="the hold")
+        assert datetime.now(UTC) < until, "the run reached the freeze only after its end: the machine is too slow"
         done = wait_for(
             lambda: (p := promotion(sandbox, second))["state"] == "succeeded" and p, timeout=300, what="it to go on"
         )
