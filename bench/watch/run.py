@@ -292,8 +292,8 @@ def stamp(value: str | None) -> float:
 # The three ways from a push to a running pipeline, as results.json names them.
 PATHS = {
     "workers": "the worker topology: a Prefect server on PostgreSQL, the deployments of deployments/prefect.yaml"
-    " registered by deploy/register-deployments.sh, two `prefect worker start --pool promoflow` with"
-    " docker-compose.yml's worker settings, the receiver; promoflow's records in PostgreSQL",
+    " registered by deploy/register-deployments.sh, two workers as docker-compose.yml runs them (`python -m"
+    " deployments.worker --pool promoflow`, its settings), the receiver; promoflow's records in PostgreSQL",
     "served": "the served deployments: `python -m deployments.serve` and the receiver, on a Prefect server on SQLite",
     "here": "`promoflow webhook --watch-here`: the receiver runs the watch and the pipeline in its own process",
 }
