@@ -5,7 +5,8 @@ a push itself and hands the releases to the workers.
 
 Ten apps take one release through dev -> staging -> prod at once, with approvals; one worker dies with its flow
 runs (SIGKILL to it and to every process it started, as when its machine dies) while promotions run. Every
-promotion still finishes, on the other worker, none twice.
+promotion still finishes, on the other worker, none twice. While every app then waits for its prod approval, the
+other worker is redeployed (SIGTERM, a new worker started): the approvals resume the pipelines on the new one.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
         }
         receiver = Receiving(sandbox, port, WEBHOOK_SECRET, tmp_path / "receiver.log", watch_here=False).start()
         stack.callback(receiver.stop, signal.SIGKILL)
-        wait_for(lambda: _online_workers(api) >= 2, timeout=120, what="both workers to poll the pool")
+        wait_for(lambda: len(_online_workers(api)) >= 2, timeout=120, what="both workers to poll the pool")
         print(f"up after {time.monotonic() - started:.1f} s")
 
         with httpx.Client(base_url=registry.url, timeout=10) as http:
@@ -306,6 +307,16 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
 
         prod = wait_for(lambda: waiting_in("prod"), timeout=300, what="every app to wait in prod", every=1)
         print(f"prod waits after {time.monotonic() - started:.1f} s")
+        # Every pipeline waits suspended, in no process: a redeploy (SIGTERM of the last worker, a new one started)
+        # loses none of them; the approvals resume them on the new worker.
+        redeployed = workers["worker-b"]
+        redeployed.send_signal(signal.SIGTERM)
+        assert redeployed.wait(timeout=60) is not None
+        workers["worker-c"] = topology.start(
+            "worker-c", *WORKER_COMMAND, "--name", "worker-c", extra=WORKER_ENVIRONMENT
+        )
+        wait_for(lambda: "worker-c" in _online_workers(api), timeout=120, what="worker-c to poll the pool")
+        assert all(p["state"] == "awaiting_approval" for p in waiting_in("prod"))
         approve(sandbox, prod)
         done = wait_for(
             lambda: (
@@ -408,9 +419,9 @@ def promotions_running_in(sandbox: Sandbox, api: str, worker: int) -> dict[int, 
     return {pid: run for pid, run in working.items() if pid is not None and run is not None}
 
 
-def _online_workers(api: str) -> int:
+def _online_workers(api: str) -> set[str]:
     answer = httpx.post(f"{api}/work_pools/promoflow/workers/filter", json={}, timeout=10)
-    return sum(1 for w in answer.json() if w["status"] == "ONLINE")
+    return {w["name"] for w in answer.json() if w["status"] == "ONLINE"}
 
 
 def _run(api: str, run_id: str) -> dict[str, Any]:

@@ -360,7 +360,12 @@ def part_webhook(work: Path, pushes: int, path: str) -> dict[str, Any]:
                 logs.append(work / f"{name}.log")
                 argv = [*WORKER_COMMAND, "--name", name]
                 stack.callback(stop, start(argv, logs[-1], {**env, **WORKER_ENVIRONMENT}))
-            wait("both workers to poll the pool", lambda: _online_workers(prefect.api_url) >= len(WORKERS), 120, logs)
+            wait(
+                "both workers to poll the pool",
+                lambda: len(_online_workers(prefect.api_url)) >= len(WORKERS),
+                120,
+                logs,
+            )
         stack.callback(stop, start(receiver, logs[0], env))
         if path != "here":
             for name in ("watch", "pipeline"):
