@@ -41,6 +41,9 @@ class RunStatus:
 
 
 def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
+    if promotion.flow_run_id is None and _age_seconds(promotion.created_at) < TAKE_OVER_SECONDS:
+        # `promote --no-wait` records the promotion, then creates its run and names it: not gone, being handed on
+        return RunStatus(None, "busy", "its run is being created")
     run = _read(client, promotion.flow_run_id)
     if run is None or run.state is None:
         return RunStatus(run, "gone", "its flow run no longer exists")
@@ -62,7 +65,7 @@ def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
             return RunStatus(run, "busy", f"its run is {state.name}")
         # a new process takes it over: a worker starts it (Pending), or it runs and has not claimed it yet
         if state.type == StateType.PENDING or (promotion.runner is None and state.type == StateType.RUNNING):
-            taking = (datetime.now(UTC) - state.timestamp).total_seconds()
+            taking = _age_seconds(state.timestamp)
             if taking > TAKE_OVER_SECONDS:
                 return RunStatus(run, "gone", f"its run went {state.name} {taking:.0f} s ago and never took it over")
             return RunStatus(run, "busy", f"its run is {state.name}")
@@ -72,6 +75,10 @@ def status(client: SyncPrefectClient, promotion: Promotion) -> RunStatus:
     if state.type == StateType.CANCELLED and RUNNER_STOPPED not in (state.message or ""):
         return RunStatus(run, "cancelled", f"its run was cancelled ({state.message or 'no reason given'})")
     return RunStatus(run, "gone", f"its run ended {state.name} ({state.message or 'no message'})")
+
+
+def _age_seconds(since: datetime) -> float:
+    return (datetime.now(UTC) - (since if since.tzinfo else since.replace(tzinfo=UTC))).total_seconds()
 
 
 def claim(config: str) -> None:

@@ -1126,6 +1126,8 @@ def _submit(project: Project, flow: str, parameters: dict[str, Any], as_json: bo
         run = client.create_flow_run_from_deployment(
             deployment.id, parameters=parameters | {"config": str(project.config_path)}
         )
+    if promotion_id is not None:  # its run from now on: a reconcile meanwhile sees it pending, not gone
+        project.db.update_promotion(promotion_id, flow_run_id=str(run.id))
     url = links.run_link(run.id)
     if as_json:
         out.print_json(json.dumps({"promotion": promotion_id, "flow_run": str(run.id), "url": url}))

@@ -82,6 +82,8 @@ def test_a_freeze_holds_a_served_promotion_without_a_process_until_unfreeze_or_i
         submitted = sandbox.cli("promote", "web", "--to", "staging", "--no-wait", "--json", env=REQUESTER)
         assert submitted.returncode == 0, submitted.stderr
         pid = json.loads(submitted.stdout)["promotion"]
+        # named on the promotion at once: a reconcile (every 2 s here) must see its run pending, not gone
+        assert promotion(sandbox, pid)["flow_run_id"] == json.loads(submitted.stdout)["flow_run"]
         wait = wait_for(lambda: held(sandbox), timeout=120, what="the freeze to hold the promotion")
         assert wait["promotion"] == pid and "launch review (olga, until lifted)" in wait["waiting_for"]
         assert wait["decide"] == ["promoflow unfreeze staging"]
