@@ -49,6 +49,27 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop(state)
 
 
+@pytest.fixture(autouse=True)
+def _prefect_left_clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used the session's Prefect server: its deployments and unfinished flow runs are deleted.
+    The next test on this server must not find a deployment left READY by a killed serve process (a watch hands
+    its releases to it instead of running the pipeline), nor runs that a new serve process would pick up with
+    another test's promotions.yaml."""
+    yield
+    api = os.environ.get("PREFECT_API_URL")
+    if "prefect_api" not in request.fixturenames or not api:
+        return
+    import httpx
+
+    unfinished = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
+    with httpx.Client(base_url=api, timeout=30) as client:
+        for deployment in client.post("/deployments/filter", json={}).json():
+            client.delete(f"/deployments/{deployment['id']}")
+        runs = client.post("/flow_runs/filter", json={"flow_runs": {"state": {"type": {"any_": unfinished}}}}).json()
+        for run in runs:
+            client.delete(f"/flow_runs/{run['id']}")
+
+
 @dataclass
 class Sandbox:
     """A demo-shaped project in a temporary directory: promotions.yaml, repo.git, an OCI layout, records."""
