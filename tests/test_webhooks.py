@@ -499,9 +499,11 @@ def test_deliveries_past_the_unverified_limit_are_a_503_and_the_others_go_throug
 
     async def scenario() -> tuple[list[int], httpx.Response]:
         gate = asyncio.Event()
+        reading: list[int] = []  # deliveries the receiver reads the body of: past its checks, holding a slot
 
         async def slow() -> AsyncIterator[bytes]:
             yield body[:10]
+            reading.append(1)  # asked for more: it reads the body
             await gate.wait()
             yield body[10:]
 
@@ -513,7 +515,9 @@ def test_deliveries_past_the_unverified_limit_are_a_503_and_the_others_go_throug
                 )
                 for n in range(UNVERIFIED_IN_FLIGHT)
             ]
-            await asyncio.sleep(0.2)  # each is past the signature check, reading its body
+            async with asyncio.timeout(60):
+                while len(reading) < UNVERIFIED_IN_FLIGHT:
+                    await asyncio.sleep(0.01)
             refused = await client.post("/hooks/github", content=body, headers=github_headers(body, delivery="more"))
             gate.set()
             return [answer.status_code for answer in await asyncio.gather(*held)], refused
