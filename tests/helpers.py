@@ -77,6 +77,18 @@ def start_cli(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -
     )
 
 
+@contextmanager
+def running_cli(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """`start_cli`, killed on the way out if the test did not see it end."""
+    run = start_cli(sandbox, *args, env=env)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+
+
 def flow_run(run_id: str) -> dict[str, Any]:
     """Prefect's view of a flow run (the session server's API)."""
     answer = httpx.get(f"{os.environ['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10)

@@ -9,7 +9,7 @@ import pytest
 
 from promoflow.sandbox.github import GitHubStandIn
 from tests.conftest import Sandbox
-from tests.helpers import start_cli, wait_for
+from tests.helpers import running_cli, wait_for
 from tests.test_git_sources import GROUP, REQUESTER, ConfigRepo, env_files, history, status
 from tests.test_github_flow import PEOPLE, REPO, TOKENS, github_section, pulls
 
@@ -160,18 +160,13 @@ def test_members_go_side_by_side_and_wait_for_their_approvals_at_once(sandbox: S
     assert to_dev.returncode == 0, to_dev.stderr
     (bundle_id,) = {p["bundle_id"] for p in history(sandbox, "shop") if p["kind"] == "promotion"}
 
-    run = start_cli(sandbox, "promote", "shop", "--to", "staging", "--release", bundle_id)
-    try:
+    with running_cli(sandbox, "promote", "shop", "--to", "staging", "--release", bundle_id) as run:
         # One after another, web would not start before conf's approval: both requests are open and wait at once.
         waiting = wait_for(lambda: both_waiting(sandbox), timeout=180, what="both members to wait for approval at once")
         for promotion in sorted(waiting, key=lambda p: p["app"], reverse=True):  # web's wait is not held yet
             approved = sandbox.cli("approve", str(promotion["id"]), "--as", "uma")
             assert approved.returncode == 0, approved.stderr
         _, stderr = run.communicate(timeout=240)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
     assert run.returncode == 0, stderr
     promoted = staging_members(sandbox)
     assert sorted((p["app"], p["state"], len(p["approvals"])) for p in promoted) == [
@@ -209,18 +204,13 @@ def test_a_bundle_request_is_one_branch_one_approval_and_one_merge_per_environme
     assert sandbox.git("rev-list", "--count", f"{merge}^1..{merge}^2").strip() == "1"
     assert [b for b in sandbox.git("branch", "--list", "promoflow/dev/*").split() if b != "*"] == [branch]
 
-    run = start_cli(sandbox, "promote", "shop", "--to", "staging", "--release", bundle_id)
-    try:
+    with running_cli(sandbox, "promote", "shop", "--to", "staging", "--release", bundle_id) as run:
         waiting = wait_for(lambda: both_waiting(sandbox), timeout=180, what="both members to wait for approval")
         # One decision, on either member's promotion, decides the one request.
         web = next(p for p in waiting if p["app"] == "web")
         approved = sandbox.cli("approve", str(web["id"]), "--as", "uma")
         assert approved.returncode == 0, approved.stderr
         _, stderr = run.communicate(timeout=240)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
     assert run.returncode == 0, stderr
     promoted = staging_members(sandbox)
     assert sorted((p["app"], p["state"]) for p in promoted) == [("conf", "succeeded"), ("web", "succeeded")]
