@@ -266,6 +266,7 @@ def test_prefect_yaml_declares_what_serve_serves_on_the_process_pool(
     assert declared["watch"]["concurrency_limit"] == 1 and declared["watch"]["triggers"]
 
 
+@pytest.mark.xdist_group("served")  # it creates (and deletes) the deployments the serve tests serve
 def test_prefect_yaml_bakes_no_path_of_the_deploying_machine(tmp_path: Path, prefect_api: str) -> None:
     """Deployed for real: the deployments hold no path and no checkout to enter; the worker brings its own config."""
     import os

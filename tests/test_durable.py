@@ -51,7 +51,8 @@ from tests.registry_fixtures import Pushed, push_index
 from tests.test_github_flow import PEOPLE, REPO, TOKENS, configure, github_section, merged, pulls
 from tests.test_webhooks import github_headers
 
-pytestmark = pytest.mark.prefect
+# Served deployments are named the same in every test: tests that serve them share one xdist worker.
+pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
 WEBHOOK_SECRET = "durable-webhook-secret-0c41f9"
 # The served watch and reconcile at start only (not every minute, every 30 s): runs only where a test wants them.
 RARELY = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}

@@ -29,7 +29,9 @@ from tests.helpers import (
     wait_for,
 )
 
-pytestmark = pytest.mark.prefect
+# Served deployments are named the same in every test: tests that serve them share one xdist worker (two such tests
+# at once, each serve process starting a process per run, starved each other's runs for minutes on 2 cores).
+pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
 
 
 @pytest.fixture(autouse=True)
@@ -49,13 +51,15 @@ def held(sandbox: Sandbox) -> dict[str, Any] | None:
     return next((w for w in staging(sandbox)["waiting"] if w["gate"] == "freeze"), None)
 
 
-def events(name: str, promotion_id: int) -> list[dict[str, Any]]:
-    """The events `name` about a promotion that the Prefect server has."""
-    answer = httpx.post(
-        f"{os.environ['PREFECT_API_URL']}/events/filter",
-        json={"filter": {"event": {"name": [name]}, "resource": {"id": [f"promoflow.promotion.{promotion_id}"]}}},
-        timeout=10,
-    )
+def events(name: str, promotion_id: int, since: datetime) -> list[dict[str, Any]]:
+    """The events `name` about a promotion that the Prefect server has, since `since` (promotion ids start at 1 in
+    every test's records: an earlier test's promotion 3 is on the same server)."""
+    where = {
+        "event": {"name": [name]},
+        "resource": {"id": [f"promoflow.promotion.{promotion_id}"]},
+        "occurred": {"since": since.isoformat()},
+    }
+    answer = httpx.post(f"{os.environ['PREFECT_API_URL']}/events/filter", json={"filter": where}, timeout=10)
     answer.raise_for_status()
     found: list[dict[str, Any]] = answer.json()["events"]
     return found
@@ -122,6 +126,7 @@ def test_a_freeze_holds_a_served_promotion_without_a_process_until_unfreeze_or_i
 
 
 def test_a_terminal_promotion_held_in_place_goes_on_when_the_freeze_is_lifted(sandbox: Sandbox) -> None:
+    began = datetime.now(UTC)
     sandbox.edit_config(*NO_APPROVAL)
     sandbox.publish("1.2.0")
     assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
@@ -130,7 +135,9 @@ def test_a_terminal_promotion_held_in_place_goes_on_when_the_freeze_is_lifted(sa
     wait = wait_for(lambda: held(sandbox), timeout=120, what="the freeze to hold it")
     assert run_state(promotion(sandbox, wait["promotion"])["flow_run_id"])[0] == "RUNNING"  # waits in place
     assert merges(sandbox, "env/staging") == []
-    said = wait_for(lambda: events("promoflow.promotion.held", wait["promotion"]), timeout=60, what="the held event")
+    said = wait_for(
+        lambda: events("promoflow.promotion.held", wait["promotion"], began), timeout=60, what="the held event"
+    )
     assert said[0]["payload"]["said"] == wait["waiting_for"]
     lifted = sandbox.cli("unfreeze", "staging")
     assert lifted.returncode == 0, lifted.stderr

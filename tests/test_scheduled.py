@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import Sandbox
 from tests.helpers import REQUESTER, flow_run, history, run_state, served, wait_for
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
 
 
 @pytest.fixture(autouse=True)

@@ -35,6 +35,7 @@ def test_each_new_release_is_recorded_once_and_promoted(sandbox: Sandbox, prefec
     assert list(status) == ["dev"]  # the app passes through dev only
 
 
+@pytest.mark.xdist_group("served")  # it registers the `pipeline` deployment that the serve tests serve
 def test_a_watch_run_hands_a_release_to_a_pipeline_run_of_its_own(sandbox: Sandbox, prefect_api: str) -> None:
     """Prefect refuses to suspend a subflow: a pipeline that a watch run (on a worker, or served) starts from the
     `pipeline` deployment must be a flow run of its own, or it fails at its first wait for an approval."""

@@ -29,6 +29,9 @@ from tests.conftest import ROOT, Sandbox
 from tests.helpers import receiving, registry_for_web, served
 from tests.registry_fixtures import Pushed, push_index
 
+# Its receivers and watch deployments answer every push event on the shared Prefect server: with the serve tests.
+pytestmark = pytest.mark.xdist_group("served")
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
@@ -777,6 +780,7 @@ def test_watch_here_runs_the_watch_and_the_pipeline_in_the_receiver_within_secon
 
 
 @pytest.mark.prefect
+@pytest.mark.xdist_group("served")
 def test_the_receiver_watches_a_push_itself_and_hands_the_release_to_a_pipeline_deployment_run(
     sandbox: Sandbox, prefect_api: str, tmp_path: Path
 ) -> None:

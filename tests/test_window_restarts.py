@@ -37,6 +37,8 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.prefect
+# Served deployments are named the same in every test: tests that serve them share one xdist worker.
+SERVED = pytest.mark.xdist_group("served")
 # The served watch and reconcile an hour apart: a held run is woken only when the test runs the reconcile.
 RARELY = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
 
@@ -103,6 +105,7 @@ def completed_once(sandbox: Sandbox, pid: int, opens: datetime) -> dict[str, Any
     return done
 
 
+@SERVED
 @pytest.mark.parametrize("crash", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_a_promotion_waiting_for_a_window_survives_its_serve_process(
     sandbox: Sandbox, tmp_path: Path, crash: signal.Signals

@@ -310,8 +310,13 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
         # Every pipeline waits suspended, in no process: a redeploy (SIGTERM of the last worker, a new one started)
         # loses none of them; the approvals resume them on the new worker.
         redeployed = workers["worker-b"]
-        redeployed.send_signal(signal.SIGTERM)
-        assert redeployed.wait(timeout=60) is not None
+        redeployed.send_signal(signal.SIGTERM)  # as `docker stop` does: SIGTERM, then SIGKILL after a grace period
+        try:
+            redeployed.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            for pid in [redeployed.pid, *descendants(redeployed.pid)]:
+                _kill(pid)
+            redeployed.wait(timeout=30)
         workers["worker-c"] = topology.start(
             "worker-c", *WORKER_COMMAND, "--name", "worker-c", extra=WORKER_ENVIRONMENT
         )

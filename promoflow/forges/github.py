@@ -281,6 +281,9 @@ class GitHubForge:
             if pull.is_merged():
                 return pull.merge_commit_sha
             if pull.state != "open":
+                pull = self._repo().get_pull(number)  # merged since is_merged() asked (a bundle's other member)?
+                if pull.is_merged():
+                    return pull.merge_commit_sha
                 raise TerminalError(f"Pull request #{number} in {self.repository} was closed without merging.")
             try:
                 result = pull.merge(
