@@ -82,7 +82,9 @@ def test_a_freeze_holds_a_served_promotion_without_a_process_until_unfreeze_or_i
         "promoflow freeze",
     )
 
-    with served(sandbox, tmp_path / "serve.log", env={"PROMOFLOW_RECONCILE_INTERVAL": "2"}):
+    # Every 10 s, not 2: each reconcile run is a new Python process of the serve process, and a run every 2 s kept
+    # both cores busy on a loaded machine (the woken promotion then waited minutes for its turn: failed in CI).
+    with served(sandbox, tmp_path / "serve.log", env={"PROMOFLOW_RECONCILE_INTERVAL": "10"}):
         submitted = sandbox.cli("promote", "web", "--to", "staging", "--no-wait", "--json", env=REQUESTER)
         assert submitted.returncode == 0, submitted.stderr
         pid = json.loads(submitted.stdout)["promotion"]
@@ -101,7 +103,7 @@ def test_a_freeze_holds_a_served_promotion_without_a_process_until_unfreeze_or_i
         assert lifted.returncode == 0, lifted.stderr
         assert "Lifted 1 freeze of staging as olga." in lifted.stdout
         assert f"Promotion {pid}: its suspended run was put back on the schedule." in lifted.stdout
-        wait_for(lambda: promotion(sandbox, pid)["state"] == "succeeded", timeout=120, what="it to succeed")
+        wait_for(lambda: promotion(sandbox, pid)["state"] == "succeeded", timeout=240, what="it to succeed")
         assert len(merges(sandbox, "env/staging")) == 1 and staging(sandbox)["freezes"] == []
 
         # A freeze with an end: the reconcile wakes the held run once it has passed.
