@@ -21,6 +21,12 @@ from tests.registry_fixtures import RunningRegistry, notifying, start_registry
 
 T = TypeVar("T")
 REQUESTER = {"PROMOFLOW_USER": "rita"}
+# The served watch and reconcile at start only (not every minute, every 30 s): runs only where a test wants them.
+RARELY = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
+# A served reconcile every 10 s, not 2: each run is a new Python process of the serve process (at most 5 at once),
+# and one every 2 s on a loaded machine queued faster than they finished, so a woken promotion waited minutes for
+# its turn (failed in CI three times in test_freezes, once in test_durable).
+OFTEN = {"PROMOFLOW_RECONCILE_INTERVAL": "10"}
 # staging without its approval: what holds a promotion there is what the test sets up
 NO_APPROVAL = ("required: 1                 # one approval before the merge", "required: 0")
 

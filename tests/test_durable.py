@@ -31,6 +31,8 @@ from promoflow.server import free_port
 from promoflow.webhooks import create_app
 from tests.conftest import Sandbox
 from tests.helpers import (
+    OFTEN,
+    RARELY,
     REQUESTER,
     Receiving,
     awaiting,
@@ -54,8 +56,6 @@ from tests.test_webhooks import github_headers
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
 WEBHOOK_SECRET = "durable-webhook-secret-0c41f9"
-# The served watch and reconcile at start only (not every minute, every 30 s): runs only where a test wants them.
-RARELY = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
 
 
 @pytest.fixture(autouse=True)
@@ -286,7 +286,7 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp
             deliver_status(sandbox, pull.head.sha)
             # the delivery became the event whose trigger asks for a reconcile, to run when a process serves it
             wait_for(lambda: reconcile_runs_woken_by(f"{EVENT_PREFIX}status"), timeout=240, what="a reconcile run")
-        restarted = {**PEOPLE, **(RARELY if told == "webhook" else {"PROMOFLOW_RECONCILE_INTERVAL": "2"})}
+        restarted = {**PEOPLE, **(RARELY if told == "webhook" else OFTEN)}
         with served(sandbox, log, env=restarted):
             done = wait_for(
                 lambda: (p := promotion(sandbox, dev["id"]))["state"] == "succeeded" and p,
@@ -364,7 +364,7 @@ def test_a_wait_expires_by_its_policy_while_no_process_holds_it(sandbox: Sandbox
     )
     sandbox.publish("1.2.0")
     assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
-    with served(sandbox, tmp_path / "serve.log", env={"PROMOFLOW_RECONCILE_INTERVAL": "2"}):
+    with served(sandbox, tmp_path / "serve.log", env=OFTEN):
         submitted = sandbox.cli("promote", "web", "--to", "staging", "--no-wait", "--json", env=REQUESTER)
         assert submitted.returncode == 0, submitted.stderr
         pid = json.loads(submitted.stdout)["promotion"]

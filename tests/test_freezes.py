@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import Sandbox
 from tests.helpers import (
     NO_APPROVAL,
+    OFTEN,
     REQUESTER,
     history,
     merges,
@@ -82,13 +83,11 @@ def test_a_freeze_holds_a_served_promotion_without_a_process_until_unfreeze_or_i
         "promoflow freeze",
     )
 
-    # Every 10 s, not 2: each reconcile run is a new Python process of the serve process, and a run every 2 s kept
-    # both cores busy on a loaded machine (the woken promotion then waited minutes for its turn: failed in CI).
-    with served(sandbox, tmp_path / "serve.log", env={"PROMOFLOW_RECONCILE_INTERVAL": "10"}):
+    with served(sandbox, tmp_path / "serve.log", env=OFTEN):
         submitted = sandbox.cli("promote", "web", "--to", "staging", "--no-wait", "--json", env=REQUESTER)
         assert submitted.returncode == 0, submitted.stderr
         pid = json.loads(submitted.stdout)["promotion"]
-        # named on the promotion at once: a reconcile (every 2 s here) must see its run pending, not gone
+        # named on the promotion at once: a reconcile (every 10 s here) must see its run pending, not gone
         assert promotion(sandbox, pid)["flow_run_id"] == json.loads(submitted.stdout)["flow_run"]
         wait = wait_for(lambda: held(sandbox), timeout=120, what="the freeze to hold the promotion")
         assert wait["promotion"] == pid and "launch review (olga, until lifted)" in wait["waiting_for"]

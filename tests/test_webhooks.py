@@ -26,7 +26,7 @@ from promoflow.errors import TerminalError
 from promoflow.server import free_port
 from promoflow.webhooks import EVENT, MAX_BODY_BYTES, create_app, trigger
 from tests.conftest import ROOT, Sandbox
-from tests.helpers import receiving, registry_for_web, served
+from tests.helpers import RARELY, receiving, registry_for_web, served
 from tests.registry_fixtures import Pushed, push_index
 
 # Its receivers and watch deployments answer every push event on the shared Prefect server: with the serve tests.
@@ -795,8 +795,7 @@ def test_the_receiver_watches_a_push_itself_and_hands_the_release_to_a_pipeline_
     logs = [tmp_path / "receiver.log", tmp_path / "serve.log", registry.log]
     try:
         sandbox.edit_config("    path: apps/web\n", "    path: apps/web\n    environments: [dev]\n")
-        rarely = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
-        with served(sandbox, logs[1], env=rarely), receiving(sandbox, port, SECRET, logs[0], watch_here=False):
+        with served(sandbox, logs[1], env=RARELY), receiving(sandbox, port, SECRET, logs[0], watch_here=False):
             with httpx.Client(base_url=registry.url, timeout=10) as http:
                 push_index(http, "demo/web", "1.7.0", ["linux/amd64"], Pushed())
             pushed_at = time.time()

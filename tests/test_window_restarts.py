@@ -24,6 +24,7 @@ from promoflow.holds import stamp
 from tests.conftest import Sandbox
 from tests.helpers import (
     NO_APPROVAL,
+    RARELY,
     REQUESTER,
     flow_run,
     merges,
@@ -39,8 +40,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.prefect
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 SERVED = pytest.mark.xdist_group("served")
-# The served watch and reconcile an hour apart: a held run is woken only when the test runs the reconcile.
-RARELY = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3600"}
 
 
 @pytest.fixture(autouse=True)
