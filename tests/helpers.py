@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import yaml
 
 from tests.conftest import ROOT, Sandbox
 from tests.registry_fixtures import RunningRegistry, notifying, start_registry
@@ -27,6 +28,19 @@ RARELY = {"PROMOFLOW_RECONCILE_INTERVAL": "3600", "PROMOFLOW_WATCH_INTERVAL": "3
 # and one every 2 s on a loaded machine queued faster than they finished, so a woken promotion waited minutes for
 # its turn (failed in CI three times in test_freezes, once in test_durable).
 OFTEN = {"PROMOFLOW_RECONCILE_INTERVAL": "10"}
+# docker-compose.yml's worker: its command (python and prefect of this venv) and its settings of Prefect (how often it
+# polls the pool, the runs' heartbeats)
+_COMPOSE_WORKER = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["worker"]
+WORKER_COMMAND = [
+    {"python": sys.executable, "prefect": str(Path(sys.executable).parent / "prefect")}.get(arg, arg)
+    for arg in _COMPOSE_WORKER["command"]
+    if arg != "--with-healthcheck"  # port 8080: one per machine
+]
+WORKER_ENVIRONMENT = {
+    key: str(value)
+    for key, value in _COMPOSE_WORKER["environment"].items()
+    if key.startswith(("PREFECT_WORKER_", "PREFECT_FLOWS_"))
+}
 # staging without its approval: what holds a promotion there is what the test sets up
 NO_APPROVAL = ("required: 1                 # one approval before the merge", "required: 0")
 
@@ -259,3 +273,15 @@ def registry_for_web(sandbox: Sandbox, workdir: Path, port: int, secret: str) ->
         f"          registry: {registry.url}\n          repository: demo/web",
     )
     return registry
+
+
+def register_deployments(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What docker-compose.yml's `deploy` service runs: the work pool, the deployments, the heartbeat automation."""
+    return subprocess.run(
+        ["sh", str(ROOT / "deploy" / "register-deployments.sh")],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

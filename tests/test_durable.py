@@ -49,9 +49,10 @@ from tests.helpers import (
     status_of,
     wait_for,
 )
-from tests.registry_fixtures import Pushed, push_index
+from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
 from tests.test_github_flow import PEOPLE, REPO, TOKENS, configure, github_section, merged, pulls
 from tests.test_webhooks import github_headers
+from tests.test_window_restarts import completed_once, held_by_the_window, opened, says_it_waits_for, window_opening
 
 # Served deployments are named the same in every test: tests that serve them share one xdist worker.
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("served")]
@@ -252,12 +253,82 @@ def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts(
     assert [(a["approver"], a["source"], a["counted"]) for a in decided] == [("uma", "cli", True)] * 2
 
 
-@pytest.mark.parametrize("told", ["webhook", "poll"])
-def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp_path: Path, told: str) -> None:
+def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts_while_it_waits_for_a_check_then_a_window(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`promoflow webhook --watch-here` hosts a push's pipeline, which waits for dev's required check on GitHub. The
+    receiver is stopped (SIGTERM) and the check turns green meanwhile: the restarted receiver takes the run over and
+    goes on to staging, where it waits for a window. Killed there (kill -9) and started again once the window is
+    open, the receiver completes the run: one pull request, one merge and one apply per environment. Between the
+    restarts the records, Prefect's run state and `promoflow status` say the same."""
+    monkeypatch.setenv("PF_TEST_GITHUB_TOKEN", PEOPLE["PF_TEST_GITHUB_TOKEN"])  # the receiver's runs read it
+    port = free_port(0)
+    with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
+        environments = "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n"
+        environments += "  - name: staging\n    branch: env/staging\n"  # no approval: the window is what holds it
+        configure(sandbox, github_section(github.url), environments)
+        registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, WEBHOOK_SECRET))
+        try:
+            web_source = f"source: {{registry: '{registry.url}', repository: demo/web}}"
+            sandbox.edit_config("source: {oci_layout: .promoflow/demo/oci/web}", web_source)
+            log = tmp_path / "receiver.log"
+            with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
+                with httpx.Client(base_url=registry.url, timeout=10) as http:
+                    push_index(http, "demo/web", "1.6.0", ["linux/amd64"], Pushed())
+                dev = wait_for(lambda: awaiting(sandbox, "dev"), timeout=240, what="dev to wait for its check")
+                run = dev["flow_run_id"]  # the pipeline's: both environments' promotions run in it
+                assert hosted_by(run, receiver)
+                receiver.stop(signal.SIGTERM)
+
+            # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
+            assert run_state(run)[0] == "PAUSED"
+            assert promotion(sandbox, dev["id"])["state"] == "awaiting_approval"
+            (waiting,) = status_of(sandbox, "dev")["waiting"]
+            assert (waiting["promotion"], waiting["gate"]) == (dev["id"], "checks")
+            (pull,) = pulls(github)
+            github.set_status(REPO, pull.head.sha, "success", context="ci/test")
+            # Staging gets a window while no receiver has read the configuration, opening after dev is through.
+            opens = window_opening(sandbox, after=90, keep_approval=True)
+
+            with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
+                wait = wait_for(
+                    lambda: held_by_the_window(sandbox, "RUNNING"), timeout=240, what="the window to hold it"
+                )
+                assert hosted_by(run, receiver)
+                receiver.stop(signal.SIGKILL)
+            assert promotion(sandbox, dev["id"])["state"] == "succeeded"
+            staging = promotion(sandbox, wait["promotion"])
+            assert staging["flow_run_id"] == run and staging["state"] == "pending"
+            (wait,) = status_of(sandbox, "staging")["waiting"]
+            says_it_waits_for(sandbox, wait, opens)
+            assert merges(sandbox, "env/staging") == []
+
+            wait_for(lambda: opened(opens), timeout=240, what="the window to open")
+            with receiving(sandbox, port, WEBHOOK_SECRET, log) as receiver:
+                wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=240, what="the pipeline run to complete")
+                assert hosted_by(run, receiver)
+        finally:
+            registry.stop()
+        assert [merged(github, p.number) for p in pulls(github)] == [True, True]
+
+    done = completed_once(sandbox, staging["id"], opens)
+    assert done["flow_run_id"] == run  # the same run went on in each receiver: no second one
+    dev = promotion(sandbox, dev["id"])
+    assert dev["state"] == "succeeded" and dev["flow_run_id"] == run
+    assert len(request_branches(sandbox, "dev")) == 1 and len(merges(sandbox, "env/dev")) == 1
+    assert [s["outcome"] for s in dev["steps"] if s["name"] == "apply"] == ["succeeded"]
+    assert status_of(sandbox, "dev")["waiting"] == []
+
+
+# each way of hearing of the check with one of the two ways the serve process ends
+@pytest.mark.parametrize(("told", "crash"), [("webhook", signal.SIGKILL), ("poll", signal.SIGTERM)])
+def test_a_wait_for_checks_survives_a_killed_serve_process(
+    sandbox: Sandbox, tmp_path: Path, told: str, crash: signal.Signals
+) -> None:
     """A pull request's required check has not passed: the promotion waits, its run suspended. The serve process is
-    killed; the check turns green while nothing runs, and GitHub's delivery reaches the webhook receiver (or nobody
-    tells, and the reconcile's poll of GitHub finds it); after the restart the promotion completes in the same run,
-    once."""
+    killed or stopped; the check turns green while nothing runs, and GitHub's delivery reaches the webhook receiver
+    (or nobody tells, and the reconcile's poll of GitHub finds it); after the restart the promotion completes in the
+    same run, once."""
     # Only the delivery can wake it (its poll is an hour away), or only the poll can (no delivery).
     poll = {"webhook": 3600, "poll": 12}[told]
     log = tmp_path / "serve.log"
@@ -271,7 +342,7 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(sandbox: Sandbox, tmp
             dev = wait_for(lambda: suspended_waiting(sandbox, "dev"), timeout=240, what="dev to wait for its check")
             # nothing in progress when it dies: a watch killed mid-run would hold its deployment's one slot for 300 s
             wait_for(serving.idle, timeout=240, what="no run in progress")
-            serving.stop(signal.SIGKILL)
+            serving.stop(crash)
 
         # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
         assert run_state(dev["flow_run_id"]) == ("PAUSED", "Suspended")
@@ -321,6 +392,44 @@ def test_a_terminal_promotion_killed_while_waiting_is_carried_on_by_approve(sand
     assert len(request_branches(sandbox, "staging")) == 1
     assert len(merges(sandbox, "env/staging")) == 1
     assert run_state(done["flow_run_id"])[0] == "COMPLETED"
+
+
+def test_a_terminal_promotion_stopped_while_it_waits_for_a_check_is_carried_on_by_resume(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`promoflow promote` waits in a terminal for dev's required check on GitHub and is stopped (SIGTERM, as a
+    closing terminal or a CI job's timeout does). The check turns green meanwhile: `promoflow resume` carries the
+    promotion on in its own process, once, and the stopped run ends saying where its work went."""
+    monkeypatch.setenv("PF_TEST_GITHUB_TOKEN", PEOPLE["PF_TEST_GITHUB_TOKEN"])
+    with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
+        configure(sandbox, github_section(github.url), "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n")
+        sandbox.publish("1.2.0")
+        running = start_cli(sandbox, "promote", "web", "--to", "dev", env=PEOPLE)
+        dev = wait_for(lambda: awaiting(sandbox, "dev"), timeout=120, what="dev to wait for its check")
+        running.send_signal(signal.SIGTERM)
+        running.communicate(timeout=60)
+
+        # Its process is gone; the records and status still say what it waits for.
+        assert promotion(sandbox, dev["id"])["state"] == "awaiting_approval"
+        (waiting,) = status_of(sandbox, "dev")["waiting"]
+        assert (waiting["promotion"], waiting["gate"]) == (dev["id"], "checks")
+        (pull,) = pulls(github)
+        assert not merged(github, pull.number)
+        github.set_status(REPO, pull.head.sha, "success", context="ci/test")
+
+        resumed = sandbox.cli("resume", str(dev["id"]), env=PEOPLE)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert resumed.stdout.strip().endswith("it carried on in this process."), resumed.stdout
+        assert merged(github, pull.number) and len(pulls(github)) == 1
+
+    done = promotion(sandbox, dev["id"])
+    assert done["state"] == "succeeded" and done["flow_run_id"] != dev["flow_run_id"]
+    assert run_state(done["flow_run_id"]) == ("COMPLETED", "Completed")
+    stopped = flow_run(dev["flow_run_id"])["state"]
+    assert stopped["type"] in ("CRASHED", "CANCELLED"), stopped
+    assert len(request_branches(sandbox, "dev")) == 1 and len(merges(sandbox, "env/dev")) == 1
+    assert [s["outcome"] for s in done["steps"] if s["name"] == "apply"] == ["succeeded"]
+    assert status_of(sandbox, "dev")["waiting"] == []
 
 
 def test_cancelling_a_waiting_terminal_run_in_prefect_cancels_the_promotion(sandbox: Sandbox) -> None:

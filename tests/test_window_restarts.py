@@ -47,11 +47,13 @@ def _server(prefect_api: str) -> None:
     """Every test here talks to the session's Prefect server."""
 
 
-def window_opening(sandbox: Sandbox, after: float) -> datetime:
-    """Give staging one window (and no approval): from the first whole minute at least `after` seconds from now
-    (cron, UTC), for 10 minutes, long enough for a slow restart to find it still open. Returns its opening."""
+def window_opening(sandbox: Sandbox, after: float, keep_approval: bool = False) -> datetime:
+    """Give staging one window (and no approval, unless `keep_approval`): from the first whole minute at least `after`
+    seconds from now (cron, UTC), for 10 minutes, long enough for a slow restart to find it still open. Returns its
+    opening."""
     opens = (datetime.now(UTC) + timedelta(seconds=after)).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    sandbox.edit_config(*NO_APPROVAL)
+    if not keep_approval:
+        sandbox.edit_config(*NO_APPROVAL)
     sandbox.edit_config(
         "    branch: env/staging\n",
         f'    branch: env/staging\n    windows: [{{cron: "{opens.minute} {opens.hour} * * *", duration: 10m}}]\n',

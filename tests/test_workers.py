@@ -7,6 +7,8 @@ Ten apps take one release through dev -> staging -> prod at once, with approvals
 runs (SIGKILL to it and to every process it started, as when its machine dies) while promotions run. Every
 promotion still finishes, on the other worker, none twice. While every app then waits for its prod approval, the
 other worker is redeployed (SIGTERM, a new worker started): the approvals resume the pipelines on the new one.
+And with GitHub: a pipeline survives its worker dying while it waits for a required check, then a redeploy while it
+waits for a deployment window.
 """
 
 from __future__ import annotations
@@ -27,14 +29,37 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from deployments import heartbeats
+from promoflow.sandbox.github import GitHubStandIn
 from promoflow.server import free_port
-from tests.conftest import ROOT, Sandbox
-from tests.helpers import Receiving, history, stop, wait_for
+from tests.conftest import Sandbox
+from tests.helpers import (
+    WORKER_COMMAND,
+    WORKER_ENVIRONMENT,
+    Receiving,
+    history,
+    merges,
+    promotion,
+    register_deployments,
+    request_branches,
+    run_state,
+    status_of,
+    stop,
+    wait_for,
+)
 from tests.kube_servers import StandIn
 from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
+from tests.test_durable import suspended_waiting
+from tests.test_github_flow import PEOPLE, REPO, TOKENS, configure, github_section, merged, pulls
+from tests.test_window_restarts import (
+    completed_once,
+    held_by_the_window,
+    opened,
+    reconcile_now,
+    says_it_waits_for,
+    window_opening,
+)
 
 pytestmark = [pytest.mark.prefect, pytest.mark.postgres]
 
@@ -43,19 +68,6 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 IMAGE, REPOSITORY = "registry.example.com/fleet/app", "fleet/app"
 BASELINE, RELEASE = "0.9.0", "1.0.0"  # what the branches name at first (never published); what is pushed
 APPROVER = "uma"
-# docker-compose.yml's worker: its command (python and prefect of this venv) and its settings of Prefect (how often it
-# polls the pool, the runs' heartbeats)
-_COMPOSE_WORKER = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["worker"]
-WORKER_COMMAND = [
-    {"python": sys.executable, "prefect": str(Path(sys.executable).parent / "prefect")}.get(arg, arg)
-    for arg in _COMPOSE_WORKER["command"]
-    if arg != "--with-healthcheck"  # port 8080: one per machine
-]
-WORKER_ENVIRONMENT = {
-    key: str(value)
-    for key, value in _COMPOSE_WORKER["environment"].items()
-    if key.startswith(("PREFECT_WORKER_", "PREFECT_FLOWS_"))
-}
 WEBHOOK_SECRET = "workers-webhook-secret-5b0e1d"
 STAGING_ROLLOUT_SECONDS = 20
 
@@ -101,18 +113,6 @@ def config_text(registry: str) -> str:
             f"    images: [{{name: {IMAGE}, source: {{registry: '{registry}', repository: {REPOSITORY}}}}}]",
         ]
     return "\n".join(lines) + "\n"
-
-
-def register_deployments(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """What docker-compose.yml's `deploy` service runs: the work pool, the deployments, the heartbeat automation."""
-    return subprocess.run(
-        ["sh", str(ROOT / "deploy" / "register-deployments.sh")],
-        cwd=cwd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def git(*args: str, cwd: Path | None = None) -> None:
@@ -184,6 +184,22 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def docker_stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a worker as `docker stop` does: SIGTERM, then SIGKILL (to it and its processes) after 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        kill_all(process)
+
+
+def kill_all(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to a worker and every process it started, as when its machine dies."""
+    for pid in [process.pid, *descendants(process.pid)]:
+        _kill(pid)
+    process.wait(timeout=30)
+
+
 def _kill(pid: int) -> None:
     with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
@@ -202,13 +218,16 @@ def flow_run_of(pid: int) -> str | None:
 
 
 @pytest.fixture
-def prefect_on_postgres(postgres_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A Prefect server of this test's own, its database in PostgreSQL; stopped by PID at the end."""
+def prefect_on_postgres(
+    postgres_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A Prefect server of this test's own, its database in PostgreSQL (one per test: they may run at once); stopped
+    by PID at the end."""
     import sqlalchemy
 
     from promoflow import server
 
-    name = "prefect_workers"
+    name = f"prefect_{request.node.originalname.removeprefix('test_')}"[:63]
     engine = sqlalchemy.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -299,9 +318,7 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
         killed = wait_for(
             lambda: promotions_running_in(sandbox, api, victim.pid), timeout=240, what="worker-a to run promotions"
         )
-        for pid in [victim.pid, *descendants(victim.pid)]:
-            _kill(pid)
-        victim.wait(timeout=30)
+        kill_all(victim)
         killed_at = datetime.now(UTC)
         print(f"killed worker-a running promotions {sorted(killed)} after {time.monotonic() - started:.1f} s")
 
@@ -309,18 +326,8 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
         print(f"prod waits after {time.monotonic() - started:.1f} s")
         # Every pipeline waits suspended, in no process: a redeploy (SIGTERM of the last worker, a new one started)
         # loses none of them; the approvals resume them on the new worker.
-        redeployed = workers["worker-b"]
-        redeployed.send_signal(signal.SIGTERM)  # as `docker stop` does: SIGTERM, then SIGKILL after a grace period
-        try:
-            redeployed.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            for pid in [redeployed.pid, *descendants(redeployed.pid)]:
-                _kill(pid)
-            redeployed.wait(timeout=30)
-        workers["worker-c"] = topology.start(
-            "worker-c", *WORKER_COMMAND, "--name", "worker-c", extra=WORKER_ENVIRONMENT
-        )
-        wait_for(lambda: "worker-c" in _online_workers(api), timeout=120, what="worker-c to poll the pool")
+        docker_stop(workers["worker-b"])
+        workers["worker-c"] = start_worker(topology, api, "worker-c")
         assert all(p["state"] == "awaiting_approval" for p in waiting_in("prod"))
         approve(sandbox, prod)
         done = wait_for(
@@ -376,6 +383,87 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
             row = rows[app, env_name]
             assert row["current_release"]["label"] == RELEASE and row["waiting"] == []
     print(f"test took {time.monotonic() - started:.1f} s")
+
+
+def test_a_pipeline_waiting_for_checks_then_a_window_survives_its_workers(
+    sandbox: Sandbox, tmp_path: Path, prefect_on_postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline, in its worker's own process, waits for dev's required check on GitHub, suspended. The worker dies
+    (SIGKILL to it and its processes) and the check turns green meanwhile: on a new worker, the reconcile's poll of
+    GitHub finds it and the pipeline goes on in the same flow run to staging, where it waits for a window. That
+    worker is redeployed (SIGTERM): once the window opens the pipeline completes on the next one, with one pull
+    request, one merge and one apply per environment. At every stop the records, Prefect's run state and
+    `promoflow status` agree."""
+    api = prefect_on_postgres
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # prefect and python of this venv
+        "PREFECT_API_URL": api,
+        "PREFECT_HOME": str(tmp_path / "prefect-client"),
+        "PROMOFLOW_CONFIG": str(sandbox.config),
+        **PEOPLE,  # the requester, and the GitHub token the workers' runs read
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    topology = Topology(tmp_path, env)
+    with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github, ExitStack() as stack:
+        stack.callback(topology.stop_all)
+        environments = "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n"
+        environments += "  - name: staging\n    branch: env/staging\n"  # no approval: the window is what holds it
+        configure(sandbox, github_section(github.url), environments)
+        sandbox.publish("1.2.0")
+        registered = register_deployments(tmp_path, env)
+        assert registered.returncode == 0, registered.stdout + registered.stderr
+        worker = start_worker(topology, api, "worker-a")
+        submitted = sandbox.cli("pipeline", "web", "--no-wait")
+        assert submitted.returncode == 0, submitted.stderr
+        dev = wait_for(lambda: suspended_waiting(sandbox, "dev"), timeout=240, what="dev to wait for its check")
+        run = dev["flow_run_id"]  # the pipeline's: both environments' promotions run in it
+        assert _run(api, run)["infrastructure_pid"] == str(worker.pid)  # in the worker's own process
+        kill_all(worker)
+
+        # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
+        assert run_state(run) == ("PAUSED", "Suspended")
+        assert promotion(sandbox, dev["id"])["state"] == "awaiting_approval"
+        (waiting,) = status_of(sandbox, "dev")["waiting"]
+        assert (waiting["promotion"], waiting["gate"]) == (dev["id"], "checks")
+        (pull,) = pulls(github)
+        github.set_status(REPO, pull.head.sha, "success", context="ci/test")
+        # Staging gets a window while no worker has read the configuration, opening after dev is through.
+        opens = window_opening(sandbox, after=90, keep_approval=True)
+        worker = start_worker(topology, api, "worker-b")
+        reconcile_now()  # as its interval would, a little later
+        wait = wait_for(
+            lambda: held_by_the_window(sandbox, ("PAUSED", "Suspended")), timeout=240, what="the window to hold it"
+        )
+        assert promotion(sandbox, dev["id"])["state"] == "succeeded"
+        staging = promotion(sandbox, wait["promotion"])
+        assert staging["flow_run_id"] == run and staging["state"] == "pending"
+        says_it_waits_for(sandbox, wait, opens)
+        docker_stop(worker)
+
+        start_worker(topology, api, "worker-c")
+        assert run_state(run) == ("PAUSED", "Suspended")
+        (wait,) = status_of(sandbox, "staging")["waiting"]
+        says_it_waits_for(sandbox, wait, opens)
+        wait_for(lambda: opened(opens), timeout=240, what="the window to open")
+        reconcile_now()
+        wait_for(lambda: run_state(run)[0] == "COMPLETED", timeout=240, what="the pipeline run to complete")
+        done = completed_once(sandbox, staging["id"], opens)
+        assert done["flow_run_id"] == run  # the suspended run went on, on each new worker: no second one
+        assert [merged(github, p.number) for p in pulls(github)] == [True, True]
+
+    dev = promotion(sandbox, dev["id"])
+    assert dev["state"] == "succeeded" and dev["flow_run_id"] == run
+    assert len(request_branches(sandbox, "dev")) == 1 and len(merges(sandbox, "env/dev")) == 1
+    assert [s["outcome"] for s in dev["steps"] if s["name"] == "apply"] == ["succeeded"]
+    assert status_of(sandbox, "dev")["waiting"] == []
+
+
+def start_worker(topology: Topology, api: str, name: str) -> subprocess.Popen[bytes]:
+    """docker-compose.yml's worker, started once it polls the pool."""
+    process = topology.start(name, *WORKER_COMMAND, "--name", name, extra=WORKER_ENVIRONMENT)
+    wait_for(lambda: name in _online_workers(api), timeout=120, what=f"{name} to poll the pool")
+    return process
 
 
 def approve(sandbox: Sandbox, waiting: list[dict[str, Any]]) -> None:
