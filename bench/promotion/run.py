@@ -6,7 +6,7 @@
   paired with a direct run.
 - approval: a pipeline whose staging and prod wait for an approval with their run suspended; the time from
   `promoflow approve` (or a Resume through Prefect's API, as the UI's form sends it) to the promotion's next
-  recorded step starting.
+  recorded step starting; through the served deployments, then through promoflow's worker on a work pool.
 Per server backend (SQLite, PostgreSQL) one server, warmed up once, and one fresh client process.
 Writes results.json and results.md beside this file (a part not measured keeps its earlier results).
 Run: .venv/bin/python bench/promotion/run.py [--runs N] [--only cli|served|approval]
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's 
 
 from bench.machine import machine as bench_machine
 from tests.conftest import Sandbox
-from tests.helpers import Served, wait_for
+from tests.helpers import WORKER_COMMAND, WORKER_ENVIRONMENT, Served, register_deployments, stop, wait_for
 
 HERE = Path(__file__).resolve().parent
 APP, RELEASE, REQUESTER, APPROVER = "web", "1.2.0", "bench", "uma"
@@ -189,8 +189,58 @@ def serve(root: Path) -> Served:
     return serving
 
 
+@contextlib.contextmanager
+def worker(root: Path) -> Iterator[Callable[[], bool]]:
+    """docker-compose.yml's topology on the bench's Prefect server: deploy/register-deployments.sh (the `promoflow`
+    process work pool, deployments/prefect.yaml's deployments, which replace the served ones of the same names), then
+    docker-compose.yml's worker (`python -m deployments.worker`, pipelines in its own process), with the watch and
+    reconcile deployments paused so that their interval runs stay out of the measurements. Yields "it runs nothing";
+    stops the worker by PID."""
+    from prefect.client.orchestration import get_client
+
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # prefect of this venv
+    registered = register_deployments(root, env)
+    if registered.returncode != 0:
+        raise RuntimeError(f"registering the deployments failed: {registered.stdout}{registered.stderr}")
+    with get_client(sync_client=True) as client:
+        for name in ("watch/watch", "reconcile/reconcile"):
+            client.pause_deployment(client.read_deployment_by_name(name).id)
+    with open(root / "worker.log", "ab") as log:
+        process = subprocess.Popen(
+            [*WORKER_COMMAND, "--name", "bench"],
+            cwd=root,
+            env={**os.environ, **env, **WORKER_ENVIRONMENT},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def idle() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker exited {process.returncode}: see {root / 'worker.log'}")
+        return no_run_due() and not _children(process.pid)
+
+    try:
+        wait_for(idle, timeout=WAIT_SECONDS, what="the worker to run nothing", every=0.5)
+        yield idle
+    except BaseException:
+        print("Last lines of the worker log:", *(root / "worker.log").read_text().splitlines()[-30:], sep="\n")
+        raise
+    finally:
+        stop(process, signal.SIGTERM)
+
+
+def _children(pid: int) -> list[str]:
+    return [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
 def quiet(serving: Served) -> bool:
     """No flow run is due, starting or running, and no run's process is left under the serve process."""
+    return no_run_due() and serving.idle()
+
+
+def no_run_due() -> bool:
+    """No flow run is due, starting or running."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -207,12 +257,13 @@ def quiet(serving: Served) -> bool:
         expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
     )
     with get_client(sync_client=True) as client:
-        return not client.read_flow_runs(flow_run_filter=due, limit=1) and serving.idle()
+        return not client.read_flow_runs(flow_run_filter=due, limit=1)
 
 
-def approvals(root: Path, label: str, serving: Served, settle: float, cli_first: bool) -> Sample:
-    """One pipeline through the served deployments whose staging and prod each wait for an approval, their run
-    suspended: one approved with `promoflow approve`, the other with a Resume through Prefect's API."""
+def approvals(root: Path, label: str, idle: Callable[[], bool], settle: float, cli_first: bool) -> Sample:
+    """One pipeline through the deployments (served, or on a work pool) whose staging and prod each wait for an
+    approval, their run suspended: one approved with `promoflow approve`, the other with a Resume through Prefect's
+    API. `idle`: what runs the deployments runs nothing."""
     from promoflow.project import Project
 
     config = make_sandbox(root, label, approvals=True)
@@ -223,7 +274,7 @@ def approvals(root: Path, label: str, serving: Served, settle: float, cli_first:
 
         def suspended(env: str = env) -> Any:
             waiting = next((p for p in db.promotions(APP, env) if p.state == "awaiting_approval"), None)
-            return waiting if waiting is not None and _suspended(waiting.flow_run_id) and serving.idle() else None
+            return waiting if waiting is not None and _suspended(waiting.flow_run_id) and idle() else None
 
         waiting = wait_for(suspended, timeout=WAIT_SECONDS, what=f"{env} to wait for its approval, its run suspended")
         time.sleep(settle)  # untimed: the server has taken in the suspension
@@ -412,7 +463,7 @@ def measure_backend(
         if "approval" in parts:
             measured["approval"] = {backend: []}
             for i in range(runs):
-                sample = approvals(root, f"approval-{i}", serving, settle, cli_first=i % 2 == 0)
+                sample = approvals(root, f"approval-{i}", serving.idle, settle, cli_first=i % 2 == 0)
                 measured["approval"][backend].append(sample)
                 latencies = ", ".join(f"{how} {sample[how]['latency']:.2f} s" for how in APPROVED_BY)
                 print(f"run {i + 1}/{runs} {backend} approval -> next step: {latencies}", flush=True)
@@ -421,6 +472,15 @@ def measure_backend(
         raise
     finally:
         serving.stop(signal.SIGTERM)
+    if "approval" in parts:
+        with worker(root) as idle:
+            variant = f"{backend}+worker"
+            measured["approval"][variant] = []
+            for i in range(runs):
+                sample = approvals(root, f"worker-approval-{i}", idle, settle, cli_first=i % 2 == 0)
+                measured["approval"][variant].append(sample)
+                latencies = ", ".join(f"{how} {sample[how]['latency']:.2f} s" for how in APPROVED_BY)
+                print(f"run {i + 1}/{runs} {variant} approval -> next step: {latencies}", flush=True)
     return measured
 
 
@@ -505,6 +565,9 @@ APPROVAL_NOTES = [
     "Latency = from the approval call to the merge step's start in the records (the promotion's next recorded "
     "step). Until running: from the call's return to the run entering Running again (Prefect's state time); "
     "the runner polls every second and starts the run in a new process, which runs the pipeline from the top.",
+    "`+worker`: the same through docker-compose.yml's topology, natively: deploy/register-deployments.sh's work "
+    "pool and deployments, and one `python -m deployments.worker` (it polls the pool every second and runs "
+    "pipelines in its own process: no new Python process when a run goes on).",
 ]
 
 
