@@ -7,10 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -63,11 +64,23 @@ def _prefect_left_clean(request: pytest.FixtureRequest) -> Iterator[None]:
 
     unfinished = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
     with httpx.Client(base_url=api, timeout=30) as client:
-        for deployment in client.post("/deployments/filter", json={}).json():
-            client.delete(f"/deployments/{deployment['id']}")
-        runs = client.post("/flow_runs/filter", json={"flow_runs": {"state": {"type": {"any_": unfinished}}}}).json()
-        for run in runs:
-            client.delete(f"/flow_runs/{run['id']}")
+
+        def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+            # The server may reset a kept-alive connection (seen in CI): each request here may be repeated.
+            for attempt in range(3):
+                try:
+                    return client.request(method, url, **kwargs)
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+                    time.sleep(1)
+            raise AssertionError("unreachable")
+
+        for deployment in request("POST", "/deployments/filter", json={}).json():
+            request("DELETE", f"/deployments/{deployment['id']}")
+        query = {"flow_runs": {"state": {"type": {"any_": unfinished}}}}
+        for run in request("POST", "/flow_runs/filter", json=query).json():
+            request("DELETE", f"/flow_runs/{run['id']}")
 
 
 @dataclass
