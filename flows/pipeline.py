@@ -35,8 +35,8 @@ from tasks.steps import mark
 def pipeline(
     app: str, release: str | None = None, requested_by: str | None = None, config: str = settings.FROM_ENVIRONMENT
 ) -> list[int]:
-    """Promote into every environment on the route whose `auto_promote` allows it. `app` may name a group:
-    then `release` names one of its bundles."""
+    """Promote into every environment on the route whose `auto_promote` allows it and that has no `schedule`.
+    `app` may name a group: then `release` names one of its bundles."""
     hold_until_scheduled()
     claim(config)
     p = project(config)
@@ -57,13 +57,7 @@ def pipeline(
     logger.info("Pipeline of %s release %s", app, chosen.display_name)
     done: list[int] = []
     for env in p.config.route(app):
-        if not env.auto_promote:
-            logger.info(
-                "Stopping before %s: promote there with `promoflow promote %s --to %s`",
-                env.name,
-                app,
-                env.name,
-            )
+        if _stops_before(env, f"promoflow promote {app} --to {env.name}"):
             break
         if chosen.id in db.rejected(app, env.name):
             logger.warning("Release %s is rejected for %s; stopping", chosen.display_name, env.name)
@@ -107,6 +101,18 @@ def promote_bundle(
     return promote_bundle_into(p, found, chosen, env, requested_by or settings.current_user(), reason, config)
 
 
+def _stops_before(env: Environment, command: str) -> bool:
+    """Whether a pipeline stops before `env`, said in the run's log: `auto_promote: false`, or a `schedule`
+    (whose ticks alone take releases in, or "weekdays at 10:00" would mean whenever the one before succeeds)."""
+    if env.schedule is not None:
+        get_run_logger().info("Stopping before %s: its schedule promotes into it, or `%s` now", env.name, command)
+        return True
+    if not env.auto_promote:
+        get_run_logger().info("Stopping before %s: promote there with `%s`", env.name, command)
+        return True
+    return False
+
+
 def _groups(p: Project) -> str:
     return ", ".join(g.name for g in p.config.groups) or "no groups"
 
@@ -117,14 +123,7 @@ def _bundle_pipeline(p: Project, group: Group, ref: str | None, requested_by: st
     logger.info("Pipeline of group %s bundle %s (%s)", group.name, bundle.label, bundle.id)
     done: list[int] = []
     for env in p.config.group_route(group):
-        if not env.auto_promote:
-            logger.info(
-                "Stopping before %s: promote there with `promoflow promote %s --to %s --release %s`",
-                env.name,
-                group.name,
-                env.name,
-                bundle.id,
-            )
+        if _stops_before(env, f"promoflow promote {group.name} --to {env.name} --release {bundle.id}"):
             break
         rejected = _rejected(p, group, bundle, env)
         if rejected:

@@ -467,7 +467,7 @@ class Environment(Strict):
     auto_promote: bool = Field(
         True,
         description="Whether `promoflow pipeline` goes on into it (approvals still apply); "
-        "false stops the pipeline before it.",
+        "false stops the pipeline before it, as a `schedule` does.",
     )
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     soak_seconds: float = Field(
@@ -476,7 +476,8 @@ class Environment(Strict):
     schedule: Schedule | None = Field(
         None,
         description="Promote into it by itself at these times: at each tick the newest release of each app that "
-        "succeeded in the environment before (soaked, not rejected); nothing eligible is a skipped tick.",
+        "succeeded in the environment before (soaked, not rejected); nothing eligible is a skipped tick. "
+        "Pipelines stop before it: only its ticks (and `promoflow promote`) take releases in.",
     )
     verified_for: Duration | None = Field(
         None,

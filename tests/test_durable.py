@@ -72,6 +72,24 @@ def suspended_waiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
     return None
 
 
+# dev requires GitHub's ci/test on the request; then staging, which no approval holds (a window may)
+DEV_CHECKED = "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n"
+THEN_STAGING = DEV_CHECKED + "  - name: staging\n    branch: env/staging\n"
+
+
+def waits_for_its_check(sandbox: Sandbox, github: GitHubStandIn, dev: int) -> Any:
+    """The records and `promoflow status` say promotion `dev` waits for ci/test, not green and not merged; then
+    ci/test turns green on its pull request (returned), the only one."""
+    assert promotion(sandbox, dev)["state"] == "awaiting_approval"
+    (waiting,) = status_of(sandbox, "dev")["waiting"]
+    assert (waiting["promotion"], waiting["gate"]) == (dev, "checks")
+    assert list(waiting["checks"]) == ["ci/test"] and waiting["checks"]["ci/test"] != "success"
+    (pull,) = pulls(github)
+    assert not merged(github, pull.number)
+    github.set_status(REPO, pull.head.sha, "success", context="ci/test")
+    return pull
+
+
 def paused_waiting(sandbox: Sandbox, env: str) -> dict[str, Any] | None:
     """The promotion into `env` waiting for approval, once its run is paused in the process holding it."""
     found = awaiting(sandbox, env)
@@ -264,9 +282,7 @@ def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts_while_it_wa
     monkeypatch.setenv("PF_TEST_GITHUB_TOKEN", PEOPLE["PF_TEST_GITHUB_TOKEN"])  # the receiver's runs read it
     port = free_port(0)
     with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
-        environments = "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n"
-        environments += "  - name: staging\n    branch: env/staging\n"  # no approval: the window is what holds it
-        configure(sandbox, github_section(github.url), environments)
+        configure(sandbox, github_section(github.url), THEN_STAGING)
         registry = start_registry(tmp_path / "registry", tmp_path / "storage", notifying(port, WEBHOOK_SECRET))
         try:
             web_source = f"source: {{registry: '{registry.url}', repository: demo/web}}"
@@ -282,11 +298,7 @@ def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts_while_it_wa
 
             # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
             assert run_state(run)[0] == "PAUSED"
-            assert promotion(sandbox, dev["id"])["state"] == "awaiting_approval"
-            (waiting,) = status_of(sandbox, "dev")["waiting"]
-            assert (waiting["promotion"], waiting["gate"]) == (dev["id"], "checks")
-            (pull,) = pulls(github)
-            github.set_status(REPO, pull.head.sha, "success", context="ci/test")
+            waits_for_its_check(sandbox, github, dev["id"])
             # Staging gets a window while no receiver has read the configuration, opening after dev is through.
             opens = window_opening(sandbox, after=90, keep_approval=True)
 
@@ -333,8 +345,7 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(
     poll = {"webhook": 3600, "poll": 12}[told]
     log = tmp_path / "serve.log"
     with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
-        dev_checked = "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n"
-        configure(sandbox, github_section(github.url, poll_seconds=poll), dev_checked)
+        configure(sandbox, github_section(github.url, poll_seconds=poll), DEV_CHECKED)
         sandbox.publish("1.2.0")
         with served(sandbox, log, env={**PEOPLE, **RARELY}) as serving:
             submitted = sandbox.cli("promote", "web", "--to", "dev", "--no-wait", env=PEOPLE)
@@ -346,13 +357,7 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(
 
         # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
         assert run_state(dev["flow_run_id"]) == ("PAUSED", "Suspended")
-        assert promotion(sandbox, dev["id"])["state"] == "awaiting_approval"
-        (waiting,) = status_of(sandbox, "dev")["waiting"]
-        assert (waiting["promotion"], waiting["gate"]) == (dev["id"], "checks")
-        assert list(waiting["checks"]) == ["ci/test"] and waiting["checks"]["ci/test"] != "success"
-
-        (pull,) = pulls(github)
-        github.set_status(REPO, pull.head.sha, "success", context="ci/test")
+        pull = waits_for_its_check(sandbox, github, dev["id"])
         if told == "webhook":
             deliver_status(sandbox, pull.head.sha)
             # the delivery became the event whose trigger asks for a reconcile, to run when a process serves it
@@ -402,7 +407,7 @@ def test_a_terminal_promotion_stopped_while_it_waits_for_a_check_is_carried_on_b
     promotion on in its own process, once, and the stopped run ends saying where its work went."""
     monkeypatch.setenv("PF_TEST_GITHUB_TOKEN", PEOPLE["PF_TEST_GITHUB_TOKEN"])
     with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
-        configure(sandbox, github_section(github.url), "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n")
+        configure(sandbox, github_section(github.url), DEV_CHECKED)
         sandbox.publish("1.2.0")
         running = start_cli(sandbox, "promote", "web", "--to", "dev", env=PEOPLE)
         dev = wait_for(lambda: awaiting(sandbox, "dev"), timeout=120, what="dev to wait for its check")
@@ -410,12 +415,7 @@ def test_a_terminal_promotion_stopped_while_it_waits_for_a_check_is_carried_on_b
         running.communicate(timeout=60)
 
         # Its process is gone; the records and status still say what it waits for.
-        assert promotion(sandbox, dev["id"])["state"] == "awaiting_approval"
-        (waiting,) = status_of(sandbox, "dev")["waiting"]
-        assert (waiting["promotion"], waiting["gate"]) == (dev["id"], "checks")
-        (pull,) = pulls(github)
-        assert not merged(github, pull.number)
-        github.set_status(REPO, pull.head.sha, "success", context="ci/test")
+        pull = waits_for_its_check(sandbox, github, dev["id"])
 
         resumed = sandbox.cli("resume", str(dev["id"]), env=PEOPLE)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -84,6 +84,16 @@ def test_cancel_says_what_is_wrong_with_a_run_id(sandbox: Sandbox) -> None:
     assert past.returncode == 1 and "--at 2020-01-01T00:00:00Z has passed" in past.stderr
 
 
+def test_a_pipeline_stops_before_an_environment_with_a_schedule(sandbox: Sandbox) -> None:
+    sandbox.edit_config("    branch: env/staging\n", '    branch: env/staging\n    schedule: {cron: "0 10 * * 1-5"}\n')
+    sandbox.publish("1.2.0")
+    piped = sandbox.cli("pipeline", "web", env=REQUESTER)
+    assert piped.returncode == 0, piped.stderr
+    assert "Stopping before staging: its schedule promotes into it" in piped.stdout + piped.stderr
+    walked = [(p["environment"], p["state"]) for p in history(sandbox, "web") if p["kind"] == "promotion"]
+    assert walked == [("dev", "succeeded")]
+
+
 def test_an_environment_schedule_is_a_prefect_schedule_whose_tick_promotes_the_newest_eligible_release(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -50,7 +50,7 @@ from tests.helpers import (
 )
 from tests.kube_servers import StandIn
 from tests.registry_fixtures import Pushed, notifying, push_index, start_registry
-from tests.test_durable import suspended_waiting
+from tests.test_durable import THEN_STAGING, suspended_waiting, waits_for_its_check
 from tests.test_github_flow import PEOPLE, REPO, TOKENS, configure, github_section, merged, pulls
 from tests.test_window_restarts import (
     completed_once,
@@ -314,19 +314,27 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
         staging = wait_for(lambda: waiting_in("staging"), timeout=240, what="every app to wait in staging", every=1)
         print(f"staging waits after {time.monotonic() - started:.1f} s")
         approve(sandbox, staging)
-        victim = workers["worker-a"]
-        killed = wait_for(
-            lambda: promotions_running_in(sandbox, api, victim.pid), timeout=240, what="worker-a to run promotions"
-        )
-        kill_all(victim)
+        # Whichever worker polls first may take every resumed pipeline: the one running promotions is killed.
+        seen: dict[str, dict[int, str]] = {}
+
+        def at_work() -> tuple[str, dict[int, str]] | None:
+            seen.update({name: promotions_running_in(sandbox, api, w.pid) for name, w in workers.items()})
+            return next(((name, found) for name, found in seen.items() if found), None)
+
+        try:
+            victim, killed = wait_for(at_work, timeout=240, what="a worker to run promotions")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; last seen {seen}; records {promotions()}") from None
+        kill_all(workers[victim])
         killed_at = datetime.now(UTC)
-        print(f"killed worker-a running promotions {sorted(killed)} after {time.monotonic() - started:.1f} s")
+        print(f"killed {victim} running promotions {sorted(killed)} after {time.monotonic() - started:.1f} s")
+        survivor = next(name for name in workers if name != victim)
 
         prod = wait_for(lambda: waiting_in("prod"), timeout=300, what="every app to wait in prod", every=1)
         print(f"prod waits after {time.monotonic() - started:.1f} s")
         # Every pipeline waits suspended, in no process: a redeploy (SIGTERM of the last worker, a new one started)
         # loses none of them; the approvals resume them on the new worker.
-        docker_stop(workers["worker-b"])
+        docker_stop(workers[survivor])
         workers["worker-c"] = start_worker(topology, api, "worker-c")
         assert all(p["state"] == "awaiting_approval" for p in waiting_in("prod"))
         approve(sandbox, prod)
@@ -407,9 +415,7 @@ def test_a_pipeline_waiting_for_checks_then_a_window_survives_its_workers(
     topology = Topology(tmp_path, env)
     with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github, ExitStack() as stack:
         stack.callback(topology.stop_all)
-        environments = "\n  - name: dev\n    branch: env/dev\n    checks: [ci/test]\n"
-        environments += "  - name: staging\n    branch: env/staging\n"  # no approval: the window is what holds it
-        configure(sandbox, github_section(github.url), environments)
+        configure(sandbox, github_section(github.url), THEN_STAGING)
         sandbox.publish("1.2.0")
         registered = register_deployments(tmp_path, env)
         assert registered.returncode == 0, registered.stdout + registered.stderr
@@ -423,11 +429,7 @@ def test_a_pipeline_waiting_for_checks_then_a_window_survives_its_workers(
 
         # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
         assert run_state(run) == ("PAUSED", "Suspended")
-        assert promotion(sandbox, dev["id"])["state"] == "awaiting_approval"
-        (waiting,) = status_of(sandbox, "dev")["waiting"]
-        assert (waiting["promotion"], waiting["gate"]) == (dev["id"], "checks")
-        (pull,) = pulls(github)
-        github.set_status(REPO, pull.head.sha, "success", context="ci/test")
+        waits_for_its_check(sandbox, github, dev["id"])
         # Staging gets a window while no worker has read the configuration, opening after dev is through.
         opens = window_opening(sandbox, after=90, keep_approval=True)
         worker = start_worker(topology, api, "worker-b")
