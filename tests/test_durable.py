@@ -271,14 +271,23 @@ def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts(
     assert [(a["approver"], a["source"], a["counted"]) for a in decided] == [("uma", "cli", True)] * 2
 
 
+@pytest.mark.parametrize(
+    ("at_checks", "at_window"),
+    [(signal.SIGTERM, signal.SIGKILL), (signal.SIGKILL, signal.SIGTERM)],
+    ids=["term,kill-9", "kill-9,term"],
+)
 def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts_while_it_waits_for_a_check_then_a_window(
-    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox: Sandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    at_checks: signal.Signals,
+    at_window: signal.Signals,
 ) -> None:
     """`promoflow webhook --watch-here` hosts a push's pipeline, which waits for dev's required check on GitHub. The
-    receiver is stopped (SIGTERM) and the check turns green meanwhile: the restarted receiver takes the run over and
-    goes on to staging, where it waits for a window. Killed there (kill -9) and started again once the window is
-    open, the receiver completes the run: one pull request, one merge and one apply per environment. Between the
-    restarts the records, Prefect's run state and `promoflow status` say the same."""
+    receiver is stopped (`at_checks`) and the check turns green meanwhile: the restarted receiver takes the run over
+    and goes on to staging, where it waits for a window. Stopped there (`at_window`) and started again once the
+    window is open, the receiver completes the run: one pull request, one merge and one apply per environment.
+    Between the restarts the records, Prefect's run state and `promoflow status` say the same."""
     monkeypatch.setenv("PF_TEST_GITHUB_TOKEN", PEOPLE["PF_TEST_GITHUB_TOKEN"])  # the receiver's runs read it
     port = free_port(0)
     with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
@@ -294,7 +303,7 @@ def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts_while_it_wa
                 dev = wait_for(lambda: awaiting(sandbox, "dev"), timeout=240, what="dev to wait for its check")
                 run = dev["flow_run_id"]  # the pipeline's: both environments' promotions run in it
                 assert hosted_by(run, receiver)
-                receiver.stop(signal.SIGTERM)
+                receiver.stop(at_checks)
 
             # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
             assert run_state(run)[0] == "PAUSED"
@@ -307,7 +316,7 @@ def test_a_pipeline_the_webhook_receiver_hosts_survives_its_restarts_while_it_wa
                     lambda: held_by_the_window(sandbox, "RUNNING"), timeout=240, what="the window to hold it"
                 )
                 assert hosted_by(run, receiver)
-                receiver.stop(signal.SIGKILL)
+                receiver.stop(at_window)
             assert promotion(sandbox, dev["id"])["state"] == "succeeded"
             staging = promotion(sandbox, wait["promotion"])
             assert staging["flow_run_id"] == run and staging["state"] == "pending"
@@ -378,14 +387,20 @@ def test_a_wait_for_checks_survives_a_killed_serve_process(
     assert status_of(sandbox, "dev")["waiting"] == []
 
 
-def test_a_terminal_promotion_killed_while_waiting_is_carried_on_by_approve(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("crash", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_terminal_promotion_killed_while_waiting_is_carried_on_by_approve(
+    sandbox: Sandbox, crash: signal.Signals
+) -> None:
     sandbox.publish("1.2.0")
     assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
     running = start_cli(sandbox, "promote", "web", "--to", "staging")
     staging = wait_for(lambda: awaiting(sandbox, "staging"), what="staging to wait")
     assert run_state(staging["flow_run_id"])[0] == "PAUSED"
-    running.send_signal(signal.SIGKILL)
+    running.send_signal(crash)
     running.wait(timeout=30)
+    assert promotion(sandbox, staging["id"])["state"] == "awaiting_approval"
+    (waiting,) = status_of(sandbox, "staging")["waiting"]
+    assert (waiting["promotion"], waiting["gate"]) == (staging["id"], "approval")
 
     # Nothing serves the deployments: the approval carries the promotion on in the approving process.
     approved = sandbox.cli("approve", str(staging["id"]), "--as", "uma")
@@ -399,19 +414,20 @@ def test_a_terminal_promotion_killed_while_waiting_is_carried_on_by_approve(sand
     assert run_state(done["flow_run_id"])[0] == "COMPLETED"
 
 
+@pytest.mark.parametrize("crash", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 def test_a_terminal_promotion_stopped_while_it_waits_for_a_check_is_carried_on_by_resume(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, crash: signal.Signals
 ) -> None:
     """`promoflow promote` waits in a terminal for dev's required check on GitHub and is stopped (SIGTERM, as a
-    closing terminal or a CI job's timeout does). The check turns green meanwhile: `promoflow resume` carries the
-    promotion on in its own process, once, and the stopped run ends saying where its work went."""
+    closing terminal or a CI job's timeout does, or kill -9). The check turns green meanwhile: `promoflow resume`
+    carries the promotion on in its own process, once, and the stopped run ends saying where its work went."""
     monkeypatch.setenv("PF_TEST_GITHUB_TOKEN", PEOPLE["PF_TEST_GITHUB_TOKEN"])
     with GitHubStandIn({REPO: sandbox.repo}, tokens=TOKENS) as github:
         configure(sandbox, github_section(github.url), DEV_CHECKED)
         sandbox.publish("1.2.0")
         running = start_cli(sandbox, "promote", "web", "--to", "dev", env=PEOPLE)
         dev = wait_for(lambda: awaiting(sandbox, "dev"), timeout=120, what="dev to wait for its check")
-        running.send_signal(signal.SIGTERM)
+        running.send_signal(crash)
         running.communicate(timeout=60)
 
         # Its process is gone; the records and status still say what it waits for.

@@ -142,16 +142,20 @@ def test_a_promotion_waiting_for_a_window_survives_its_serve_process(
     assert done["flow_run_id"] == run  # the suspended run went on: no second one
 
 
-def test_a_terminal_promotion_killed_while_waiting_for_a_window_is_resumed_once_it_opens(sandbox: Sandbox) -> None:
-    """Waiting in place in a terminal, its process killed: once the window opens, `promoflow resume` carries the
-    promotion on in a new run of its own process, once; the dead run ends Abandoned, saying where its work went."""
+@pytest.mark.parametrize("crash", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_terminal_promotion_killed_while_waiting_for_a_window_is_resumed_once_it_opens(
+    sandbox: Sandbox, crash: signal.Signals
+) -> None:
+    """Waiting in place in a terminal, its process killed (or stopped by SIGTERM): once the window opens, `promoflow
+    resume` carries the promotion on in a new run of its own process, once; the dead run ends Crashed (Abandoned,
+    saying where its work went, if nothing ended it as it died)."""
     sandbox.publish("1.2.0")
     assert sandbox.cli("promote", "web", "--to", "dev", env=REQUESTER).returncode == 0
     opens = window_opening(sandbox, after=30)
     running = start_cli(sandbox, "promote", "web", "--to", "staging")
     wait = wait_for(lambda: held_by_the_window(sandbox, "RUNNING"), timeout=240, what="the window to hold it")
     pid, run = wait["promotion"], promotion(sandbox, wait["promotion"])["flow_run_id"]
-    os.killpg(running.pid, signal.SIGKILL)
+    os.killpg(running.pid, crash)
     running.wait(timeout=30)
 
     # Its process is gone; the records and status still say what it waits for.
@@ -165,6 +169,9 @@ def test_a_terminal_promotion_killed_while_waiting_for_a_window_is_resumed_once_
     assert resumed.stdout.strip().endswith("it carried on in this process."), resumed.stdout
     done = completed_once(sandbox, pid, opens)
     assert done["flow_run_id"] != run
-    abandoned = flow_run(run)["state"]
-    assert (abandoned["type"], abandoned["name"]) == ("CRASHED", "Abandoned"), abandoned
-    assert f"promotion {pid} carries on in process" in abandoned["message"]
+    stopped = flow_run(run)["state"]
+    if crash == signal.SIGKILL:  # nothing ended it as it died: `resume` did, saying where its work went
+        assert (stopped["type"], stopped["name"]) == ("CRASHED", "Abandoned"), stopped
+        assert f"promotion {pid} carries on in process" in stopped["message"]
+    else:  # Prefect's engine ended it as the signal came
+        assert (stopped["type"], stopped["name"]) == ("CRASHED", "Crashed"), stopped

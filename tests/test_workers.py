@@ -6,21 +6,22 @@ a push itself and hands the releases to the workers.
 Ten apps take one release through dev -> staging -> prod at once, with approvals; one worker dies with its flow
 runs (SIGKILL to it and to every process it started, as when its machine dies) while promotions run. Every
 promotion still finishes, on the other worker, none twice. While every app then waits for its prod approval, the
-other worker is redeployed (SIGTERM, a new worker started): the approvals resume the pipelines on the new one.
-And with GitHub: a pipeline survives its worker dying while it waits for a required check, then a redeploy while it
-waits for a deployment window.
+other worker dies (kill -9) and the next is redeployed (SIGTERM, a new worker started): the approvals resume the
+pipelines on the new one. And with GitHub: a pipeline survives its worker dying while it waits for a required
+check, then again while it waits for a deployment window (kill -9 then a redeploy's SIGTERM, or the other way).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -227,7 +228,7 @@ def prefect_on_postgres(
 
     from promoflow import server
 
-    name = f"prefect_{request.node.originalname.removeprefix('test_')}"[:63]
+    name = "prefect_" + re.sub(r"\W", "_", request.node.name.lower().removeprefix("test_"))[-55:]  # params apart
     engine = sqlalchemy.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -332,10 +333,13 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
 
         prod = wait_for(lambda: waiting_in("prod"), timeout=300, what="every app to wait in prod", every=1)
         print(f"prod waits after {time.monotonic() - started:.1f} s")
-        # Every pipeline waits suspended, in no process: a redeploy (SIGTERM of the last worker, a new one started)
-        # loses none of them; the approvals resume them on the new worker.
-        docker_stop(workers[survivor])
+        # Every pipeline waits suspended, in no process: the last worker's machine dying (kill -9), then a redeploy
+        # of the next (SIGTERM, a new one started) lose none of them; the approvals resume them on the new worker.
+        kill_all(workers[survivor])
         workers["worker-c"] = start_worker(topology, api, "worker-c")
+        assert all(p["state"] == "awaiting_approval" for p in waiting_in("prod"))
+        docker_stop(workers["worker-c"])
+        workers["worker-d"] = start_worker(topology, api, "worker-d")
         assert all(p["state"] == "awaiting_approval" for p in waiting_in("prod"))
         approve(sandbox, prod)
         done = wait_for(
@@ -393,15 +397,23 @@ def test_ten_apps_through_three_environments_survive_a_killed_worker(
     print(f"test took {time.monotonic() - started:.1f} s")
 
 
+@pytest.mark.parametrize(
+    ("at_checks", "at_window"), [(kill_all, docker_stop), (docker_stop, kill_all)], ids=["kill-9,term", "term,kill-9"]
+)
 def test_a_pipeline_waiting_for_checks_then_a_window_survives_its_workers(
-    sandbox: Sandbox, tmp_path: Path, prefect_on_postgres: str, monkeypatch: pytest.MonkeyPatch
+    sandbox: Sandbox,
+    tmp_path: Path,
+    prefect_on_postgres: str,
+    monkeypatch: pytest.MonkeyPatch,
+    at_checks: Callable[[subprocess.Popen[bytes]], None],
+    at_window: Callable[[subprocess.Popen[bytes]], None],
 ) -> None:
     """A pipeline, in its worker's own process, waits for dev's required check on GitHub, suspended. The worker dies
-    (SIGKILL to it and its processes) and the check turns green meanwhile: on a new worker, the reconcile's poll of
-    GitHub finds it and the pipeline goes on in the same flow run to staging, where it waits for a window. That
-    worker is redeployed (SIGTERM): once the window opens the pipeline completes on the next one, with one pull
-    request, one merge and one apply per environment. At every stop the records, Prefect's run state and
-    `promoflow status` agree."""
+    (`at_checks`: SIGKILL to it and its processes, or a redeploy's SIGTERM) and the check turns green meanwhile: on
+    a new worker, the reconcile's poll of GitHub finds it and the pipeline goes on in the same flow run to staging,
+    where it waits for a window. That worker dies too (`at_window`): once the window opens the pipeline completes
+    on the next one, with one pull request, one merge and one apply per environment. At every stop the records,
+    Prefect's run state and `promoflow status` agree."""
     api = prefect_on_postgres
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # prefect and python of this venv
@@ -425,7 +437,7 @@ def test_a_pipeline_waiting_for_checks_then_a_window_survives_its_workers(
         dev = wait_for(lambda: suspended_waiting(sandbox, "dev"), timeout=240, what="dev to wait for its check")
         run = dev["flow_run_id"]  # the pipeline's: both environments' promotions run in it
         assert _run(api, run)["infrastructure_pid"] == str(worker.pid)  # in the worker's own process
-        kill_all(worker)
+        at_checks(worker)
 
         # Nothing runs it; Prefect, the records and status say the same: it waits for ci/test.
         assert run_state(run) == ("PAUSED", "Suspended")
@@ -441,7 +453,7 @@ def test_a_pipeline_waiting_for_checks_then_a_window_survives_its_workers(
         staging = promotion(sandbox, wait["promotion"])
         assert staging["flow_run_id"] == run and staging["state"] == "pending"
         says_it_waits_for(sandbox, wait, opens)
-        docker_stop(worker)
+        at_window(worker)
 
         start_worker(topology, api, "worker-c")
         assert run_state(run) == ("PAUSED", "Suspended")
