@@ -18,6 +18,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed, Scheduled
 
 from promoflow.engine.states import PromotionState
+from promoflow.prefect_api import WOKEN, put_back_on_schedule
 from promoflow.project import Project
 from promoflow.promotion import process_alive, runner_alive, runner_id
 from promoflow.records import Promotion
@@ -100,12 +101,11 @@ def wake(project: Project, promotion_id: int, here: bool = False) -> str:
         if found.verdict == "busy":
             return f"{found.why}: it sees the decision within seconds"
         if found.verdict == "suspended":
-            assert found.run is not None
-            # The process that suspended it has ended: until the next one takes the promotion, its run running
-            # must not read as that process gone (a reconcile would start a second run).
-            project.db.update_promotion(promotion_id, runner=None)
-            client.set_flow_run_state(found.run.id, Scheduled(message="woken by promoflow"), force=True)
-            return "its suspended run was put back on the schedule"
+            run = found.run
+            assert run is not None
+            return put_back_on_schedule(
+                project, promotion_id, lambda: client.set_flow_run_state(run.id, Scheduled(message=WOKEN), force=True)
+            )
         if found.verdict == "hosted":  # carried on here, the pipeline's next environments would be lost
             return f"{found.why} (`promoflow resume {promotion_id}` carries this promotion on here instead)"
     if found.verdict == "cancelled":

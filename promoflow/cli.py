@@ -924,17 +924,13 @@ def _decide(
 ) -> None:
     with _user_errors():
         project = _project(config)
+        from promoflow import decisions
         from promoflow.promotion import require_decidable
 
         require_decidable(project.db.promotion(promotion_id))
         _connect_prefect(project, start=False)
-        from promoflow import server
-
-        server.without_heartbeat()  # the promotion may carry on in this process
-        from flows.approval import send_decision
-
         who = as_user or settings.current_user()
-        _, woken = send_decision(project, promotion_id, who, decision, comment)
+        _, woken = decisions.send(project, promotion_id, who, decision, comment)
     out.print(f"{'Approved' if decision == 'approve' else 'Rejected'} promotion {promotion_id} as {who}: {woken}.")
 
 

@@ -627,7 +627,7 @@ def _approvals(
 ) -> None:
     """Announce each promotion that waits for approval; with --yes, approve it as the CLI would (or, with
     the GitHub forge, as a reviewer of its pull request)."""
-    from flows.approval import send_decision
+    from promoflow import decisions
 
     announced: set[int] = set()
     while not stop.wait(0.3):
@@ -639,7 +639,7 @@ def _approvals(
                 _review(project, out, github, promotion.id, yes)
             elif yes:
                 _say(out, "--yes:", f" approving promotion {promotion.id} ({promotion.environment}) as {APPROVER}")
-                send_decision(project, promotion.id, APPROVER, "approve", "approved by `promoflow demo --yes`")
+                decisions.send(project, promotion.id, APPROVER, "approve", "approved by `promoflow demo --yes`")
             else:
                 _say(
                     out,

@@ -120,10 +120,13 @@ def test_a_pipeline_waiting_for_approval_survives_its_serve_process(
     assert run_state(staging["flow_run_id"]) == ("PAUSED", "Suspended")
     assert [w["promotion"] for w in status_of(sandbox, "staging")["waiting"]] == [staging["id"]]
 
-    # The approval is recorded even though no process can act on it yet; the run is put back on the schedule.
-    approved = sandbox.cli("approve", str(staging["id"]), "--as", "uma")
-    assert approved.returncode == 0, approved.stderr
+    # The approval is recorded even though no process can act on it yet; the run is put back on the schedule,
+    # without importing Prefect (a second of the command's time).
+    approved = sandbox.cli("approve", str(staging["id"]), "--as", "uma", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert approved.returncode == 0, approved.stderr[-3000:]
     assert "put back on the schedule" in approved.stdout
+    imported = [line.split("|")[-1].strip() for line in approved.stderr.splitlines() if line.startswith("import time:")]
+    assert "promoflow.decisions" in imported and not [m for m in imported if m.split(".")[0] == "prefect"]
 
     with served(sandbox, log) as serving:
         prod = wait_for(lambda: suspended_waiting(sandbox, "prod"), timeout=240, what="prod to wait")
