@@ -577,9 +577,10 @@ APPROVAL_NOTES = [
     "`+worker`: the same through docker-compose.yml's topology, natively: deploy/register-deployments.sh's work "
     "pool and deployments, and one `python -m deployments.worker` (it polls the pool every second and runs "
     "pipelines in its own process: no new Python process when a run goes on).",
-    "The call of `promoflow approve` is mostly a new Python process starting and importing Prefect (about 1.9 s); "
-    "it resumes the run before it exits, so on the worker the run may run again before the call has returned "
-    "(a negative `until the run runs again`).",
+    "The call of `promoflow approve` is mostly a new Python process starting (about 1 s): it records the "
+    "decision and puts the suspended run back on the schedule with two calls to Prefect's REST API, without "
+    "importing Prefect; it does so before it exits, so on the worker the run may run again before the call has "
+    "returned (a negative `until the run runs again`).",
 ]
 
 
