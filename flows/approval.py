@@ -1,9 +1,5 @@
-"""Decisions on waiting promotions from the Prefect UI: the approval form of a paused or suspended run (Resume).
-The CLI's `approve` / `reject` are promoflow.decisions.send.
-
-Every decision is recorded first, with its source and whether the environment's policy counts it; then the
-promotion's run is told to look again. The record is what counts: a run that was busy, or gone, finds it.
-"""
+"""Decisions on waiting promotions from the Prefect UI: the approval form of a paused or suspended run (Resume),
+recorded by promoflow.decisions as the CLI's `approve` / `reject` are."""
 
 from __future__ import annotations
 
